@@ -1,0 +1,724 @@
+//! The pools of one engine and the management operations on them.
+//!
+//! Every management operation (pool and replica create, destroy, resize,
+//! import, export) is serialised by one async lock: they are rare, and it
+//! makes uniqueness checks across pools race-free. Lists read a snapshot
+//! without waiting for that lock.
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+use blockdev::{BlockDevice, DiskUri, OpenOptions};
+use parking_lot::RwLock;
+use pool_format::{Geometry, Owner, PoolMeta, ReplicaRecord, Share, DEFAULT_CLUSTER_SIZE, DEFAULT_RT_PAGES};
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+use super::{
+    disk::{probe, wipe_headers, CoreRef, PoolCore, Probe},
+    replica::{Replica, ReplicaState},
+    CheckReport, CreatePoolArgs, CreateReplicaArgs, PoolError, PoolInfo, ReplicaInfo,
+    ReplicaSelector, ShareProtocol,
+};
+
+/// One imported pool.
+struct Pool {
+    core: CoreRef,
+    /// Identity of the disk, to refuse a second pool on it.
+    disk_key: String,
+    replicas: RwLock<HashMap<Uuid, Arc<ReplicaState>>>,
+}
+
+impl Pool {
+    fn info(&self) -> PoolInfo {
+        use std::sync::atomic::Ordering::Acquire;
+        let c = &self.core;
+        PoolInfo {
+            name: c.name.clone(),
+            uuid: c.uuid,
+            disks: vec![c.disk_uri.clone()],
+            state: c.state(),
+            capacity_bytes: c.geometry.capacity_bytes(),
+            used_bytes: c.used_clusters.load(Acquire) * c.geometry.cluster_size_bytes,
+            committed_bytes: c.committed_bytes.load(Acquire),
+            cluster_size_bytes: c.geometry.cluster_size_bytes,
+            replica_count: c.replica_count.load(Acquire),
+        }
+    }
+
+    fn find_replica(&self, name: &str) -> Option<Arc<ReplicaState>> {
+        self.replicas
+            .read()
+            .values()
+            .find(|r| r.record.read().name == name)
+            .cloned()
+    }
+}
+
+/// All pools of this engine.
+pub struct PoolRegistry {
+    opts: OpenOptions,
+    pools: RwLock<Vec<Arc<Pool>>>,
+    op_lock: tokio::sync::Mutex<()>,
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), PoolError> {
+    if name.is_empty() {
+        return Err(PoolError::InvalidArgument(format!("{what} name is empty")));
+    }
+    if name.len() > pool_format::MAX_NAME_LEN {
+        return Err(PoolError::InvalidArgument(format!(
+            "{what} name is longer than {} bytes",
+            pool_format::MAX_NAME_LEN
+        )));
+    }
+    if name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(PoolError::InvalidArgument(format!(
+            "{what} name '{}' contains '/' or control characters",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn check_hosts(hosts: &[String]) -> Result<(), PoolError> {
+    if hosts.len() > pool_format::MAX_ALLOWED_HOSTS {
+        return Err(PoolError::InvalidArgument(format!(
+            "at most {} allowed hosts",
+            pool_format::MAX_ALLOWED_HOSTS
+        )));
+    }
+    for h in hosts {
+        if !h.starts_with("nqn.") || h.len() > pool_format::MAX_NQN_LEN || h.chars().any(char::is_control) {
+            return Err(PoolError::InvalidArgument(format!(
+                "allowed host '{}' is not an NQN (nqn.*, at most {} bytes)",
+                h.escape_debug(),
+                pool_format::MAX_NQN_LEN
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A stable identity for a disk, whichever URI names it.
+fn disk_key(uri: &DiskUri) -> String {
+    match uri {
+        DiskUri::Malloc { name, .. } => format!("malloc:{name}"),
+        other => {
+            let p = other.path().unwrap_or(Path::new(""));
+            let canon = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            format!("path:{}", canon.display())
+        }
+    }
+}
+
+fn share_to_format(s: ShareProtocol) -> Share {
+    match s {
+        ShareProtocol::None => Share::None,
+        ShareProtocol::Nvmf => Share::Nvmf,
+    }
+}
+
+impl PoolRegistry {
+    pub fn new(opts: OpenOptions) -> Self {
+        PoolRegistry {
+            opts,
+            pools: RwLock::new(Vec::new()),
+            op_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn find_pool(&self, name_or_uuid: &str) -> Option<Arc<Pool>> {
+        let pools = self.pools.read();
+        pools
+            .iter()
+            .find(|p| p.core.name == name_or_uuid)
+            .or_else(|| {
+                Uuid::parse_str(name_or_uuid)
+                    .ok()
+                    .and_then(|u| pools.iter().find(|p| p.core.uuid == u))
+            })
+            .cloned()
+    }
+
+    fn get_pool(&self, name_or_uuid: &str) -> Result<Arc<Pool>, PoolError> {
+        self.find_pool(name_or_uuid)
+            .ok_or_else(|| PoolError::PoolNotFound(name_or_uuid.to_string()))
+    }
+
+    /// Creates a pool, or imports it when the disk already holds a pool of
+    /// that name; returns the existing pool when it is already imported on
+    /// the same disk.
+    #[instrument(skip_all, fields(pool = %args.name))]
+    pub async fn create_pool(&self, args: CreatePoolArgs) -> Result<PoolInfo, PoolError> {
+        self.create_or_import(args, true).await
+    }
+
+    /// Imports the pool the disk holds; fails when the disk holds no pool.
+    #[instrument(skip_all, fields(pool = %args.name))]
+    pub async fn import_pool(&self, args: CreatePoolArgs) -> Result<PoolInfo, PoolError> {
+        self.create_or_import(args, false).await
+    }
+
+    async fn create_or_import(&self, args: CreatePoolArgs, may_create: bool) -> Result<PoolInfo, PoolError> {
+        check_name("pool", &args.name)?;
+        let [disk] = args.disks.as_slice() else {
+            return Err(PoolError::InvalidArgument(format!(
+                "a pool takes exactly one disk, {} given",
+                args.disks.len()
+            )));
+        };
+        let uri: DiskUri = disk.parse().map_err(|e| PoolError::Disk {
+            disk: disk.clone(),
+            source: blockdev::BlockDevError::Uri(e),
+        })?;
+        let cluster_size = args.cluster_size_bytes.unwrap_or(DEFAULT_CLUSTER_SIZE);
+        if !cluster_size.is_power_of_two()
+            || !(pool_format::MIN_CLUSTER_SIZE..=pool_format::MAX_CLUSTER_SIZE).contains(&cluster_size)
+        {
+            return Err(PoolError::InvalidArgument(format!(
+                "cluster size must be a power of two between {} and {} bytes, got {cluster_size}",
+                pool_format::MIN_CLUSTER_SIZE,
+                pool_format::MAX_CLUSTER_SIZE
+            )));
+        }
+        let key = disk_key(&uri);
+        let _guard = self.op_lock.lock().await;
+        if let Some(p) = self.find_pool(&args.name) {
+            if p.disk_key == key {
+                if let Some(u) = args.uuid {
+                    if u != p.core.uuid {
+                        return Err(PoolError::UuidMismatch {
+                            name: args.name,
+                            disk: p.core.disk_uri.clone(),
+                            found: p.core.uuid,
+                            wanted: u,
+                        });
+                    }
+                }
+                return Ok(p.info());
+            }
+            return Err(PoolError::PoolExists {
+                name: args.name,
+                disk: p.core.disk_uri.clone(),
+            });
+        }
+        if let Some(p) = self.pools.read().iter().find(|p| p.disk_key == key) {
+            return Err(PoolError::DiskInUse {
+                disk: disk.clone(),
+                name: p.core.name.clone(),
+            });
+        }
+        let dev = blockdev::open(&uri, &self.opts).await.map_err(|e| PoolError::Disk {
+            disk: disk.clone(),
+            source: e,
+        })?;
+        let canonical = uri.to_string();
+        let (core, imported) = match probe(&dev, &canonical, &args.name).await? {
+            Probe::Pool {
+                meta,
+                generation,
+                needs_repair,
+            } => {
+                if meta.name != args.name {
+                    return Err(PoolError::DiskHoldsOtherPool {
+                        disk: canonical,
+                        found: meta.name,
+                        uuid: meta.uuid,
+                        wanted: args.name,
+                    });
+                }
+                if let Some(u) = args.uuid {
+                    if u != meta.uuid {
+                        return Err(PoolError::UuidMismatch {
+                            name: args.name,
+                            disk: canonical,
+                            found: meta.uuid,
+                            wanted: u,
+                        });
+                    }
+                }
+                if meta.geometry.block_size != dev.info().block_size {
+                    return Err(PoolError::FailedPrecondition {
+                        pool: args.name,
+                        reason: format!(
+                            "the pool was created with {}-byte blocks but the disk was opened with {}-byte blocks (set blk_size={} in the uri)",
+                            meta.geometry.block_size,
+                            dev.info().block_size,
+                            meta.geometry.block_size
+                        ),
+                    });
+                }
+                let problems = pool_format::check_meta(&meta);
+                if !problems.is_empty() {
+                    let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                    return Err(PoolError::Corrupt {
+                        pool: args.name,
+                        reason: list.join("; "),
+                    });
+                }
+                let generation = if needs_repair {
+                    let g = generation + 1;
+                    warn!(pool = %meta.name, generation = g, "repairing metadata copies");
+                    PoolCore::write_full(&dev, &canonical, &meta, g).await?;
+                    g
+                } else {
+                    generation
+                };
+                (PoolCore::new(canonical, dev, meta, generation)?, true)
+            }
+            Probe::Blank => {
+                if !may_create {
+                    return Err(PoolError::FailedPrecondition {
+                        pool: args.name,
+                        reason: format!("disk {canonical} holds no pool to import"),
+                    });
+                }
+                let info = dev.info().clone();
+                let geometry = Geometry::new(info.size_bytes(), info.block_size, cluster_size, DEFAULT_RT_PAGES)
+                    .map_err(|e| PoolError::InvalidArgument(format!("disk {canonical}: {e}")))?;
+                let uuid = args.uuid.unwrap_or_else(Uuid::new_v4);
+                let meta = PoolMeta::new(uuid, &args.name, geometry)
+                    .map_err(|e| PoolError::InvalidArgument(e.to_string()))?;
+                PoolCore::write_full(&dev, &canonical, &meta, 1).await?;
+                (PoolCore::new(canonical, dev, meta, 1)?, false)
+            }
+        };
+        let core = Arc::new(core);
+        let replicas = {
+            let st = core.meta.lock().await;
+            let cs = core.geometry.cluster_size_bytes;
+            let mut owned: HashMap<u32, Vec<(u32, u32)>> = HashMap::new();
+            for (physical, o) in st.meta.owners.iter().enumerate() {
+                if !o.is_free() {
+                    owned.entry(o.slot).or_default().push((physical as u32, o.logical));
+                }
+            }
+            st.meta
+                .replicas
+                .iter()
+                .map(|r| {
+                    let clusters = owned.remove(&r.slot).unwrap_or_default();
+                    (r.uuid, Arc::new(ReplicaState::new(r.clone(), &clusters, cs)))
+                })
+                .collect()
+        };
+        let pool = Arc::new(Pool {
+            core,
+            disk_key: key,
+            replicas: RwLock::new(replicas),
+        });
+        let info = pool.info();
+        info!(
+            pool = %info.name,
+            uuid = %info.uuid,
+            disk = %info.disks[0],
+            replicas = info.replica_count,
+            imported,
+            "pool ready"
+        );
+        self.pools.write().push(pool);
+        Ok(info)
+    }
+
+    /// Flushes and forgets a pool, leaving it on disk.
+    #[instrument(skip(self))]
+    pub async fn export_pool(&self, name: &str) -> Result<(), PoolError> {
+        let _guard = self.op_lock.lock().await;
+        let pool = self.get_pool(name)?;
+        let _st = pool.core.meta.lock().await;
+        if let Err(e) = pool.core.dev.flush().await {
+            warn!(pool = %name, error = %e, "flush on export failed");
+        }
+        self.remove(&pool);
+        Ok(())
+    }
+
+    /// Destroys a pool and all its replicas: the disk no longer holds a
+    /// pool afterwards.
+    #[instrument(skip(self))]
+    pub async fn destroy_pool(&self, name: &str) -> Result<(), PoolError> {
+        let _guard = self.op_lock.lock().await;
+        let pool = self.get_pool(name)?;
+        let _st = pool.core.meta.lock().await;
+        for r in pool.replicas.read().values() {
+            r.destroyed.store(true, std::sync::atomic::Ordering::Release);
+        }
+        let res = wipe_headers(&pool.core.dev, &pool.core.disk_uri).await;
+        if let Err(e) = &res {
+            // A disk that cannot be written any more is still released.
+            warn!(pool = %name, error = %e, "could not wipe the pool's metadata");
+        }
+        self.remove(&pool);
+        info!(pool = %name, "pool destroyed");
+        Ok(())
+    }
+
+    fn remove(&self, pool: &Arc<Pool>) {
+        self.pools.write().retain(|p| !Arc::ptr_eq(p, pool));
+    }
+
+    pub fn list_pools(&self) -> Vec<PoolInfo> {
+        let mut v: Vec<_> = self.pools.read().iter().map(|p| p.info()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn pool(&self, name_or_uuid: &str) -> Result<PoolInfo, PoolError> {
+        Ok(self.get_pool(name_or_uuid)?.info())
+    }
+
+    /// Verifies a pool's metadata on disk and in memory.
+    #[instrument(skip(self))]
+    pub async fn check_pool(&self, name: &str) -> Result<CheckReport, PoolError> {
+        let pool = self.get_pool(name)?;
+        let st = pool.core.meta.lock().await;
+        let mut problems = pool.core.check(&st).await?;
+        // The live cluster maps must agree with the owner table.
+        let cs = pool.core.geometry.cluster_size_bytes;
+        for r in pool.replicas.read().values() {
+            let rec = r.record.read();
+            let Some(meta_rec) = st.meta.replicas.iter().find(|m| m.uuid == r.uuid) else {
+                problems.push(format!("replica '{}' is open but not in the replica table", rec.name));
+                continue;
+            };
+            if *meta_rec != *rec {
+                problems.push(format!("replica '{}' differs from its table entry", rec.name));
+            }
+            let map = r.map.read();
+            if map.len() as u64 != rec.clusters(cs) {
+                problems.push(format!("replica '{}' map has {} entries", rec.name, map.len()));
+            }
+            for (logical, phys) in map.iter().enumerate() {
+                let phys = phys.load(std::sync::atomic::Ordering::Acquire);
+                if phys == 0 {
+                    continue;
+                }
+                let owner = st.meta.owners.get(phys as usize - 1).copied().unwrap_or(Owner::FREE);
+                if owner.slot != r.slot || owner.logical as usize != logical {
+                    problems.push(format!(
+                        "replica '{}' maps logical cluster {logical} to cluster {} owned by slot {} logical {}",
+                        rec.name,
+                        phys - 1,
+                        owner.slot,
+                        owner.logical
+                    ));
+                }
+            }
+        }
+        if pool.replicas.read().len() != st.meta.replicas.len() {
+            problems.push("open replicas and the replica table differ in number".to_string());
+        }
+        Ok(CheckReport {
+            pool: pool.core.name.clone(),
+            problems,
+            clusters_total: pool.core.geometry.num_clusters,
+            clusters_used: u64::from(st.alloc.used_clusters()),
+            replicas: st.meta.replicas.len() as u64,
+            generation: st.generation,
+        })
+    }
+
+    fn find_replica_anywhere(&self, uuid: &Uuid) -> Option<(Arc<Pool>, Arc<ReplicaState>)> {
+        self.pools.read().iter().find_map(|p| {
+            p.replicas.read().get(uuid).map(|r| (p.clone(), r.clone()))
+        })
+    }
+
+    fn select(&self, sel: &ReplicaSelector) -> Result<(Arc<Pool>, Arc<ReplicaState>), PoolError> {
+        match sel {
+            ReplicaSelector::Uuid(u) => self
+                .find_replica_anywhere(u)
+                .ok_or_else(|| PoolError::ReplicaNotFound(u.to_string())),
+            ReplicaSelector::Name { pool, name } => {
+                let p = self.get_pool(pool)?;
+                let r = p
+                    .find_replica(name)
+                    .ok_or_else(|| PoolError::ReplicaNotFound(format!("{pool}/{name}")))?;
+                Ok((p, r))
+            }
+        }
+    }
+
+    /// Creates a replica. Creating the same replica again (same uuid, name,
+    /// pool, size and thin flag) returns it unchanged.
+    #[instrument(skip_all, fields(replica = %args.uuid, pool = %args.pool))]
+    pub async fn create_replica(&self, args: CreateReplicaArgs) -> Result<ReplicaInfo, PoolError> {
+        check_name("replica", &args.name)?;
+        check_hosts(&args.allowed_hosts)?;
+        if args.size_bytes == 0 {
+            return Err(PoolError::InvalidArgument("replica size must be greater than 0".into()));
+        }
+        let _guard = self.op_lock.lock().await;
+        let pool = self.get_pool(&args.pool)?;
+        let core = &pool.core;
+        let bs = u64::from(core.geometry.block_size);
+        let cs = core.geometry.cluster_size_bytes;
+        let size_bytes = args
+            .size_bytes
+            .checked_next_multiple_of(bs)
+            .filter(|s| s.div_ceil(cs) <= u64::from(u32::MAX))
+            .ok_or_else(|| PoolError::InvalidArgument(format!("replica size {} is too large", args.size_bytes)))?;
+        if let Some((p, r)) = self.find_replica_anywhere(&args.uuid) {
+            let rec = r.record.read();
+            if Arc::ptr_eq(&p, &pool) && rec.name == args.name && rec.size_bytes == size_bytes && rec.thin == args.thin {
+                return Ok(r.info(&p.core));
+            }
+            return Err(PoolError::ReplicaUuidExists(args.uuid));
+        }
+        if pool.find_replica(&args.name).is_some() {
+            return Err(PoolError::ReplicaNameExists {
+                pool: core.name.clone(),
+                name: args.name,
+            });
+        }
+        let clusters = size_bytes.div_ceil(cs);
+        let mut st = core.meta.lock().await;
+        core.check_writable()?;
+        if !args.thin && clusters > u64::from(st.alloc.free_clusters()) {
+            return Err(PoolError::NoSpace {
+                pool: core.name.clone(),
+                needed_bytes: clusters * cs,
+                free_bytes: u64::from(st.alloc.free_clusters()) * cs,
+            });
+        }
+        let mut used_slots: Vec<u32> = st.meta.replicas.iter().map(|r| r.slot).collect();
+        used_slots.sort_unstable();
+        let slot = (1..).zip(used_slots.iter()).find(|(want, have)| want != *have).map_or(
+            used_slots.len() as u32 + 1,
+            |(want, _)| want,
+        );
+        let record = ReplicaRecord {
+            slot,
+            uuid: args.uuid,
+            name: args.name.clone(),
+            size_bytes,
+            thin: args.thin,
+            share: share_to_format(args.share),
+            allowed_hosts: args.allowed_hosts.clone(),
+        };
+        let physical = if args.thin {
+            Vec::new()
+        } else {
+            st.alloc.allocate(clusters as u32).ok_or_else(|| PoolError::NoSpace {
+                pool: core.name.clone(),
+                needed_bytes: clusters * cs,
+                free_bytes: 0,
+            })?
+        };
+        let undo = |st: &mut super::disk::MetaState, physical: &[u32]| {
+            for c in physical {
+                st.meta.owners[*c as usize] = Owner::FREE;
+                st.alloc.release(*c);
+            }
+            st.meta.replicas.retain(|r| r.slot != slot);
+        };
+        if let Err(e) = core.zero_clusters(&physical).await {
+            undo(&mut st, &physical);
+            return Err(e);
+        }
+        let pairs: Vec<(u32, u32)> = physical.iter().enumerate().map(|(l, p)| (*p, l as u32)).collect();
+        for (p, l) in &pairs {
+            st.meta.owners[*p as usize] = Owner { slot, logical: *l };
+        }
+        let pos = st.meta.replicas.partition_point(|r| r.slot < slot);
+        st.meta.replicas.insert(pos, record.clone());
+        if let Err(e) = core.commit(&mut st).await {
+            undo(&mut st, &physical);
+            return Err(e);
+        }
+        drop(st);
+        let state = Arc::new(ReplicaState::new(record, &pairs, cs));
+        let info = state.info(core);
+        pool.replicas.write().insert(args.uuid, state);
+        info!(replica = %info.uuid, name = %info.name, size_bytes, thin = args.thin, "replica created");
+        Ok(info)
+    }
+
+    /// Destroys a replica and frees its clusters.
+    #[instrument(skip(self))]
+    pub async fn destroy_replica(&self, sel: &ReplicaSelector) -> Result<(), PoolError> {
+        let _guard = self.op_lock.lock().await;
+        let (pool, r) = self.select(sel)?;
+        let core = &pool.core;
+        let mut st = core.meta.lock().await;
+        core.check_writable()?;
+        let saved_replicas = st.meta.replicas.clone();
+        let mut freed = Vec::new();
+        for (i, o) in st.meta.owners.iter_mut().enumerate() {
+            if o.slot == r.slot {
+                freed.push((i as u32, *o));
+                *o = Owner::FREE;
+            }
+        }
+        st.meta.replicas.retain(|x| x.slot != r.slot);
+        if let Err(e) = core.commit(&mut st).await {
+            st.meta.replicas = saved_replicas;
+            for (i, o) in freed {
+                st.meta.owners[i as usize] = o;
+            }
+            return Err(e);
+        }
+        for (i, _) in &freed {
+            st.alloc.release(*i);
+        }
+        core.used_clusters.store(
+            u64::from(st.alloc.used_clusters()),
+            std::sync::atomic::Ordering::Release,
+        );
+        r.destroyed.store(true, std::sync::atomic::Ordering::Release);
+        pool.replicas.write().remove(&r.uuid);
+        info!(replica = %r.uuid, pool = %core.name, "replica destroyed");
+        Ok(())
+    }
+
+    pub fn list_replicas(&self) -> Vec<ReplicaInfo> {
+        let mut v: Vec<ReplicaInfo> = self
+            .pools
+            .read()
+            .iter()
+            .flat_map(|p| {
+                p.replicas
+                    .read()
+                    .values()
+                    .map(|r| r.info(&p.core))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.pool_name, &a.name).cmp(&(&b.pool_name, &b.name)));
+        v
+    }
+
+    pub fn replica(&self, sel: &ReplicaSelector) -> Result<ReplicaInfo, PoolError> {
+        let (p, r) = self.select(sel)?;
+        Ok(r.info(&p.core))
+    }
+
+    /// Grows a replica (shrinking is refused). Open handles keep their old
+    /// size; open the replica again to see the new one.
+    #[instrument(skip(self))]
+    pub async fn resize_replica(&self, sel: &ReplicaSelector, size_bytes: u64) -> Result<ReplicaInfo, PoolError> {
+        let _guard = self.op_lock.lock().await;
+        let (pool, r) = self.select(sel)?;
+        let core = &pool.core;
+        let bs = u64::from(core.geometry.block_size);
+        let cs = core.geometry.cluster_size_bytes;
+        let new_size = size_bytes
+            .checked_next_multiple_of(bs)
+            .filter(|s| s.div_ceil(cs) <= u64::from(u32::MAX))
+            .ok_or_else(|| PoolError::InvalidArgument(format!("replica size {size_bytes} is too large")))?;
+        let old = r.record.read().clone();
+        if new_size == old.size_bytes {
+            return Ok(r.info(core));
+        }
+        if new_size < old.size_bytes {
+            return Err(PoolError::FailedPrecondition {
+                pool: core.name.clone(),
+                reason: format!(
+                    "replica '{}' is {} bytes; shrinking to {new_size} is not supported",
+                    old.name, old.size_bytes
+                ),
+            });
+        }
+        let mut st = core.meta.lock().await;
+        core.check_writable()?;
+        let old_clusters = old.clusters(cs);
+        let new_clusters = new_size.div_ceil(cs);
+        let extra = new_clusters - old_clusters;
+        let physical = if old.thin || extra == 0 {
+            Vec::new()
+        } else {
+            st.alloc.allocate(extra as u32).ok_or_else(|| PoolError::NoSpace {
+                pool: core.name.clone(),
+                needed_bytes: extra * cs,
+                free_bytes: u64::from(st.alloc.free_clusters()) * cs,
+            })?
+        };
+        if let Err(e) = core.zero_clusters(&physical).await {
+            for c in &physical {
+                st.alloc.release(*c);
+            }
+            return Err(e);
+        }
+        let pairs: Vec<(u32, u32)> = physical
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, (old_clusters + i as u64) as u32))
+            .collect();
+        for (p, l) in &pairs {
+            st.meta.owners[*p as usize] = Owner { slot: r.slot, logical: *l };
+        }
+        let saved = st.meta.replicas.clone();
+        if let Some(rec) = st.meta.replicas.iter_mut().find(|x| x.slot == r.slot) {
+            rec.size_bytes = new_size;
+        }
+        if let Err(e) = core.commit(&mut st).await {
+            st.meta.replicas = saved;
+            for (p, _) in &pairs {
+                st.meta.owners[*p as usize] = Owner::FREE;
+                st.alloc.release(*p);
+            }
+            return Err(e);
+        }
+        {
+            let mut map = r.map.write();
+            map.resize_with(new_clusters as usize, || std::sync::atomic::AtomicU32::new(0));
+            for (p, l) in &pairs {
+                map[*l as usize].store(p + 1, std::sync::atomic::Ordering::Release);
+            }
+        }
+        r.allocated.fetch_add(pairs.len() as u64, std::sync::atomic::Ordering::AcqRel);
+        r.record.write().size_bytes = new_size;
+        info!(replica = %r.uuid, size_bytes = new_size, "replica resized");
+        Ok(r.info(core))
+    }
+
+    /// Changes how a replica is shared (used by the NVMe/TCP target).
+    #[instrument(skip(self, allowed_hosts))]
+    pub async fn set_replica_share(
+        &self,
+        sel: &ReplicaSelector,
+        share: ShareProtocol,
+        allowed_hosts: Vec<String>,
+    ) -> Result<ReplicaInfo, PoolError> {
+        check_hosts(&allowed_hosts)?;
+        let _guard = self.op_lock.lock().await;
+        let (pool, r) = self.select(sel)?;
+        let core = &pool.core;
+        let mut st = core.meta.lock().await;
+        let saved = st.meta.replicas.clone();
+        if let Some(rec) = st.meta.replicas.iter_mut().find(|x| x.slot == r.slot) {
+            rec.share = share_to_format(share);
+            rec.allowed_hosts = allowed_hosts.clone();
+        }
+        if let Err(e) = core.commit(&mut st).await {
+            st.meta.replicas = saved;
+            return Err(e);
+        }
+        {
+            let mut rec = r.record.write();
+            rec.share = share_to_format(share);
+            rec.allowed_hosts = allowed_hosts;
+        }
+        Ok(r.info(core))
+    }
+
+    /// Opens a replica for I/O.
+    pub fn open_replica(&self, uuid: &Uuid) -> Result<Arc<Replica>, PoolError> {
+        let (p, r) = self
+            .find_replica_anywhere(uuid)
+            .ok_or_else(|| PoolError::ReplicaNotFound(uuid.to_string()))?;
+        Ok(Arc::new(Replica::new(p.core.clone(), r)))
+    }
+
+    /// Flushes every pool and forgets them (engine shutdown).
+    pub async fn shutdown(&self) {
+        let _guard = self.op_lock.lock().await;
+        let pools: Vec<_> = self.pools.write().drain(..).collect();
+        for p in pools {
+            let _st = p.core.meta.lock().await;
+            if let Err(e) = p.core.dev.flush().await {
+                warn!(pool = %p.core.name, error = %e, "flush on shutdown failed");
+            }
+        }
+    }
+}
