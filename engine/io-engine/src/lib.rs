@@ -3,7 +3,8 @@
 //! - [`pool`]: pools (one disk each, our own on-disk format from the
 //!   `pool-format` crate) and the replicas carved out of them;
 //! - [`grpc`]: the engine gRPC API (`engine/api`) served on port 10124;
-//! - [`daemon`]: configuration and lifecycle of the `io-engine` process.
+//! - [`daemon`]: configuration and lifecycle of the `io-engine` process;
+//! - [`stress`]: the `pool-stress` workload used by crash drills.
 //!
 //! Dependency rule: this crate talks to disks only through `blockdev`, and to
 //! the outside only through the gRPC contract of `io-engine-api`.
@@ -11,6 +12,7 @@
 pub mod daemon;
 pub mod grpc;
 pub mod pool;
+pub mod stress;
 
 /// Version string reported by the host-info call.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
