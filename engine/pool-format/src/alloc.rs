@@ -6,8 +6,9 @@
 
 use crate::meta::Owner;
 
-/// Free-cluster bitmap (bit set = free).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Free-cluster bitmap (bit set = free). Two allocators are equal when
+/// the same clusters are free (the search hint does not count).
+#[derive(Debug, Clone)]
 pub struct ClusterAllocator {
     bits: Vec<u64>,
     num_clusters: u32,
@@ -15,6 +16,14 @@ pub struct ClusterAllocator {
     /// Every word below `hint` is full.
     hint: usize,
 }
+
+impl PartialEq for ClusterAllocator {
+    fn eq(&self, other: &Self) -> bool {
+        self.num_clusters == other.num_clusters && self.free == other.free && self.bits == other.bits
+    }
+}
+
+impl Eq for ClusterAllocator {}
 
 impl ClusterAllocator {
     /// All `num_clusters` clusters free.

@@ -159,7 +159,24 @@ impl PoolRegistry {
         self.create_or_import(args, false).await
     }
 
+    /// Creates or imports a pool on an already opened device, which then
+    /// stands for the disk named in `args` (fault-injection drills wrap a
+    /// disk in a [`blockdev::FaultyDevice`] this way).
+    #[instrument(skip_all, fields(pool = %args.name))]
+    pub async fn create_pool_on(&self, args: CreatePoolArgs, dev: blockdev::Device) -> Result<PoolInfo, PoolError> {
+        self.create_or_import_on(args, true, Some(dev)).await
+    }
+
     async fn create_or_import(&self, args: CreatePoolArgs, may_create: bool) -> Result<PoolInfo, PoolError> {
+        self.create_or_import_on(args, may_create, None).await
+    }
+
+    async fn create_or_import_on(
+        &self,
+        args: CreatePoolArgs,
+        may_create: bool,
+        dev: Option<blockdev::Device>,
+    ) -> Result<PoolInfo, PoolError> {
         check_name("pool", &args.name)?;
         let [disk] = args.disks.as_slice() else {
             return Err(PoolError::InvalidArgument(format!(
@@ -208,10 +225,13 @@ impl PoolRegistry {
                 name: p.core.name.clone(),
             });
         }
-        let dev = blockdev::open(&uri, &self.opts).await.map_err(|e| PoolError::Disk {
-            disk: disk.clone(),
-            source: e,
-        })?;
+        let dev = match dev {
+            Some(dev) => dev,
+            None => blockdev::open(&uri, &self.opts).await.map_err(|e| PoolError::Disk {
+                disk: disk.clone(),
+                source: e,
+            })?,
+        };
         let canonical = uri.to_string();
         let (core, imported) = match probe(&dev, &canonical, &args.name).await? {
             Probe::Pool {
