@@ -21,7 +21,12 @@
 //! Dependency rule: this crate is the only engine crate that may depend on
 //! `io-uring` and `libc`.
 
+// Unit tests may unwrap; library code may not (the lint stays on for the
+// non-test build).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod buf;
+mod disk;
 pub mod faulty;
 pub mod malloc;
 pub mod pread;
@@ -31,11 +36,11 @@ pub mod uring;
 use std::{future::Future, io, path::PathBuf};
 
 pub use buf::DmaBuf;
-pub use faulty::{FaultControl, FaultyDevice};
+pub use faulty::{FaultControl, FaultCounters, FaultyDevice};
 pub use malloc::MallocDevice;
 pub use pread::PreadDevice;
 pub use uri::{DiskUri, MallocSize, UriError};
-pub use uring::UringDevice;
+pub use uring::{UringDevice, UringStats};
 
 /// Which implementation serves a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +151,8 @@ pub trait BlockDevice: Send + Sync {
     fn info(&self) -> &DeviceInfo;
 
     /// Reads `buf.len()` bytes at `offset_bytes`.
-    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> impl Future<Output = Result<()>> + Send;
+    fn read_at(&self, offset_bytes: u64, buf: &mut [u8])
+        -> impl Future<Output = Result<()>> + Send;
 
     /// Writes `buf` at `offset_bytes`.
     fn write_at(&self, offset_bytes: u64, buf: &[u8]) -> impl Future<Output = Result<()>> + Send;
@@ -155,7 +161,11 @@ pub trait BlockDevice: Send + Sync {
     fn flush(&self) -> impl Future<Output = Result<()>> + Send;
 
     /// Makes `[offset, offset+len)` read back as zeroes.
-    fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> impl Future<Output = Result<()>> + Send;
+    fn write_zeroes(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Hints that `[offset, offset+len)` is no longer needed. Reads of an
     /// unmapped range return zeroes on every backend of this crate.
@@ -163,7 +173,12 @@ pub trait BlockDevice: Send + Sync {
 }
 
 /// Checks alignment and range of a request against `info`.
-pub fn check_io(info: &DeviceInfo, op: &'static str, offset_bytes: u64, len_bytes: u64) -> Result<()> {
+pub fn check_io(
+    info: &DeviceInfo,
+    op: &'static str,
+    offset_bytes: u64,
+    len_bytes: u64,
+) -> Result<()> {
     let bs = u64::from(info.block_size);
     if offset_bytes % bs != 0 || len_bytes % bs != 0 {
         return Err(BlockDevError::Unaligned {

@@ -1,0 +1,11 @@
+//! Generates the gRPC code from `proto/io_engine.proto` with the vendored
+//! `protoc` (no system protoc is needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // Build scripts are single-threaded, so setting the variable is sound.
+    std::env::set_var("PROTOC", protoc);
+    println!("cargo:rerun-if-changed=proto/io_engine.proto");
+    tonic_prost_build::configure().compile_protos(&["proto/io_engine.proto"], &["proto"])?;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The io-engine gRPC contract.
+//!
+//! `proto/io_engine.proto` is the source of truth; this crate only compiles
+//! it (clients and servers for `PoolRpc`, `ReplicaRpc` and `HostRpc`) under
+//! [`v1`]. It has no logic and no runtime of its own, so both the engine and
+//! every consumer (the `io-engine-client` CLI, the control plane) can depend
+//! on it without depending on each other.
+
+/// Package `io_engine.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("io_engine.v1");
+}

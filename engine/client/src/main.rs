@@ -1,0 +1,8 @@
+//! The `io-engine-client` binary: parses the command line and runs
+//! [`io_engine_client::run`].
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    io_engine_client::run(io_engine_client::Cli::parse())
+}
