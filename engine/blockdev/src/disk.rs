@@ -145,10 +145,10 @@ fn open_blocking(
             mem_align = block_size as usize;
         } else {
             let (dio_mem, dio_offset) = dio_alignment(&file).unwrap_or((512, 512));
-            if dio_offset > block_size {
+            if dio_offset > block_size || dio_mem as usize > DmaBuf::ALIGN {
                 tracing::warn!(
-                    path = %path.display(), block_size, dio_offset_align = dio_offset,
-                    "file system needs a coarser O_DIRECT alignment than the block size, using buffered I/O"
+                    path = %path.display(), block_size, dio_offset_align = dio_offset, dio_mem_align = dio_mem,
+                    "file system needs a coarser O_DIRECT alignment than this disk can use, using buffered I/O"
                 );
                 direct = false;
             } else {

@@ -180,7 +180,7 @@ pub fn check_io(
     len_bytes: u64,
 ) -> Result<()> {
     let bs = u64::from(info.block_size);
-    if offset_bytes % bs != 0 || len_bytes % bs != 0 {
+    if !offset_bytes.is_multiple_of(bs) || !len_bytes.is_multiple_of(bs) {
         return Err(BlockDevError::Unaligned {
             op,
             offset_bytes,

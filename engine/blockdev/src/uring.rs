@@ -449,7 +449,7 @@ impl UringDevice {
 
     /// Whether `buf` must go through an aligned bounce buffer.
     fn needs_bounce(&self, buf: &[u8]) -> bool {
-        self.mem_align > 1 && buf.as_ptr().addr() % self.mem_align != 0
+        self.mem_align > 1 && !buf.as_ptr().addr().is_multiple_of(self.mem_align)
     }
 
     /// Reads exactly `buf.len()` bytes at `offset` (request validated, a

@@ -126,7 +126,10 @@ pub struct CreateReplicaArgs {
 pub enum ReplicaSelector {
     Uuid(Uuid),
     /// Pool (name or uuid) and replica name.
-    Name { pool: String, name: String },
+    Name {
+        pool: String,
+        name: String,
+    },
 }
 
 /// Outcome of [`PoolRegistry::check_pool`].

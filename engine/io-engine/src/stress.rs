@@ -24,7 +24,9 @@ use blockdev::{BlockDevice, DmaBuf, OpenOptions};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use uuid::Uuid;
 
-use crate::pool::{CreatePoolArgs, CreateReplicaArgs, PoolRegistry, ReplicaSelector, ShareProtocol};
+use crate::pool::{
+    CreatePoolArgs, CreateReplicaArgs, PoolRegistry, ReplicaSelector, ShareProtocol,
+};
 
 /// Fills `buf` (a multiple of `block_size`) with the pattern for a write at
 /// `offset_bytes` of replica `uuid` with `seed`: every block carries its
@@ -90,7 +92,10 @@ pub async fn run(cfg: StressConfig, out: &mut impl Write) -> anyhow::Result<()> 
             let thin = rng.random_bool(0.7);
             let size = cs * rng.random_range(1..=4u64);
             let name = format!("r-{}", &uuid.simple().to_string()[..8]);
-            line(out, format_args!("begin create {uuid} {name} {size} {}", u8::from(thin)))?;
+            line(
+                out,
+                format_args!("begin create {uuid} {name} {size} {}", u8::from(thin)),
+            )?;
             match reg
                 .create_replica(CreateReplicaArgs {
                     pool: cfg.pool.clone(),
@@ -115,7 +120,10 @@ pub async fn run(cfg: StressConfig, out: &mut impl Write) -> anyhow::Result<()> 
             let r = &replicas[rng.random_range(0..replicas.len())];
             let size = r.size_bytes + cs * rng.random_range(0..=1u64) + 4096;
             line(out, format_args!("begin resize {} {size}", r.uuid))?;
-            match reg.resize_replica(&ReplicaSelector::Uuid(r.uuid), size).await {
+            match reg
+                .resize_replica(&ReplicaSelector::Uuid(r.uuid), size)
+                .await
+            {
                 Ok(_) => line(out, format_args!("ack"))?,
                 Err(e) => line(out, format_args!("fail {e}"))?,
             }
@@ -129,7 +137,10 @@ pub async fn run(cfg: StressConfig, out: &mut impl Write) -> anyhow::Result<()> 
             let seed: u64 = rng.random();
             let mut buf = DmaBuf::new((len_blocks * bs) as usize);
             fill_pattern(&mut buf, bs as usize, &r.uuid, offset, seed);
-            line(out, format_args!("begin write {} {offset} {} {seed}", r.uuid, buf.len()))?;
+            line(
+                out,
+                format_args!("begin write {} {offset} {} {seed}", r.uuid, buf.len()),
+            )?;
             match dev.write_at(offset, &buf).await {
                 Ok(()) => line(out, format_args!("ack"))?,
                 Err(e) => line(out, format_args!("fail {e}"))?,

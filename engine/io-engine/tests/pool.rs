@@ -47,7 +47,12 @@ fn replica_args(pool: &str, name: &str, size: u64, thin: bool) -> CreateReplicaA
 }
 
 /// Writes `n` random checksummed extents; returns block offset -> seed.
-async fn write_random(dev: &impl BlockDevice, uuid: &Uuid, rng: &mut StdRng, n: usize) -> HashMap<u64, u64> {
+async fn write_random(
+    dev: &impl BlockDevice,
+    uuid: &Uuid,
+    rng: &mut StdRng,
+    n: usize,
+) -> HashMap<u64, u64> {
     let bs = u64::from(dev.info().block_size);
     let blocks = dev.info().num_blocks;
     let mut written = HashMap::new();
@@ -122,7 +127,12 @@ async fn data_reads_back_for_both_block_sizes_and_after_reimport() {
                 verify(&*dev, &r.uuid, &written).await;
                 replicas.push((r.uuid, written));
             }
-            let thin = reg.replica(&ReplicaSelector::Name { pool: "p".into(), name: "thin".into() }).expect("thin");
+            let thin = reg
+                .replica(&ReplicaSelector::Name {
+                    pool: "p".into(),
+                    name: "thin".into(),
+                })
+                .expect("thin");
             assert!(thin.allocated_bytes > 0 && thin.allocated_bytes <= 21 * MIB);
             let report = reg.check_pool("p").await.expect("check");
             assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -139,7 +149,12 @@ async fn data_reads_back_for_both_block_sizes_and_after_reimport() {
                 let dev = reg.open_replica(uuid).expect("open after import");
                 verify(&*dev, uuid, written).await;
             }
-            assert!(reg.check_pool("p").await.expect("check").problems.is_empty());
+            assert!(reg
+                .check_pool("p")
+                .await
+                .expect("check")
+                .problems
+                .is_empty());
             reg.shutdown().await;
         }
     }
@@ -161,9 +176,15 @@ async fn thin_replica_larger_than_pool_fills_up_with_a_clear_error() {
     for c in 0..clusters {
         dev.write_at(c * MIB, &buf).await.expect("fits");
     }
-    let err = dev.write_at(clusters * MIB, &buf).await.expect_err("pool is full");
+    let err = dev
+        .write_at(clusters * MIB, &buf)
+        .await
+        .expect_err("pool is full");
     assert!(err.to_string().contains("No space left"), "{err}");
-    assert_eq!(reg.pool("small").expect("pool").used_bytes, pool.capacity_bytes);
+    assert_eq!(
+        reg.pool("small").expect("pool").used_bytes,
+        pool.capacity_bytes
+    );
     let problems = reg.check_pool("small").await.expect("check").problems;
     assert!(problems.is_empty(), "{problems:?}");
 }
@@ -174,7 +195,10 @@ async fn resize_grows_and_never_shrinks() {
     let mut args = pool_args("p", "malloc:///malloc8?size_mb=64");
     args.cluster_size_bytes = Some(MIB);
     reg.create_pool(args).await.expect("pool");
-    let r = reg.create_replica(replica_args("p", "r", 2 * MIB, false)).await.expect("replica");
+    let r = reg
+        .create_replica(replica_args("p", "r", 2 * MIB, false))
+        .await
+        .expect("replica");
     let sel = ReplicaSelector::Uuid(r.uuid);
     let dev = reg.open_replica(&r.uuid).expect("open");
     let mut rng = StdRng::seed_from_u64(3);
@@ -187,7 +211,12 @@ async fn resize_grows_and_never_shrinks() {
     let dev = reg.open_replica(&r.uuid).expect("reopen");
     assert_eq!(dev.info().size_bytes(), 5 * MIB);
     verify(&*dev, &r.uuid, &written).await;
-    assert!(reg.check_pool("p").await.expect("check").problems.is_empty());
+    assert!(reg
+        .check_pool("p")
+        .await
+        .expect("check")
+        .problems
+        .is_empty());
 }
 
 /// Builds a pool with replicas and data on a file; returns the registry
@@ -249,7 +278,14 @@ async fn damaged_metadata_recovers_from_the_other_copy_or_fails_clearly() {
         reg.import_pool(pool_args("victim", &disk))
             .await
             .unwrap_or_else(|e| panic!("page {p}: import failed: {e}"));
-        assert!(reg.check_pool("victim").await.expect("check").problems.is_empty(), "page {p}");
+        assert!(
+            reg.check_pool("victim")
+                .await
+                .expect("check")
+                .problems
+                .is_empty(),
+            "page {p}"
+        );
         for (uuid, written) in &replicas {
             let dev = reg.open_replica(uuid).expect("replica after repair");
             verify(&*dev, uuid, written).await;
@@ -257,7 +293,10 @@ async fn damaged_metadata_recovers_from_the_other_copy_or_fails_clearly() {
         reg.shutdown().await;
         // The import repaired the damaged copy.
         let repaired = std::fs::read(&path).expect("read");
-        assert_ne!(repaired[p as usize * 4096..][..4096], bytes[p as usize * 4096..][..4096]);
+        assert_ne!(
+            repaired[p as usize * 4096..][..4096],
+            bytes[p as usize * 4096..][..4096]
+        );
     }
     // Different pages damaged in each copy: merged page by page.
     let mut bytes = pristine.clone();
@@ -265,26 +304,42 @@ async fn damaged_metadata_recovers_from_the_other_copy_or_fails_clearly() {
     flip(&mut bytes, page(1, 65), &mut rng);
     std::fs::write(&path, &bytes).expect("write");
     let reg = PoolRegistry::new(OpenOptions::default());
-    reg.import_pool(pool_args("victim", &disk)).await.expect("merged import");
+    reg.import_pool(pool_args("victim", &disk))
+        .await
+        .expect("merged import");
     for (uuid, written) in &replicas {
         verify(&*reg.open_replica(uuid).expect("replica"), uuid, written).await;
     }
     reg.shutdown().await;
     // The same page damaged in both copies, or both headers: a clear error
     // naming the pool, and the disk left as it was.
-    for pages in [[page(0, 65), page(1, 65)], [page(0, 0), page(1, 0)], [page(0, 1), page(1, 1)]] {
+    for pages in [
+        [page(0, 65), page(1, 65)],
+        [page(0, 0), page(1, 0)],
+        [page(0, 1), page(1, 1)],
+    ] {
         let mut bytes = pristine.clone();
         for p in pages {
             flip(&mut bytes, p, &mut rng);
         }
         std::fs::write(&path, &bytes).expect("write");
         let reg = PoolRegistry::new(OpenOptions::default());
-        let err = reg.import_pool(pool_args("victim", &disk)).await.expect_err("must fail");
+        let err = reg
+            .import_pool(pool_args("victim", &disk))
+            .await
+            .expect_err("must fail");
         assert!(matches!(err, PoolError::Corrupt { .. }), "{err:?}");
         assert!(err.to_string().contains("'victim'"), "{err}");
-        assert_eq!(std::fs::read(&path).expect("read"), bytes, "a failed import changed the disk");
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            bytes,
+            "a failed import changed the disk"
+        );
         // Creating over it is refused too: nothing is formatted silently.
-        let err = reg.create_pool(pool_args("victim", &disk)).await.expect_err("no overwrite");
+        let err = reg
+            .create_pool(pool_args("victim", &disk))
+            .await
+            .expect_err("no overwrite");
         assert!(matches!(err, PoolError::Corrupt { .. }), "{err:?}");
         assert_eq!(std::fs::read(&path).expect("read"), bytes);
     }
@@ -299,8 +354,13 @@ async fn failing_disk_degrades_or_faults_the_pool_without_crashing() {
     let reg = PoolRegistry::new(OpenOptions::default());
     let mut args = pool_args("flaky", "malloc:///malloc7?size_mb=32");
     args.cluster_size_bytes = Some(MIB);
-    reg.create_pool_on(args, Device::Faulty(Box::new(faulty))).await.expect("pool");
-    let r = reg.create_replica(replica_args("flaky", "r", 4 * MIB, false)).await.expect("replica");
+    reg.create_pool_on(args, Device::Faulty(Box::new(faulty)))
+        .await
+        .expect("pool");
+    let r = reg
+        .create_replica(replica_args("flaky", "r", 4 * MIB, false))
+        .await
+        .expect("replica");
     let dev = reg.open_replica(&r.uuid).expect("open");
     let buf = DmaBuf::new(4096);
     dev.write_at(0, &buf).await.expect("healthy write");
@@ -329,7 +389,9 @@ async fn failing_disk_degrades_or_faults_the_pool_without_crashing() {
         .expect_err("faulted pool refuses changes");
     assert!(matches!(err, PoolError::Faulted { .. }), "{err:?}");
     assert_eq!(reg.list_replicas().len(), 1);
-    reg.destroy_pool("flaky").await.expect("a faulted pool can still be destroyed");
+    reg.destroy_pool("flaky")
+        .await
+        .expect("a faulted pool can still be destroyed");
 }
 
 fn sha(path: &str) -> Vec<u8> {
@@ -341,8 +403,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = disk_file(dir.path(), "bad.img", 100 * MIB);
     let reg = PoolRegistry::new(OpenOptions::default());
-    reg.create_pool(pool_args("tpool", &disk)).await.expect("pool");
-    reg.create_replica(replica_args("tpool", "replica1", 10 * MIB, false)).await.expect("replica");
+    reg.create_pool(pool_args("tpool", &disk))
+        .await
+        .expect("pool");
+    reg.create_replica(replica_args("tpool", "replica1", 10 * MIB, false))
+        .await
+        .expect("replica");
     let before = sha(&disk);
     let pools_before = format!("{:?}", reg.list_pools());
     let replicas_before = format!("{:?}", reg.list_replicas());
@@ -350,32 +416,44 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let cases: Vec<(&str, Result<(), PoolError>, ErrorKind)> = vec![
         (
             "duplicate replica name",
-            reg.create_replica(replica_args("tpool", "replica1", MIB, false)).await.map(drop),
+            reg.create_replica(replica_args("tpool", "replica1", MIB, false))
+                .await
+                .map(drop),
             ErrorKind::AlreadyExists,
         ),
         (
             "zero size",
-            reg.create_replica(replica_args("tpool", "z", 0, false)).await.map(drop),
+            reg.create_replica(replica_args("tpool", "z", 0, false))
+                .await
+                .map(drop),
             ErrorKind::InvalidArgument,
         ),
         (
             "oversized thick replica",
-            reg.create_replica(replica_args("tpool", "huge", 200 * MIB, false)).await.map(drop),
+            reg.create_replica(replica_args("tpool", "huge", 200 * MIB, false))
+                .await
+                .map(drop),
             ErrorKind::NoSpace,
         ),
         (
             "absurd thin size",
-            reg.create_replica(replica_args("tpool", "absurd", u64::MAX, true)).await.map(drop),
+            reg.create_replica(replica_args("tpool", "absurd", u64::MAX, true))
+                .await
+                .map(drop),
             ErrorKind::InvalidArgument,
         ),
         (
             "unknown pool",
-            reg.create_replica(replica_args("nopool", "x", MIB, false)).await.map(drop),
+            reg.create_replica(replica_args("nopool", "x", MIB, false))
+                .await
+                .map(drop),
             ErrorKind::NotFound,
         ),
         (
             "empty replica name",
-            reg.create_replica(replica_args("tpool", "", MIB, false)).await.map(drop),
+            reg.create_replica(replica_args("tpool", "", MIB, false))
+                .await
+                .map(drop),
             ErrorKind::InvalidArgument,
         ),
         (
@@ -389,12 +467,16 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         ),
         (
             "relative uri",
-            reg.create_pool(pool_args("p2", "aio://relative/x")).await.map(drop),
+            reg.create_pool(pool_args("p2", "aio://relative/x"))
+                .await
+                .map(drop),
             ErrorKind::InvalidArgument,
         ),
         (
             "malloc size conflict",
-            reg.create_pool(pool_args("p2", "malloc:///m0?size_mb=1&num_blocks=2")).await.map(drop),
+            reg.create_pool(pool_args("p2", "malloc:///m0?size_mb=1&num_blocks=2"))
+                .await
+                .map(drop),
             ErrorKind::InvalidArgument,
         ),
         (
@@ -404,7 +486,9 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         ),
         (
             "bad block size",
-            reg.create_pool(pool_args("p2", &format!("{disk}?blk_size=1024"))).await.map(drop),
+            reg.create_pool(pool_args("p2", &format!("{disk}?blk_size=1024")))
+                .await
+                .map(drop),
             ErrorKind::InvalidArgument,
         ),
         (
@@ -414,35 +498,59 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         ),
         (
             "same disk through another scheme",
-            reg.create_pool(pool_args("other", &disk.replace("aio://", "uring://"))).await.map(drop),
+            reg.create_pool(pool_args("other", &disk.replace("aio://", "uring://")))
+                .await
+                .map(drop),
             ErrorKind::FailedPrecondition,
         ),
         (
             "same pool name on another disk",
-            reg.create_pool(pool_args("tpool", "malloc:///malloc3?size_mb=64")).await.map(drop),
+            reg.create_pool(pool_args("tpool", "malloc:///malloc3?size_mb=64"))
+                .await
+                .map(drop),
             ErrorKind::AlreadyExists,
         ),
         (
             "missing disk file",
-            reg.create_pool(pool_args("p3", &format!("aio://{}/nope.img", dir.path().display()))).await.map(drop),
+            reg.create_pool(pool_args(
+                "p3",
+                &format!("aio://{}/nope.img", dir.path().display()),
+            ))
+            .await
+            .map(drop),
             ErrorKind::NotFound,
         ),
         (
             "no disk",
-            reg.create_pool(CreatePoolArgs { disks: vec![], ..pool_args("p4", "") }).await.map(drop),
+            reg.create_pool(CreatePoolArgs {
+                disks: vec![],
+                ..pool_args("p4", "")
+            })
+            .await
+            .map(drop),
             ErrorKind::InvalidArgument,
         ),
         (
             "bad cluster size",
-            reg.create_pool(CreatePoolArgs { cluster_size_bytes: Some(3000), ..pool_args("p5", "malloc:///malloc5?size_mb=8") }).await.map(drop),
+            reg.create_pool(CreatePoolArgs {
+                cluster_size_bytes: Some(3000),
+                ..pool_args("p5", "malloc:///malloc5?size_mb=8")
+            })
+            .await
+            .map(drop),
             ErrorKind::InvalidArgument,
         ),
         (
             "unknown replica",
-            reg.destroy_replica(&ReplicaSelector::Uuid(Uuid::new_v4())).await,
+            reg.destroy_replica(&ReplicaSelector::Uuid(Uuid::new_v4()))
+                .await,
             ErrorKind::NotFound,
         ),
-        ("unknown pool destroy", reg.destroy_pool("nope").await, ErrorKind::NotFound),
+        (
+            "unknown pool destroy",
+            reg.destroy_pool("nope").await,
+            ErrorKind::NotFound,
+        ),
     ];
     for (what, res, kind) in cases {
         let err = res.expect_err(what);
@@ -456,11 +564,20 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     // A disk holding another pool is refused by a fresh engine too.
     reg.shutdown().await;
     let reg = PoolRegistry::new(OpenOptions::default());
-    let err = reg.create_pool(pool_args("intruder", &disk)).await.expect_err("other pool");
-    assert!(matches!(err, PoolError::DiskHoldsOtherPool { .. }), "{err:?}");
+    let err = reg
+        .create_pool(pool_args("intruder", &disk))
+        .await
+        .expect_err("other pool");
+    assert!(
+        matches!(err, PoolError::DiskHoldsOtherPool { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("tpool"), "{err}");
     assert_eq!(sha(&disk), before);
     // While the same name imports it.
-    let info = reg.create_pool(pool_args("tpool", &disk)).await.expect("import");
+    let info = reg
+        .create_pool(pool_args("tpool", &disk))
+        .await
+        .expect("import");
     assert_eq!(info.replica_count, 1);
 }

@@ -29,19 +29,38 @@ struct ModelReplica {
 
 #[derive(Debug)]
 enum Op {
-    Create { uuid: Uuid, size: u64 },
-    Destroy { uuid: Uuid },
-    Resize { uuid: Uuid, size: u64 },
-    Write { uuid: Uuid, offset: u64, len: u64, seed: u64 },
+    Create {
+        uuid: Uuid,
+        size: u64,
+    },
+    Destroy {
+        uuid: Uuid,
+    },
+    Resize {
+        uuid: Uuid,
+        size: u64,
+    },
+    Write {
+        uuid: Uuid,
+        offset: u64,
+        len: u64,
+        seed: u64,
+    },
 }
 
 fn parse_op(words: &[&str]) -> Op {
     let u = |s: &str| Uuid::parse_str(s).expect("uuid in log");
     let n = |s: &str| s.parse::<u64>().expect("number in log");
     match words {
-        ["create", uuid, _name, size, _thin] => Op::Create { uuid: u(uuid), size: n(size) },
+        ["create", uuid, _name, size, _thin] => Op::Create {
+            uuid: u(uuid),
+            size: n(size),
+        },
         ["destroy", uuid] => Op::Destroy { uuid: u(uuid) },
-        ["resize", uuid, size] => Op::Resize { uuid: u(uuid), size: n(size) },
+        ["resize", uuid, size] => Op::Resize {
+            uuid: u(uuid),
+            size: n(size),
+        },
         ["write", uuid, offset, len, seed] => Op::Write {
             uuid: u(uuid),
             offset: n(offset),
@@ -57,7 +76,13 @@ const BS: u64 = 512;
 fn apply(model: &mut HashMap<Uuid, ModelReplica>, op: &Op) {
     match op {
         Op::Create { uuid, size } => {
-            model.insert(*uuid, ModelReplica { size_bytes: *size, blocks: HashMap::new() });
+            model.insert(
+                *uuid,
+                ModelReplica {
+                    size_bytes: *size,
+                    blocks: HashMap::new(),
+                },
+            );
         }
         Op::Destroy { uuid } => {
             model.remove(uuid);
@@ -67,7 +92,12 @@ fn apply(model: &mut HashMap<Uuid, ModelReplica>, op: &Op) {
                 r.size_bytes = (*size).next_multiple_of(BS);
             }
         }
-        Op::Write { uuid, offset, len, seed } => {
+        Op::Write {
+            uuid,
+            offset,
+            len,
+            seed,
+        } => {
             if let Some(r) = model.get_mut(uuid) {
                 for b in (0..*len).step_by(BS as usize) {
                     r.blocks.insert(offset + b, *seed);
@@ -100,7 +130,14 @@ async fn sigkill_during_metadata_ops_and_thin_writes_loses_nothing() {
     let mut killed_mid_op = 0usize;
     for iter in 0..iterations {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pool-stress"))
-            .args(["--disk", &uri, "--pool", "crash", "--cluster-size", "1048576"])
+            .args([
+                "--disk",
+                &uri,
+                "--pool",
+                "crash",
+                "--cluster-size",
+                "1048576",
+            ])
             .args(["--seed", &(iter as u64 + 1).to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -158,7 +195,11 @@ async fn sigkill_during_metadata_ops_and_thin_writes_loses_nothing() {
             .await
             .unwrap_or_else(|e| panic!("iteration {iter}: import failed: {e}\nlog:\n{log}"));
         let report = reg.check_pool("crash").await.expect("check");
-        assert!(report.problems.is_empty(), "iteration {iter}: check: {:?}", report.problems);
+        assert!(
+            report.problems.is_empty(),
+            "iteration {iter}: check: {:?}",
+            report.problems
+        );
 
         // Resolve the uncertain operation from what the disk says.
         let present: HashMap<Uuid, u64> = reg
@@ -188,14 +229,22 @@ async fn sigkill_during_metadata_ops_and_thin_writes_loses_nothing() {
                     r.size_bytes = *size;
                 }
             }
-            Some(Op::Write { uuid, offset, len, seed }) => uncertain_write = Some((uuid, offset, len, seed)),
+            Some(Op::Write {
+                uuid,
+                offset,
+                len,
+                seed,
+            }) => uncertain_write = Some((uuid, offset, len, seed)),
             None => {}
         }
         let mut want: Vec<_> = model.iter().map(|(u, r)| (*u, r.size_bytes)).collect();
         let mut got: Vec<_> = present.iter().map(|(u, s)| (*u, *s)).collect();
         want.sort();
         got.sort();
-        assert_eq!(got, want, "iteration {iter}: replicas differ from the acknowledged ones\nlog:\n{log}");
+        assert_eq!(
+            got, want,
+            "iteration {iter}: replicas differ from the acknowledged ones\nlog:\n{log}"
+        );
 
         // Every block of every replica: acknowledged data or zeroes.
         for (uuid, r) in model.iter_mut() {
@@ -222,6 +271,9 @@ async fn sigkill_during_metadata_ops_and_thin_writes_loses_nothing() {
     }
     eprintln!("{iterations} kills, {acked_total} acknowledged operations, {killed_mid_op} kills during an operation");
     assert!(acked_total > iterations, "the workload barely ran");
-    assert!(killed_mid_op > iterations / 4, "too few kills landed during an operation");
+    assert!(
+        killed_mid_op > iterations / 4,
+        "too few kills landed during an operation"
+    );
     let _ = ReplicaSelector::Uuid(Uuid::nil());
 }

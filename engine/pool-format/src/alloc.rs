@@ -19,7 +19,9 @@ pub struct ClusterAllocator {
 
 impl PartialEq for ClusterAllocator {
     fn eq(&self, other: &Self) -> bool {
-        self.num_clusters == other.num_clusters && self.free == other.free && self.bits == other.bits
+        self.num_clusters == other.num_clusters
+            && self.free == other.free
+            && self.bits == other.bits
     }
 }
 
@@ -69,8 +71,7 @@ impl ClusterAllocator {
     }
 
     pub fn is_free(&self, cluster: u32) -> bool {
-        cluster < self.num_clusters
-            && self.bits[cluster as usize / 64] & (1 << (cluster % 64)) != 0
+        cluster < self.num_clusters && self.bits[cluster as usize / 64] & (1 << (cluster % 64)) != 0
     }
 
     fn mark_used(&mut self, cluster: u32) {
@@ -142,7 +143,10 @@ mod tests {
     }
 
     fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![(0u32..20).prop_map(Op::Alloc), (0u32..300).prop_map(Op::Release)]
+        prop_oneof![
+            (0u32..20).prop_map(Op::Alloc),
+            (0u32..300).prop_map(Op::Release)
+        ]
     }
 
     proptest! {

@@ -155,8 +155,14 @@ mod tests {
             share: Share::None,
             allowed_hosts: vec![],
         });
-        m.owners[0] = Owner { slot: 3, logical: 0 };
-        m.owners[1] = Owner { slot: 3, logical: 1 };
+        m.owners[0] = Owner {
+            slot: 3,
+            logical: 0,
+        };
+        m.owners[1] = Owner {
+            slot: 3,
+            logical: 1,
+        };
         m
     }
 
@@ -168,11 +174,23 @@ mod tests {
     #[test]
     fn each_inconsistency_is_reported() {
         let mut m = meta();
-        m.owners[5] = Owner { slot: 9, logical: 0 };
-        m.owners[6] = Owner { slot: 3, logical: 1 };
-        m.owners[7] = Owner { slot: 3, logical: 7 };
+        m.owners[5] = Owner {
+            slot: 9,
+            logical: 0,
+        };
+        m.owners[6] = Owner {
+            slot: 3,
+            logical: 1,
+        };
+        m.owners[7] = Owner {
+            slot: 3,
+            logical: 7,
+        };
         let p = check_meta(&m);
-        assert!(p.contains(&Problem::LeakedCluster { cluster: 5, slot: 9 }));
+        assert!(p.contains(&Problem::LeakedCluster {
+            cluster: 5,
+            slot: 9
+        }));
         assert!(p.contains(&Problem::OwnedTwice {
             replica: "thick".into(),
             logical: 1,

@@ -30,7 +30,9 @@ pub use meta::{
     DEFAULT_CLUSTER_SIZE, DEFAULT_RT_PAGES, MAX_ALLOWED_HOSTS, MAX_CLUSTER_SIZE, MAX_NAME_LEN,
     MAX_NQN_LEN, MIN_CLUSTER_SIZE,
 };
-pub use page::{open_page, seal_page, PageHeader, PageKind, PAGE_HEADER_SIZE, PAGE_SIZE, PAYLOAD_SIZE};
+pub use page::{
+    open_page, seal_page, PageHeader, PageKind, PAGE_HEADER_SIZE, PAGE_SIZE, PAYLOAD_SIZE,
+};
 
 /// Errors decoding metadata.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +41,11 @@ pub enum FormatError {
     #[error("page {index}: no pool signature")]
     NoMagic { index: u64 },
     #[error("page {index}: checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
-    Checksum { index: u64, stored: u32, computed: u32 },
+    Checksum {
+        index: u64,
+        stored: u32,
+        computed: u32,
+    },
     #[error("page {index}: {reason}")]
     BadPage { index: u64, reason: String },
     #[error("unsupported format version {0}")]

@@ -145,7 +145,10 @@ impl Geometry {
             )));
         }
         let meta_end = self.page_offset(Copy::B, self.copy_pages() - 1) + PAGE_SIZE as u64;
-        if self.data_offset_bytes < meta_end || self.data_offset_bytes % self.cluster_size_bytes != 0
+        if self.data_offset_bytes < meta_end
+            || !self
+                .data_offset_bytes
+                .is_multiple_of(self.cluster_size_bytes)
         {
             return Err(FormatError::Geometry(format!(
                 "data offset {} overlaps metadata or is not cluster aligned",
@@ -493,7 +496,10 @@ pub fn decode_header(page: &[u8], copy: Copy) -> Result<HeaderInfo, FormatError>
             hdr.copy
         )));
     }
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
     let version = r.u32().map_err(bad)?;
     if version != FORMAT_VERSION {
         return Err(FormatError::Version(version));
@@ -509,10 +515,14 @@ pub fn decode_header(page: &[u8], copy: Copy) -> Result<HeaderInfo, FormatError>
     };
     let rt_len_bytes = r.u32().map_err(bad)?;
     let _reserved = r.u32().map_err(bad)?;
-    let name = r.string(MAX_NAME_LEN).map_err(|e| bad(format!("pool name: {e}")))?;
+    let name = r
+        .string(MAX_NAME_LEN)
+        .map_err(|e| bad(format!("pool name: {e}")))?;
     geometry.validate()?;
     if rt_len_bytes as usize > geometry.rt_pages as usize * PAYLOAD_SIZE {
-        return Err(bad(format!("replica table length {rt_len_bytes} exceeds its pages")));
+        return Err(bad(format!(
+            "replica table length {rt_len_bytes} exceeds its pages"
+        )));
     }
     Ok(HeaderInfo {
         page: hdr,

@@ -162,7 +162,10 @@ mod tests {
         for byte in 0..PAGE_SIZE {
             let mut p = page;
             p[byte] ^= 0x10;
-            assert!(open_page(&p, 0).is_err(), "flip at byte {byte} not detected");
+            assert!(
+                open_page(&p, 0).is_err(),
+                "flip at byte {byte} not detected"
+            );
         }
     }
 }

@@ -2,8 +2,8 @@
 //! arbitrary or damaged bytes returns an error, never a panic or wrong data.
 
 use pool_format::{
-    decode_copy, encode_payloads, seal_page, Copy, Geometry, Owner, PoolMeta, ReplicaRecord,
-    Share, PAGE_SIZE,
+    decode_copy, encode_payloads, seal_page, Copy, Geometry, Owner, PoolMeta, ReplicaRecord, Share,
+    PAGE_SIZE,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -53,10 +53,17 @@ fn meta_strategy() -> impl Strategy<Value = PoolMeta> {
                     allowed_hosts: hosts,
                 };
                 let want = r.clusters(cs) as usize;
-                let take = if thin { (seed as usize + i) % (want + 1) } else { want };
+                let take = if thin {
+                    (seed as usize + i) % (want + 1)
+                } else {
+                    want
+                };
                 for l in 0..take {
                     if next < m.owners.len() {
-                        m.owners[next] = Owner { slot, logical: l as u32 };
+                        m.owners[next] = Owner {
+                            slot,
+                            logical: l as u32,
+                        };
                         next += 1;
                     }
                 }

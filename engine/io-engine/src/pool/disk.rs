@@ -78,9 +78,16 @@ fn disk_err(disk: &str, source: BlockDevError) -> PoolError {
     }
 }
 
-async fn read_bytes(dev: &Device, disk: &str, offset: u64, len: usize) -> Result<DmaBuf, PoolError> {
+async fn read_bytes(
+    dev: &Device,
+    disk: &str,
+    offset: u64,
+    len: usize,
+) -> Result<DmaBuf, PoolError> {
     let mut buf = DmaBuf::new(len);
-    dev.read_at(offset, &mut buf).await.map_err(|e| disk_err(disk, e))?;
+    dev.read_at(offset, &mut buf)
+        .await
+        .map_err(|e| disk_err(disk, e))?;
     Ok(buf)
 }
 
@@ -154,7 +161,12 @@ pub(crate) async fn probe(dev: &Device, disk: &str, pool_name: &str) -> Result<P
     }
     let reasons: Vec<String> = copies
         .iter()
-        .filter_map(|c| c.result.as_ref().err().map(|e| format!("copy {}: {e}", c.copy.letter())))
+        .filter_map(|c| {
+            c.result
+                .as_ref()
+                .err()
+                .map(|e| format!("copy {}: {e}", c.copy.letter()))
+        })
         .collect();
     Err(corrupt(format!(
         "both metadata copies are damaged ({})",
@@ -208,7 +220,12 @@ async fn merge_copies(
 
 impl PoolCore {
     /// Wraps loaded (or freshly formatted) metadata.
-    pub(crate) fn new(disk_uri: String, dev: Device, meta: PoolMeta, generation: u64) -> Result<Self, PoolError> {
+    pub(crate) fn new(
+        disk_uri: String,
+        dev: Device,
+        meta: PoolMeta,
+        generation: u64,
+    ) -> Result<Self, PoolError> {
         let payloads = pool_format::encode_payloads(&meta).map_err(|e| PoolError::Corrupt {
             pool: meta.name.clone(),
             reason: e.to_string(),
@@ -257,7 +274,8 @@ impl PoolCore {
     }
 
     fn set_faulted(&self) {
-        self.state.store(PoolState::Faulted as u8, Ordering::Release);
+        self.state
+            .store(PoolState::Faulted as u8, Ordering::Release);
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), PoolError> {
@@ -280,7 +298,8 @@ impl PoolCore {
         meta: &PoolMeta,
         generation: u64,
     ) -> Result<Vec<Vec<u8>>, PoolError> {
-        let payloads = pool_format::encode_payloads(meta).map_err(|e| PoolError::InvalidArgument(e.to_string()))?;
+        let payloads = pool_format::encode_payloads(meta)
+            .map_err(|e| PoolError::InvalidArgument(e.to_string()))?;
         let g = meta.geometry;
         for copy in Copy::BOTH {
             let body_pages = g.copy_pages() as usize - 1;
@@ -289,11 +308,18 @@ impl PoolCore {
                 let page = seal_page(&meta.page_header(copy, i as u64, generation), p);
                 body[(i - 1) * PAGE_SIZE..i * PAGE_SIZE].copy_from_slice(&page);
             }
-            dev.write_at(g.body_offset(copy), &body).await.map_err(|e| disk_err(disk, e))?;
+            dev.write_at(g.body_offset(copy), &body)
+                .await
+                .map_err(|e| disk_err(disk, e))?;
             dev.flush().await.map_err(|e| disk_err(disk, e))?;
             let mut head = DmaBuf::new(PAGE_SIZE);
-            head.copy_from_slice(&seal_page(&meta.page_header(copy, 0, generation), &payloads[0]));
-            dev.write_at(g.page_offset(copy, 0), &head).await.map_err(|e| disk_err(disk, e))?;
+            head.copy_from_slice(&seal_page(
+                &meta.page_header(copy, 0, generation),
+                &payloads[0],
+            ));
+            dev.write_at(g.page_offset(copy, 0), &head)
+                .await
+                .map_err(|e| disk_err(disk, e))?;
             dev.flush().await.map_err(|e| disk_err(disk, e))?;
         }
         Ok(payloads)
@@ -315,7 +341,9 @@ impl PoolCore {
         let changed: Vec<usize> = (1..payloads.len())
             .filter(|i| payloads[*i] != st.payloads[*i])
             .collect();
-        let res = self.write_pages(&st.meta, &payloads, &changed, generation).await;
+        let res = self
+            .write_pages(&st.meta, &payloads, &changed, generation)
+            .await;
         if let Err(e) = res {
             self.set_faulted();
             tracing::error!(pool = %self.name, error = %e, "metadata commit failed, pool faulted");
@@ -325,8 +353,10 @@ impl PoolCore {
         st.generation = generation;
         self.used_clusters
             .store(u64::from(st.alloc.used_clusters()), Ordering::Release);
-        self.committed_bytes
-            .store(st.meta.replicas.iter().map(|r| r.size_bytes).sum(), Ordering::Release);
+        self.committed_bytes.store(
+            st.meta.replicas.iter().map(|r| r.size_bytes).sum(),
+            Ordering::Release,
+        );
         self.replica_count
             .store(st.meta.replicas.len() as u64, Ordering::Release);
         Ok(())
@@ -350,7 +380,10 @@ impl PoolCore {
                 }
                 let mut buf = DmaBuf::new((j - i) * PAGE_SIZE);
                 for (k, idx) in changed[i..j].iter().enumerate() {
-                    let page = seal_page(&meta.page_header(copy, *idx as u64, generation), &payloads[*idx]);
+                    let page = seal_page(
+                        &meta.page_header(copy, *idx as u64, generation),
+                        &payloads[*idx],
+                    );
                     buf[k * PAGE_SIZE..(k + 1) * PAGE_SIZE].copy_from_slice(&page);
                 }
                 self.dev
@@ -363,7 +396,10 @@ impl PoolCore {
                 self.dev.flush().await.map_err(|e| self.disk_err(e))?;
             }
             let mut head = DmaBuf::new(PAGE_SIZE);
-            head.copy_from_slice(&seal_page(&meta.page_header(copy, 0, generation), &payloads[0]));
+            head.copy_from_slice(&seal_page(
+                &meta.page_header(copy, 0, generation),
+                &payloads[0],
+            ));
             self.dev
                 .write_at(g.page_offset(copy, 0), &head)
                 .await

@@ -9,8 +9,10 @@ use std::{collections::HashMap, path::Path, sync::Arc};
 
 use blockdev::{BlockDevice, DiskUri, OpenOptions};
 use parking_lot::RwLock;
-use pool_format::{Geometry, Owner, PoolMeta, ReplicaRecord, Share, DEFAULT_CLUSTER_SIZE, DEFAULT_RT_PAGES};
-use tracing::{info, instrument, warn};
+use pool_format::{
+    Geometry, Owner, PoolMeta, ReplicaRecord, Share, DEFAULT_CLUSTER_SIZE, DEFAULT_RT_PAGES,
+};
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::{
@@ -88,7 +90,10 @@ fn check_hosts(hosts: &[String]) -> Result<(), PoolError> {
         )));
     }
     for h in hosts {
-        if !h.starts_with("nqn.") || h.len() > pool_format::MAX_NQN_LEN || h.chars().any(char::is_control) {
+        if !h.starts_with("nqn.")
+            || h.len() > pool_format::MAX_NQN_LEN
+            || h.chars().any(char::is_control)
+        {
             return Err(PoolError::InvalidArgument(format!(
                 "allowed host '{}' is not an NQN (nqn.*, at most {} bytes)",
                 h.escape_debug(),
@@ -148,13 +153,11 @@ impl PoolRegistry {
     /// Creates a pool, or imports it when the disk already holds a pool of
     /// that name; returns the existing pool when it is already imported on
     /// the same disk.
-    #[instrument(skip_all, fields(pool = %args.name))]
     pub async fn create_pool(&self, args: CreatePoolArgs) -> Result<PoolInfo, PoolError> {
         self.create_or_import(args, true).await
     }
 
     /// Imports the pool the disk holds; fails when the disk holds no pool.
-    #[instrument(skip_all, fields(pool = %args.name))]
     pub async fn import_pool(&self, args: CreatePoolArgs) -> Result<PoolInfo, PoolError> {
         self.create_or_import(args, false).await
     }
@@ -162,12 +165,19 @@ impl PoolRegistry {
     /// Creates or imports a pool on an already opened device, which then
     /// stands for the disk named in `args` (fault-injection drills wrap a
     /// disk in a [`blockdev::FaultyDevice`] this way).
-    #[instrument(skip_all, fields(pool = %args.name))]
-    pub async fn create_pool_on(&self, args: CreatePoolArgs, dev: blockdev::Device) -> Result<PoolInfo, PoolError> {
+    pub async fn create_pool_on(
+        &self,
+        args: CreatePoolArgs,
+        dev: blockdev::Device,
+    ) -> Result<PoolInfo, PoolError> {
         self.create_or_import_on(args, true, Some(dev)).await
     }
 
-    async fn create_or_import(&self, args: CreatePoolArgs, may_create: bool) -> Result<PoolInfo, PoolError> {
+    async fn create_or_import(
+        &self,
+        args: CreatePoolArgs,
+        may_create: bool,
+    ) -> Result<PoolInfo, PoolError> {
         self.create_or_import_on(args, may_create, None).await
     }
 
@@ -190,7 +200,8 @@ impl PoolRegistry {
         })?;
         let cluster_size = args.cluster_size_bytes.unwrap_or(DEFAULT_CLUSTER_SIZE);
         if !cluster_size.is_power_of_two()
-            || !(pool_format::MIN_CLUSTER_SIZE..=pool_format::MAX_CLUSTER_SIZE).contains(&cluster_size)
+            || !(pool_format::MIN_CLUSTER_SIZE..=pool_format::MAX_CLUSTER_SIZE)
+                .contains(&cluster_size)
         {
             return Err(PoolError::InvalidArgument(format!(
                 "cluster size must be a power of two between {} and {} bytes, got {cluster_size}",
@@ -227,10 +238,12 @@ impl PoolRegistry {
         }
         let dev = match dev {
             Some(dev) => dev,
-            None => blockdev::open(&uri, &self.opts).await.map_err(|e| PoolError::Disk {
-                disk: disk.clone(),
-                source: e,
-            })?,
+            None => blockdev::open(&uri, &self.opts)
+                .await
+                .map_err(|e| PoolError::Disk {
+                    disk: disk.clone(),
+                    source: e,
+                })?,
         };
         let canonical = uri.to_string();
         let (core, imported) = match probe(&dev, &canonical, &args.name).await? {
@@ -294,8 +307,13 @@ impl PoolRegistry {
                     });
                 }
                 let info = dev.info().clone();
-                let geometry = Geometry::new(info.size_bytes(), info.block_size, cluster_size, DEFAULT_RT_PAGES)
-                    .map_err(|e| PoolError::InvalidArgument(format!("disk {canonical}: {e}")))?;
+                let geometry = Geometry::new(
+                    info.size_bytes(),
+                    info.block_size,
+                    cluster_size,
+                    DEFAULT_RT_PAGES,
+                )
+                .map_err(|e| PoolError::InvalidArgument(format!("disk {canonical}: {e}")))?;
                 let uuid = args.uuid.unwrap_or_else(Uuid::new_v4);
                 let meta = PoolMeta::new(uuid, &args.name, geometry)
                     .map_err(|e| PoolError::InvalidArgument(e.to_string()))?;
@@ -310,7 +328,10 @@ impl PoolRegistry {
             let mut owned: HashMap<u32, Vec<(u32, u32)>> = HashMap::new();
             for (physical, o) in st.meta.owners.iter().enumerate() {
                 if !o.is_free() {
-                    owned.entry(o.slot).or_default().push((physical as u32, o.logical));
+                    owned
+                        .entry(o.slot)
+                        .or_default()
+                        .push((physical as u32, o.logical));
                 }
             }
             st.meta
@@ -318,7 +339,10 @@ impl PoolRegistry {
                 .iter()
                 .map(|r| {
                     let clusters = owned.remove(&r.slot).unwrap_or_default();
-                    (r.uuid, Arc::new(ReplicaState::new(r.clone(), &clusters, cs)))
+                    (
+                        r.uuid,
+                        Arc::new(ReplicaState::new(r.clone(), &clusters, cs)),
+                    )
                 })
                 .collect()
         };
@@ -341,7 +365,6 @@ impl PoolRegistry {
     }
 
     /// Flushes and forgets a pool, leaving it on disk.
-    #[instrument(skip(self))]
     pub async fn export_pool(&self, name: &str) -> Result<(), PoolError> {
         let _guard = self.op_lock.lock().await;
         let pool = self.get_pool(name)?;
@@ -355,13 +378,13 @@ impl PoolRegistry {
 
     /// Destroys a pool and all its replicas: the disk no longer holds a
     /// pool afterwards.
-    #[instrument(skip(self))]
     pub async fn destroy_pool(&self, name: &str) -> Result<(), PoolError> {
         let _guard = self.op_lock.lock().await;
         let pool = self.get_pool(name)?;
         let _st = pool.core.meta.lock().await;
         for r in pool.replicas.read().values() {
-            r.destroyed.store(true, std::sync::atomic::Ordering::Release);
+            r.destroyed
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         let res = wipe_headers(&pool.core.dev, &pool.core.disk_uri).await;
         if let Err(e) = &res {
@@ -388,7 +411,6 @@ impl PoolRegistry {
     }
 
     /// Verifies a pool's metadata on disk and in memory.
-    #[instrument(skip(self))]
     pub async fn check_pool(&self, name: &str) -> Result<CheckReport, PoolError> {
         let pool = self.get_pool(name)?;
         let st = pool.core.meta.lock().await;
@@ -398,22 +420,37 @@ impl PoolRegistry {
         for r in pool.replicas.read().values() {
             let rec = r.record.read();
             let Some(meta_rec) = st.meta.replicas.iter().find(|m| m.uuid == r.uuid) else {
-                problems.push(format!("replica '{}' is open but not in the replica table", rec.name));
+                problems.push(format!(
+                    "replica '{}' is open but not in the replica table",
+                    rec.name
+                ));
                 continue;
             };
             if *meta_rec != *rec {
-                problems.push(format!("replica '{}' differs from its table entry", rec.name));
+                problems.push(format!(
+                    "replica '{}' differs from its table entry",
+                    rec.name
+                ));
             }
             let map = r.map.read();
             if map.len() as u64 != rec.clusters(cs) {
-                problems.push(format!("replica '{}' map has {} entries", rec.name, map.len()));
+                problems.push(format!(
+                    "replica '{}' map has {} entries",
+                    rec.name,
+                    map.len()
+                ));
             }
             for (logical, phys) in map.iter().enumerate() {
                 let phys = phys.load(std::sync::atomic::Ordering::Acquire);
                 if phys == 0 {
                     continue;
                 }
-                let owner = st.meta.owners.get(phys as usize - 1).copied().unwrap_or(Owner::FREE);
+                let owner = st
+                    .meta
+                    .owners
+                    .get(phys as usize - 1)
+                    .copied()
+                    .unwrap_or(Owner::FREE);
                 if owner.slot != r.slot || owner.logical as usize != logical {
                     problems.push(format!(
                         "replica '{}' maps logical cluster {logical} to cluster {} owned by slot {} logical {}",
@@ -439,9 +476,10 @@ impl PoolRegistry {
     }
 
     fn find_replica_anywhere(&self, uuid: &Uuid) -> Option<(Arc<Pool>, Arc<ReplicaState>)> {
-        self.pools.read().iter().find_map(|p| {
-            p.replicas.read().get(uuid).map(|r| (p.clone(), r.clone()))
-        })
+        self.pools
+            .read()
+            .iter()
+            .find_map(|p| p.replicas.read().get(uuid).map(|r| (p.clone(), r.clone())))
     }
 
     fn select(&self, sel: &ReplicaSelector) -> Result<(Arc<Pool>, Arc<ReplicaState>), PoolError> {
@@ -461,12 +499,13 @@ impl PoolRegistry {
 
     /// Creates a replica. Creating the same replica again (same uuid, name,
     /// pool, size and thin flag) returns it unchanged.
-    #[instrument(skip_all, fields(replica = %args.uuid, pool = %args.pool))]
     pub async fn create_replica(&self, args: CreateReplicaArgs) -> Result<ReplicaInfo, PoolError> {
         check_name("replica", &args.name)?;
         check_hosts(&args.allowed_hosts)?;
         if args.size_bytes == 0 {
-            return Err(PoolError::InvalidArgument("replica size must be greater than 0".into()));
+            return Err(PoolError::InvalidArgument(
+                "replica size must be greater than 0".into(),
+            ));
         }
         let _guard = self.op_lock.lock().await;
         let pool = self.get_pool(&args.pool)?;
@@ -477,10 +516,16 @@ impl PoolRegistry {
             .size_bytes
             .checked_next_multiple_of(bs)
             .filter(|s| s.div_ceil(cs) <= u64::from(u32::MAX))
-            .ok_or_else(|| PoolError::InvalidArgument(format!("replica size {} is too large", args.size_bytes)))?;
+            .ok_or_else(|| {
+                PoolError::InvalidArgument(format!("replica size {} is too large", args.size_bytes))
+            })?;
         if let Some((p, r)) = self.find_replica_anywhere(&args.uuid) {
             let rec = r.record.read();
-            if Arc::ptr_eq(&p, &pool) && rec.name == args.name && rec.size_bytes == size_bytes && rec.thin == args.thin {
+            if Arc::ptr_eq(&p, &pool)
+                && rec.name == args.name
+                && rec.size_bytes == size_bytes
+                && rec.thin == args.thin
+            {
                 return Ok(r.info(&p.core));
             }
             return Err(PoolError::ReplicaUuidExists(args.uuid));
@@ -503,10 +548,10 @@ impl PoolRegistry {
         }
         let mut used_slots: Vec<u32> = st.meta.replicas.iter().map(|r| r.slot).collect();
         used_slots.sort_unstable();
-        let slot = (1..).zip(used_slots.iter()).find(|(want, have)| want != *have).map_or(
-            used_slots.len() as u32 + 1,
-            |(want, _)| want,
-        );
+        let slot = (1..)
+            .zip(used_slots.iter())
+            .find(|(want, have)| want != *have)
+            .map_or(used_slots.len() as u32 + 1, |(want, _)| want);
         let record = ReplicaRecord {
             slot,
             uuid: args.uuid,
@@ -519,11 +564,13 @@ impl PoolRegistry {
         let physical = if args.thin {
             Vec::new()
         } else {
-            st.alloc.allocate(clusters as u32).ok_or_else(|| PoolError::NoSpace {
-                pool: core.name.clone(),
-                needed_bytes: clusters * cs,
-                free_bytes: 0,
-            })?
+            st.alloc
+                .allocate(clusters as u32)
+                .ok_or_else(|| PoolError::NoSpace {
+                    pool: core.name.clone(),
+                    needed_bytes: clusters * cs,
+                    free_bytes: 0,
+                })?
         };
         let undo = |st: &mut super::disk::MetaState, physical: &[u32]| {
             for c in physical {
@@ -536,7 +583,11 @@ impl PoolRegistry {
             undo(&mut st, &physical);
             return Err(e);
         }
-        let pairs: Vec<(u32, u32)> = physical.iter().enumerate().map(|(l, p)| (*p, l as u32)).collect();
+        let pairs: Vec<(u32, u32)> = physical
+            .iter()
+            .enumerate()
+            .map(|(l, p)| (*p, l as u32))
+            .collect();
         for (p, l) in &pairs {
             st.meta.owners[*p as usize] = Owner { slot, logical: *l };
         }
@@ -555,7 +606,6 @@ impl PoolRegistry {
     }
 
     /// Destroys a replica and frees its clusters.
-    #[instrument(skip(self))]
     pub async fn destroy_replica(&self, sel: &ReplicaSelector) -> Result<(), PoolError> {
         let _guard = self.op_lock.lock().await;
         let (pool, r) = self.select(sel)?;
@@ -585,7 +635,8 @@ impl PoolRegistry {
             u64::from(st.alloc.used_clusters()),
             std::sync::atomic::Ordering::Release,
         );
-        r.destroyed.store(true, std::sync::atomic::Ordering::Release);
+        r.destroyed
+            .store(true, std::sync::atomic::Ordering::Release);
         pool.replicas.write().remove(&r.uuid);
         info!(replica = %r.uuid, pool = %core.name, "replica destroyed");
         Ok(())
@@ -615,8 +666,11 @@ impl PoolRegistry {
 
     /// Grows a replica (shrinking is refused). Open handles keep their old
     /// size; open the replica again to see the new one.
-    #[instrument(skip(self))]
-    pub async fn resize_replica(&self, sel: &ReplicaSelector, size_bytes: u64) -> Result<ReplicaInfo, PoolError> {
+    pub async fn resize_replica(
+        &self,
+        sel: &ReplicaSelector,
+        size_bytes: u64,
+    ) -> Result<ReplicaInfo, PoolError> {
         let _guard = self.op_lock.lock().await;
         let (pool, r) = self.select(sel)?;
         let core = &pool.core;
@@ -625,7 +679,9 @@ impl PoolRegistry {
         let new_size = size_bytes
             .checked_next_multiple_of(bs)
             .filter(|s| s.div_ceil(cs) <= u64::from(u32::MAX))
-            .ok_or_else(|| PoolError::InvalidArgument(format!("replica size {size_bytes} is too large")))?;
+            .ok_or_else(|| {
+                PoolError::InvalidArgument(format!("replica size {size_bytes} is too large"))
+            })?;
         let old = r.record.read().clone();
         if new_size == old.size_bytes {
             return Ok(r.info(core));
@@ -647,11 +703,13 @@ impl PoolRegistry {
         let physical = if old.thin || extra == 0 {
             Vec::new()
         } else {
-            st.alloc.allocate(extra as u32).ok_or_else(|| PoolError::NoSpace {
-                pool: core.name.clone(),
-                needed_bytes: extra * cs,
-                free_bytes: u64::from(st.alloc.free_clusters()) * cs,
-            })?
+            st.alloc
+                .allocate(extra as u32)
+                .ok_or_else(|| PoolError::NoSpace {
+                    pool: core.name.clone(),
+                    needed_bytes: extra * cs,
+                    free_bytes: u64::from(st.alloc.free_clusters()) * cs,
+                })?
         };
         if let Err(e) = core.zero_clusters(&physical).await {
             for c in &physical {
@@ -665,7 +723,10 @@ impl PoolRegistry {
             .map(|(i, p)| (*p, (old_clusters + i as u64) as u32))
             .collect();
         for (p, l) in &pairs {
-            st.meta.owners[*p as usize] = Owner { slot: r.slot, logical: *l };
+            st.meta.owners[*p as usize] = Owner {
+                slot: r.slot,
+                logical: *l,
+            };
         }
         let saved = st.meta.replicas.clone();
         if let Some(rec) = st.meta.replicas.iter_mut().find(|x| x.slot == r.slot) {
@@ -681,19 +742,21 @@ impl PoolRegistry {
         }
         {
             let mut map = r.map.write();
-            map.resize_with(new_clusters as usize, || std::sync::atomic::AtomicU32::new(0));
+            map.resize_with(new_clusters as usize, || {
+                std::sync::atomic::AtomicU32::new(0)
+            });
             for (p, l) in &pairs {
                 map[*l as usize].store(p + 1, std::sync::atomic::Ordering::Release);
             }
         }
-        r.allocated.fetch_add(pairs.len() as u64, std::sync::atomic::Ordering::AcqRel);
+        r.allocated
+            .fetch_add(pairs.len() as u64, std::sync::atomic::Ordering::AcqRel);
         r.record.write().size_bytes = new_size;
         info!(replica = %r.uuid, size_bytes = new_size, "replica resized");
         Ok(r.info(core))
     }
 
     /// Changes how a replica is shared (used by the NVMe/TCP target).
-    #[instrument(skip(self, allowed_hosts))]
     pub async fn set_replica_share(
         &self,
         sel: &ReplicaSelector,

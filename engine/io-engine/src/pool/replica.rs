@@ -62,7 +62,8 @@ impl ReplicaState {
             pool_uuid: core.uuid,
             size_bytes: r.size_bytes,
             thin: r.thin,
-            allocated_bytes: self.allocated.load(Ordering::Acquire) * core.geometry.cluster_size_bytes,
+            allocated_bytes: self.allocated.load(Ordering::Acquire)
+                * core.geometry.cluster_size_bytes,
             share: match r.share {
                 pool_format::Share::None => ShareProtocol::None,
                 pool_format::Share::Nvmf => ShareProtocol::Nvmf,
@@ -175,7 +176,11 @@ impl Replica {
             return Ok(cur);
         }
         self.live()?;
-        match self.core.allocate_cluster(&mut st, self.state.slot, logical).await {
+        match self
+            .core
+            .allocate_cluster(&mut st, self.state.slot, logical)
+            .await
+        {
             Ok(physical) => {
                 if let Some(slot) = self.state.map.read().get(logical as usize) {
                     slot.store(physical + 1, Ordering::Release);
@@ -234,7 +239,10 @@ impl BlockDevice for Replica {
             };
             self.core
                 .dev
-                .write_at(self.physical_offset(phys, &p), &buf[p.buf_start..p.buf_start + p.len])
+                .write_at(
+                    self.physical_offset(phys, &p),
+                    &buf[p.buf_start..p.buf_start + p.len],
+                )
                 .await
                 .map_err(|e| self.io_err(e))?;
         }
