@@ -19,6 +19,9 @@
 //! `Arc`; switches flipped from any thread apply to requests that start
 //! afterwards (relaxed ordering: a request racing with the flip may see
 //! either state).
+//!
+//! I/O path: no locks, no logs; one box per request (the inner future),
+//! acceptable for a test and drill tool that is never a production path.
 
 use std::{
     future::Future,
