@@ -26,6 +26,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod buf;
+pub mod dynamic;
 mod disk;
 pub mod faulty;
 pub mod malloc;
