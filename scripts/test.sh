@@ -11,6 +11,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
     else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
 fi
+# The Linux NVMe/TCP host and target run in a throw-away VM for the interop
+# tests; build (or refresh) its image. It installs QEMU and friends itself.
+NVME_VM="$(pwd)/../shared/tools/nvme-vm"
+if [ ! -x "$NVME_VM/build-image" ]; then
+    echo "error: $NVME_VM is missing (../shared must sit beside the project)" >&2
+    exit 1
+fi
+if [ "$(id -u)" -eq 0 ]; then "$NVME_VM/build-image"; else sudo "$NVME_VM/build-image"; fi
+
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 
 echo "== cargo fmt --check"
