@@ -1,0 +1,447 @@
+//! End-to-end tests of the NVMe/TCP target with a raw codec-level client
+//! over 127.0.2.x loopback addresses.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::*;
+use nvmf::admin::{self, cns, lid, DsmRange};
+use nvmf::fabrics::{csts, reg};
+use nvmf::nvme::{admin_opc, io_opc, sc, Sqe};
+use nvmf::pdu::{fes, Pdu};
+
+fn identify(cns_: u8, nsid: u32) -> Sqe {
+    Sqe {
+        opcode: admin_opc::IDENTIFY,
+        nsid,
+        cdw10: u32::from(cns_),
+        ..Sqe::default()
+    }
+}
+
+fn get_log(lid_: u8, len: u32) -> Sqe {
+    let numd = len / 4 - 1;
+    Sqe {
+        opcode: admin_opc::GET_LOG_PAGE,
+        nsid: 0xffff_ffff,
+        cdw10: u32::from(lid_) | ((numd & 0xffff) << 16),
+        ..Sqe::default()
+    }
+}
+
+fn rw(op: u8, slba: u64, nlb: u32) -> Sqe {
+    Sqe::rw(op, 0, 1, slba, nlb, Default::default())
+}
+
+async fn io_roundtrip(hd: bool, dd: bool, ip: [u8; 4]) {
+    let (t, cancel) = start(ip, &[HOST_A]).await;
+    let (mut a, mut io, cntlid) = open_controller(t.local_addr(), HOST_A, hd, dd)
+        .await
+        .unwrap();
+    assert!((0x100..=0x1ff).contains(&cntlid));
+    assert_eq!(
+        a.prop_get(reg::CSTS, false).await.unwrap() & u64::from(csts::RDY),
+        1
+    );
+    let cap = a.prop_get(reg::CAP, true).await.unwrap();
+    assert_eq!(cap & 0xffff, 127);
+
+    let (cqe, d) = a
+        .cmd(identify(cns::CONTROLLER, 0), None, false, 4096)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success());
+    let ic = admin::IdentifyController::from_bytes(&d).unwrap();
+    assert_eq!(ic.subnqn, NQN);
+    assert_eq!(ic.cntlid, cntlid);
+    assert_eq!(ic.ioccsz, (64 + 8192) / 16);
+    let (_, d) = a
+        .cmd(identify(cns::NAMESPACE, 1), None, false, 4096)
+        .await
+        .unwrap();
+    let ns = admin::IdentifyNamespace::from_bytes(&d).unwrap();
+    assert_eq!(ns.nsze, 64 * 1024 * 1024 / 512);
+    assert_eq!(ns.lbads, 9);
+    let (_, d) = a
+        .cmd(identify(cns::ACTIVE_NS_LIST, 0), None, false, 4096)
+        .await
+        .unwrap();
+    assert_eq!(&d[..8], &[1, 0, 0, 0, 0, 0, 0, 0]);
+    let (cqe, d) = a
+        .cmd(get_log(lid::SMART, 512), None, false, 512)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success() && d.len() == 512);
+
+    // In-capsule write (4 KiB) and R2T writes (64 KiB: two R2Ts of 32 KiB).
+    let small = pattern(4096, 1);
+    let big = pattern(65536, 2);
+    let (cqe, _) = io
+        .cmd(rw(io_opc::WRITE, 0, 8), Some(&small), true, 0)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success(), "{:?}", cqe.status);
+    let (cqe, _) = io
+        .cmd(rw(io_opc::WRITE, 8, 128), Some(&big), false, 0)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success(), "{:?}", cqe.status);
+    let (cqe, d) = io
+        .cmd(rw(io_opc::READ, 0, 8), None, false, 4096)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success());
+    assert_eq!(crc32c::crc32c(&d), crc32c::crc32c(&small));
+    let (_, d) = io
+        .cmd(rw(io_opc::READ, 8, 128), None, false, 65536)
+        .await
+        .unwrap();
+    assert_eq!(crc32c::crc32c(&d), crc32c::crc32c(&big));
+
+    let (cqe, _) = io
+        .cmd(
+            Sqe {
+                opcode: io_opc::FLUSH,
+                nsid: 1,
+                ..Sqe::default()
+            },
+            None,
+            false,
+            0,
+        )
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success());
+    let (cqe, _) = io
+        .cmd(rw(io_opc::WRITE_ZEROES, 0, 8), None, false, 0)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success());
+    let (_, d) = io
+        .cmd(rw(io_opc::READ, 0, 8), None, false, 4096)
+        .await
+        .unwrap();
+    assert!(d.iter().all(|&b| b == 0));
+    let ranges = admin::dsm_bytes(&[DsmRange {
+        attributes: 0,
+        nlb: 128,
+        slba: 8,
+    }]);
+    let dsm = Sqe {
+        opcode: io_opc::DATASET_MANAGEMENT,
+        nsid: 1,
+        cdw10: 0,
+        cdw11: 1 << 2,
+        ..Sqe::default()
+    };
+    let (cqe, _) = io.cmd(dsm, Some(&ranges), true, 0).await.unwrap();
+    assert!(cqe.status.is_success());
+    let (_, d) = io
+        .cmd(rw(io_opc::READ, 8, 128), None, false, 65536)
+        .await
+        .unwrap();
+    assert!(d.iter().all(|&b| b == 0));
+
+    // Errors: LBA out of range, bad namespace, unknown opcode.
+    let (cqe, _) = io
+        .cmd(rw(io_opc::READ, 131072 - 4, 8), None, false, 4096)
+        .await
+        .unwrap();
+    assert_eq!(cqe.status.code(), u16::from(sc::LBA_OUT_OF_RANGE));
+    assert!(cqe.status.dnr);
+    let mut bad_ns = rw(io_opc::READ, 0, 1);
+    bad_ns.nsid = 7;
+    let (cqe, _) = io.cmd(bad_ns, None, false, 512).await.unwrap();
+    assert_eq!(cqe.status.code(), u16::from(sc::INVALID_NAMESPACE));
+    let (cqe, _) = io
+        .cmd(
+            Sqe {
+                opcode: 0x7e,
+                nsid: 1,
+                ..Sqe::default()
+            },
+            None,
+            false,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(cqe.status.code(), u16::from(sc::INVALID_OPCODE));
+
+    let info = t.subsystems();
+    assert_eq!(info[0].hosts, vec![(HOST_A.to_string(), cntlid)]);
+    drop((a, io));
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_identify_and_io() {
+    io_roundtrip(false, false, [127, 0, 2, 1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_with_header_and_data_digests() {
+    io_roundtrip(true, true, [127, 0, 2, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_rejects_disallowed_host_and_unknown_subsystem() {
+    let (t, cancel) = start([127, 0, 2, 3], &[HOST_A]).await;
+    let mut c = Client::connect(t.local_addr(), false, false).await.unwrap();
+    let cqe = c.fabric_connect(NQN, HOST_B, 0, 0xffff).await.unwrap();
+    assert_eq!(cqe.status.code(), 0x184);
+    let cqe = c
+        .fabric_connect("nqn.2019-05.io.openebs:nope", HOST_A, 0, 0xffff)
+        .await
+        .unwrap();
+    assert_eq!(cqe.status.code(), 0x182);
+    assert_eq!(cqe.dw0, (1 << 16) | 256, "IATTR=1 (data), IPO=256 (subnqn)");
+    // An empty allow-list admits nobody.
+    t.set_allowed_hosts(NQN, vec![]).unwrap();
+    let cqe = c.fabric_connect(NQN, HOST_A, 0, 0xffff).await.unwrap();
+    assert_eq!(cqe.status.code(), 0x184);
+
+    // Discovery admits anyone but lists only what the host may access.
+    t.set_allowed_hosts(NQN, vec![HOST_A.into()]).unwrap();
+    for (host, n) in [(HOST_A, 1), (HOST_B, 0)] {
+        let mut d = Client::connect(t.local_addr(), false, false).await.unwrap();
+        let cqe = d
+            .fabric_connect(nvmf::DISCOVERY_NQN, host, 0, 0xffff)
+            .await
+            .unwrap();
+        assert!(cqe.status.is_success());
+        let (cqe, page) = d
+            .cmd(get_log(lid::DISCOVERY, 4096), None, false, 4096)
+            .await
+            .unwrap();
+        assert!(cqe.status.is_success());
+        let (_, entries) = admin::parse_discovery_log(&page).unwrap();
+        assert_eq!(entries.len(), n, "host {host}");
+        if n == 1 {
+            assert_eq!(entries[0].subnqn, NQN);
+            assert_eq!(entries[0].trsvcid, t.local_addr().port().to_string());
+            assert_eq!(entries[0].traddr, "127.0.2.3");
+        }
+    }
+    cancel.cancel();
+}
+
+async fn expect_term_or_close(c: &mut Client, want_fes: Option<u16>) {
+    match c.recv().await {
+        Ok(Some(Pdu::C2HTermReq(t))) => {
+            if let Some(f) = want_fes {
+                assert_eq!(t.fes, f);
+            }
+            assert!(
+                matches!(c.recv().await, Ok(None) | Err(_)),
+                "connection must close after a TermReq"
+            );
+        }
+        Ok(None) | Err(_) => assert!(want_fes.is_none(), "expected a TermReq"),
+        Ok(Some(other)) => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_pdus_end_only_their_connection() {
+    let (t, cancel) = start([127, 0, 2, 4], &[HOST_A]).await;
+    let addr = t.local_addr();
+    let (_a, mut io, _) = open_controller(addr, HOST_A, false, false).await.unwrap();
+
+    // Bad hlen on the very first PDU.
+    let mut c = Client::raw(addr).await.unwrap();
+    c.send_raw(&[0, 0, 100, 0, 128, 0, 0, 0]).await.unwrap();
+    expect_term_or_close(&mut c, Some(fes::INVALID_HEADER_FIELD)).await;
+
+    // Unknown PDU type after a good ICReq.
+    let mut c = Client::connect(addr, false, false).await.unwrap();
+    c.send_raw(&[0x42, 0, 24, 0, 24, 0, 0, 0]).await.unwrap();
+    expect_term_or_close(&mut c, Some(fes::INVALID_HEADER_FIELD)).await;
+
+    // Bad header digest.
+    let mut c = Client::connect(addr, true, false).await.unwrap();
+    let mut b = BytesMut::new();
+    Pdu::CapsuleCmd(nvmf::pdu::CapsuleCmd {
+        sqe: identify(cns::CONTROLLER, 0),
+        data: Default::default(),
+    })
+    .encode(&mut b, c.opts);
+    let n = b.len();
+    b[n - 1] ^= 0xff;
+    c.send_raw(&b).await.unwrap();
+    expect_term_or_close(&mut c, Some(fes::HEADER_DIGEST_ERROR)).await;
+
+    // Oversized plen: refused from the header.
+    let mut c = Client::connect(addr, false, false).await.unwrap();
+    c.send_raw(&[4, 0, 72, 72, 0, 0, 0, 0x40]).await.unwrap();
+    expect_term_or_close(&mut c, Some(fes::DATA_LIMIT_EXCEEDED)).await;
+
+    // Truncated PDU, then the host goes away: just closes.
+    let mut c = Client::connect(addr, false, false).await.unwrap();
+    c.send_raw(&[4, 0, 72, 0, 72, 0, 0, 0, 1, 2, 3])
+        .await
+        .unwrap();
+    drop(c);
+
+    // A command before ICReq: PDU sequence error.
+    let mut c = Client::raw(addr).await.unwrap();
+    let mut b = BytesMut::new();
+    Pdu::CapsuleCmd(Default::default()).encode(&mut b, Default::default());
+    c.send_raw(&b).await.unwrap();
+    expect_term_or_close(&mut c, Some(fes::PDU_SEQUENCE_ERROR)).await;
+
+    // The healthy connection still works.
+    let data = pattern(4096, 9);
+    let (cqe, _) = io
+        .cmd(rw(io_opc::WRITE, 100, 8), Some(&data), true, 0)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success());
+    let (_, d) = io
+        .cmd(rw(io_opc::READ, 100, 8), None, false, 4096)
+        .await
+        .unwrap();
+    assert_eq!(d, data);
+    assert!(t.stats().term_reqs_sent >= 5);
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_subsystem_with_io_in_flight_does_not_hang() {
+    let (t, cancel) = start([127, 0, 2, 5], &[HOST_A]).await;
+    let (mut a, mut io, _) = open_controller(t.local_addr(), HOST_A, false, false)
+        .await
+        .unwrap();
+    // Fire a burst of 64 KiB reads without waiting for them.
+    for i in 0..32u16 {
+        let mut sqe = rw(io_opc::READ, u64::from(i) * 128, 128);
+        sqe.cid = 1000 + i;
+        sqe.dptr = nvmf::nvme::SglDescriptor::transport(65536);
+        io.send(&Pdu::CapsuleCmd(nvmf::pdu::CapsuleCmd {
+            sqe,
+            data: Default::default(),
+        }))
+        .await
+        .unwrap();
+    }
+    let removal = tokio::time::timeout(Duration::from_secs(6), t.remove_subsystem(NQN));
+    removal
+        .await
+        .expect("remove_subsystem must not hang")
+        .unwrap();
+    assert!(t.subsystems().is_empty());
+    // The client sees its I/O complete or the connection close, in bounded time.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = io.recv().await {}
+    })
+    .await;
+    assert!(drained.is_ok(), "connection did not close");
+    assert!(matches!(
+        a.recv().await,
+        Ok(None) | Err(_) | Ok(Some(Pdu::CapsuleResp(_)))
+    ));
+    // New connects to the removed subsystem fail.
+    let mut c = Client::connect(t.local_addr(), false, false).await.unwrap();
+    assert_eq!(
+        c.fabric_connect(NQN, HOST_A, 0, 0xffff)
+            .await
+            .unwrap()
+            .status
+            .code(),
+        0x182
+    );
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_access_reservation_blocks_other_hosts_until_preempted() {
+    let (t, cancel) = start([127, 0, 2, 6], &[HOST_A, HOST_B]).await;
+    let (_a1, mut ioa, _) = open_controller(t.local_addr(), HOST_A, false, false)
+        .await
+        .unwrap();
+    let (_a2, mut iob, _) = open_controller(t.local_addr(), HOST_B, false, false)
+        .await
+        .unwrap();
+    let keys = |c: u64, o: u64| {
+        nvmf::admin::ReservationKeys {
+            current: c,
+            other: o,
+        }
+        .to_bytes()
+    };
+    let reg = Sqe {
+        opcode: io_opc::RESERVATION_REGISTER,
+        nsid: 1,
+        ..Sqe::default()
+    };
+    assert!(ioa
+        .cmd(reg, Some(&keys(0, 0xa)), true, 0)
+        .await
+        .unwrap()
+        .0
+        .status
+        .is_success());
+    assert!(iob
+        .cmd(reg, Some(&keys(0, 0xb)), true, 0)
+        .await
+        .unwrap()
+        .0
+        .status
+        .is_success());
+    let acq = |action: u32| Sqe {
+        opcode: io_opc::RESERVATION_ACQUIRE,
+        nsid: 1,
+        cdw10: action | (2 << 8),
+        ..Sqe::default()
+    };
+    assert!(ioa
+        .cmd(acq(0), Some(&keys(0xa, 0)), true, 0)
+        .await
+        .unwrap()
+        .0
+        .status
+        .is_success());
+    let (cqe, _) = iob
+        .cmd(rw(io_opc::READ, 0, 1), None, false, 512)
+        .await
+        .unwrap();
+    assert_eq!(cqe.status.code(), u16::from(sc::RESERVATION_CONFLICT));
+    // B preempts A (as a new nexus target fences the old one).
+    assert!(iob
+        .cmd(acq(1), Some(&keys(0xb, 0xa)), true, 0)
+        .await
+        .unwrap()
+        .0
+        .status
+        .is_success());
+    let (cqe, _) = iob
+        .cmd(rw(io_opc::READ, 0, 1), None, false, 512)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success());
+    let (cqe, _) = ioa
+        .cmd(rw(io_opc::WRITE, 0, 1), Some(&[0u8; 512]), true, 0)
+        .await
+        .unwrap();
+    assert_eq!(cqe.status.code(), u16::from(sc::RESERVATION_CONFLICT));
+    let report = Sqe {
+        opcode: io_opc::RESERVATION_REPORT,
+        nsid: 1,
+        cdw10: 63,
+        cdw11: 1,
+        ..Sqe::default()
+    };
+    let (cqe, d) = iob.cmd(report, None, false, 256).await.unwrap();
+    assert!(cqe.status.is_success());
+    assert_eq!(d[4], 2, "exclusive access");
+    assert_eq!(
+        u16::from_le_bytes([d[5], d[6]]),
+        1,
+        "only B left registered"
+    );
+    cancel.cancel();
+}
