@@ -55,6 +55,9 @@ pub enum Backend {
     Pread,
     /// A fault-injection wrapper around another device (tests, drills).
     Faulty,
+    /// A remote NVMe-oF namespace through the NVMe/TCP initiator
+    /// (`nvmf-host`).
+    Nvmf,
 }
 
 impl std::fmt::Display for Backend {
@@ -64,6 +67,7 @@ impl std::fmt::Display for Backend {
             Backend::Uring => "uring",
             Backend::Pread => "pread",
             Backend::Faulty => "faulty",
+            Backend::Nvmf => "nvmf",
         })
     }
 }
