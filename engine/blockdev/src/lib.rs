@@ -26,8 +26,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod buf;
-pub mod dynamic;
 mod disk;
+pub mod dynamic;
 pub mod faulty;
 pub mod malloc;
 pub mod pread;

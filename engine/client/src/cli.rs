@@ -34,7 +34,8 @@ pub struct Cli {
 pub enum Output {
     /// Aligned columns (as upstream's mayastor-client).
     Table,
-    /// Same as table for now.
+    /// The table with more columns where there are any (`replica list`
+    /// adds SHARE and URI).
     Wide,
     /// Pretty JSON: snake_case fields, sizes in bytes.
     Json,
@@ -142,6 +143,18 @@ pub enum ReplicaCommand {
         #[arg(long, value_name = "MiB")]
         size: u64,
     },
+    /// Share a replica over NVMe/TCP and print its nvmf:// URI. Sharing a
+    /// shared replica again replaces its allowed hosts.
+    Share {
+        #[command(flatten)]
+        replica: ReplicaRef,
+        /// Host NQN allowed to connect (repeat for more). Only the hosts
+        /// listed may connect: none given, nobody may.
+        #[arg(long = "allowed-host", value_name = "NQN")]
+        allowed_hosts: Vec<String>,
+    },
+    /// Stop sharing a replica (connected hosts' I/O fails from then on).
+    Unshare(ReplicaRef),
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,5 +224,35 @@ mod tests {
         assert!(Cli::try_parse_from(["c", "-o", "json", "pool", "list"]).is_ok());
         assert!(Cli::try_parse_from(["c", "pool", "list", "-o", "wide"]).is_ok());
         assert!(Cli::try_parse_from(["c", "-o", "yaml", "pool", "list"]).is_err());
+    }
+
+    #[test]
+    fn share_forms() {
+        let cli = Cli::try_parse_from([
+            "c",
+            "replica",
+            "share",
+            "p",
+            "r",
+            "--allowed-host",
+            "nqn.2019-05.io.openebs:node-name:n1",
+            "--allowed-host=nqn.2019-05.io.openebs:node-name:n2",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Replica(ReplicaCommand::Share {
+                replica,
+                allowed_hosts,
+            }) => {
+                assert_eq!(replica.pool.as_deref(), Some("p"));
+                assert_eq!(replica.name.as_deref(), Some("r"));
+                assert_eq!(allowed_hosts.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["c", "replica", "share", "--uuid", "u"]).is_ok());
+        assert!(Cli::try_parse_from(["c", "replica", "share", "p"]).is_err());
+        assert!(Cli::try_parse_from(["c", "replica", "unshare", "p", "r"]).is_ok());
+        assert!(Cli::try_parse_from(["c", "replica", "unshare"]).is_err());
     }
 }

@@ -235,19 +235,14 @@ async fn replica(
                         .map(output::ReplicaView::from)
                         .collect::<Vec<_>>(),
                 )?,
-                Output::Table | Output::Wide => print(&output::replica_table(&replicas)),
+                Output::Table => print(&output::replica_table(&replicas)),
+                Output::Wide => print(&output::replica_table_wide(&replicas)),
             }
         }
         ReplicaCommand::Destroy(target) => {
-            let selector = match (&target.uuid, &target.pool, &target.name) {
-                (Some(uuid), _, _) => v1::destroy_replica_request::Replica::Uuid(uuid.clone()),
-                (None, Some(pool), Some(name)) => {
-                    v1::destroy_replica_request::Replica::Name(v1::ReplicaName {
-                        pool: pool.clone(),
-                        name: name.clone(),
-                    })
-                }
-                _ => bail!("name the replica by POOL NAME or --uuid UUID"),
+            let selector = match wire_selector(target)? {
+                Selector::Uuid(uuid) => v1::destroy_replica_request::Replica::Uuid(uuid),
+                Selector::Name(name) => v1::destroy_replica_request::Replica::Name(name),
             };
             client
                 .destroy_replica(v1::DestroyReplicaRequest {
@@ -255,6 +250,42 @@ async fn replica(
                 })
                 .await
                 .map_err(rpc_error)?;
+        }
+        ReplicaCommand::Share {
+            replica,
+            allowed_hosts,
+        } => {
+            let selector = match wire_selector(replica)? {
+                Selector::Uuid(uuid) => v1::share_replica_request::Replica::Uuid(uuid),
+                Selector::Name(name) => v1::share_replica_request::Replica::Name(name),
+            };
+            let replica = client
+                .share_replica(v1::ShareReplicaRequest {
+                    replica: Some(selector),
+                    protocol: v1::ShareProtocol::Nvmf.into(),
+                    allowed_hosts: allowed_hosts.clone(),
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            match format {
+                Output::Json => print_json(&output::ReplicaView::from(&replica))?,
+                Output::Table | Output::Wide => print(&format!("{}\n", replica.uri)),
+            }
+        }
+        ReplicaCommand::Unshare(target) => {
+            let selector = match wire_selector(target)? {
+                Selector::Uuid(uuid) => v1::unshare_replica_request::Replica::Uuid(uuid),
+                Selector::Name(name) => v1::unshare_replica_request::Replica::Name(name),
+            };
+            let replica = client
+                .unshare_replica(v1::UnshareReplicaRequest {
+                    replica: Some(selector),
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            print_created(format, &output::ReplicaView::from(&replica))?;
         }
         ReplicaCommand::Resize { replica, size } => {
             let uuid = resolve_uuid(&mut client, replica).await?;
@@ -271,6 +302,23 @@ async fn replica(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A replica named on the command line, in wire terms.
+enum Selector {
+    Uuid(String),
+    Name(v1::ReplicaName),
+}
+
+fn wire_selector(target: &ReplicaRef) -> anyhow::Result<Selector> {
+    match (&target.uuid, &target.pool, &target.name) {
+        (Some(uuid), _, _) => Ok(Selector::Uuid(uuid.clone())),
+        (None, Some(pool), Some(name)) => Ok(Selector::Name(v1::ReplicaName {
+            pool: pool.clone(),
+            name: name.clone(),
+        })),
+        _ => bail!("name the replica by POOL NAME or --uuid UUID"),
+    }
 }
 
 /// The uuid of a replica named by pool and name (or given directly).

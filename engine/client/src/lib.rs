@@ -1,7 +1,7 @@
 //! `io-engine-client`: the command-line client of the io-engine gRPC API.
 //!
-//! It manages the pools and replicas of one io-engine and shows the node's
-//! host information, printing upstream mayastor-client's tables or, with
+//! It manages the pools and replicas of one io-engine (including sharing
+//! replicas over NVMe/TCP) and shows the node's host information, printing upstream mayastor-client's tables or, with
 //! `-o json`, pretty JSON for scripts. Errors are one line on stderr
 //! (`error: pool 'x' not found (NotFound)`) and exit code 1; usage errors
 //! exit 2.

@@ -126,23 +126,45 @@ const REPLICA_COLUMNS: [Column; 4] = [
     col("SIZE", 13, Align::Right, " "),
 ];
 
+const REPLICA_WIDE_COLUMNS: [Column; 6] = [
+    REPLICA_COLUMNS[0],
+    REPLICA_COLUMNS[1],
+    REPLICA_COLUMNS[2],
+    REPLICA_COLUMNS[3],
+    col("SHARE", 5, Align::Left, " "),
+    col("URI", 0, Align::Left, " "),
+];
+
 /// The `replica list` table.
 pub fn replica_table(replicas: &[v1::Replica]) -> String {
+    replica_table_with(&REPLICA_COLUMNS, replicas)
+}
+
+/// The `replica list -o wide` table: the default one plus SHARE and URI.
+pub fn replica_table_wide(replicas: &[v1::Replica]) -> String {
+    replica_table_with(&REPLICA_WIDE_COLUMNS, replicas)
+}
+
+fn replica_table_with(columns: &[Column], replicas: &[v1::Replica]) -> String {
     if replicas.is_empty() {
         return "No replicas have been created\n".to_string();
     }
     let rows: Vec<Vec<String>> = replicas
         .iter()
         .map(|r| {
-            vec![
+            let mut row = vec![
                 r.pool_name.clone(),
                 r.name.clone(),
                 r.thin.to_string(),
                 human_size(r.size),
-            ]
+                share_name(r.share).to_string(),
+                r.uri.clone(),
+            ];
+            row.truncate(columns.len());
+            row
         })
         .collect();
-    render_table(&REPLICA_COLUMNS, &rows)
+    render_table(columns, &rows)
 }
 
 const HOST_COLUMNS: [Column; 3] = [
@@ -397,6 +419,36 @@ mod tests {
              tpool                replica2             true        1.0 GiB\n"
         );
         assert_eq!(replica_table(&[]), "No replicas have been created\n");
+    }
+
+    #[test]
+    fn wide_replica_table_adds_share_and_uri() {
+        let u = "0b1a4b8e-3f5d-4a57-9d8e-1c2b3a4d5e6f";
+        let shared = v1::Replica {
+            share: v1::ShareProtocol::Nvmf.into(),
+            uri: format!("nvmf://127.0.0.1:8420/nqn.2019-05.io.openebs:{u}?uuid={u}"),
+            ..replica("tpool", "replica1", false, 10 * MIB)
+        };
+        let local = v1::Replica {
+            uri: format!("bdev:///{u}?uuid={u}"),
+            ..replica("tpool", "replica2", true, 1000 * MIB)
+        };
+        assert_eq!(
+            replica_table_wide(&[shared.clone(), local.clone()]),
+            format!(
+                "POOL                 NAME                 THIN           SIZE SHARE URI\n\
+                 tpool                replica1             false      10.0 MiB nvmf  nvmf://127.0.0.1:8420/nqn.2019-05.io.openebs:{u}?uuid={u}\n\
+                 tpool                replica2             true        1.0 GiB none  bdev:///{u}?uuid={u}\n"
+            )
+        );
+        // The default table is unchanged by the share.
+        assert_eq!(
+            replica_table(&[shared, local]),
+            "POOL                 NAME                 THIN           SIZE\n\
+             tpool                replica1             false      10.0 MiB\n\
+             tpool                replica2             true        1.0 GiB\n"
+        );
+        assert_eq!(replica_table_wide(&[]), "No replicas have been created\n");
     }
 
     #[test]

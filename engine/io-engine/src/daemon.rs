@@ -1,28 +1,91 @@
 //! Configuration and lifecycle of the `io-engine` process.
 //!
-//! Start-up: bind the gRPC listener first (a bad or busy address is a clear
-//! error and a non-zero exit), then log `io-engine listening` and serve.
-//! Shutdown: SIGTERM or SIGINT cancels a [`CancellationToken`]; the server
-//! stops accepting connections and lets in-flight calls finish, then every
-//! pool is flushed and exported ([`PoolRegistry::shutdown`]) and the process
+//! Start-up: bind the gRPC listener, then the NVMe/TCP target (a bad or
+//! busy address is a clear error and exit code 1), log `nvmf target
+//! listening` and `io-engine listening`, and serve both.
+//! Shutdown: SIGTERM or SIGINT cancels a [`CancellationToken`]; the NVMe/TCP
+//! target stops serving and the gRPC server stops accepting connections and
+//! lets in-flight calls finish; then every subsystem is removed and every
+//! pool is flushed and exported ([`ShareManager::shutdown`]) and the process
 //! exits 0. A second signal during that sequence exits at once (code 130).
 //!
 //! Nothing here needs hugepages or busy polling: the engine is an ordinary
 //! tokio program.
 
-use std::{io::IsTerminal, net::SocketAddr, sync::Arc};
+use std::{
+    io::IsTerminal,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    sync::Arc,
+};
 
 use anyhow::Context;
+use nvmf_target::{Target, TargetConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
     grpc::{self, HostIdentity},
     pool::PoolRegistry,
+    share::{advertised_ip, NvmfEndpoint, ShareManager},
 };
 
 /// Default gRPC endpoint: all addresses, port 10124 (as upstream).
 pub const DEFAULT_GRPC_ENDPOINT: &str = "0.0.0.0:10124";
+
+/// Default NVMe/TCP port (as upstream); the IP defaults to the gRPC one.
+pub const DEFAULT_NVMF_PORT: u16 = 8420;
+
+/// Highest controller ID the NVMe spec allows for a dynamic controller.
+pub const MAX_CNTLID: u16 = 0xffef;
+
+/// A controller-ID window `MIN-MAX` (within 1..=0xffef): controllers of
+/// this engine's target get IDs from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CntlidRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl Default for CntlidRange {
+    fn default() -> Self {
+        Self {
+            min: 1,
+            max: MAX_CNTLID,
+        }
+    }
+}
+
+impl std::fmt::Display for CntlidRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+impl FromStr for CntlidRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (min, max) = text
+            .split_once('-')
+            .ok_or_else(|| format!("{text:?} is not a range MIN-MAX (e.g. 1-65519)"))?;
+        let parse = |n: &str| {
+            n.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("{n:?} is not a controller ID (1..={MAX_CNTLID})"))
+        };
+        let range = Self {
+            min: parse(min)?,
+            max: parse(max)?,
+        };
+        if range.min == 0 || range.max > MAX_CNTLID || range.min > range.max {
+            return Err(format!(
+                "controller ID range {range} must satisfy 1 <= MIN <= MAX <= {MAX_CNTLID}"
+            ));
+        }
+        Ok(range)
+    }
+}
 
 /// Format of the log lines written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -50,9 +113,31 @@ pub struct Config {
     #[arg(short = 'N', long, value_name = "NAME")]
     pub node_name: Option<String>,
 
+    /// IP:PORT the NVMe/TCP target listens on (default: the gRPC endpoint's
+    /// IP, port 8420). Port 0 picks a free port.
+    #[arg(long, value_name = "IP:PORT")]
+    pub nvmf_endpoint: Option<SocketAddr>,
+
+    /// IP put into the nvmf:// URIs of shared replicas (default: the
+    /// NVMe/TCP listen IP, or 127.0.0.1 when that is 0.0.0.0).
+    #[arg(long, value_name = "IP")]
+    pub nvmf_advertise: Option<IpAddr>,
+
+    /// Controller IDs the NVMe/TCP target hands out.
+    #[arg(long, value_name = "MIN-MAX", default_value_t = CntlidRange::default())]
+    pub nvmf_cntlid_range: CntlidRange,
+
     /// Format of the log lines (stderr). Filter with RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Where the NVMe/TCP target listens.
+    pub fn nvmf_listen(&self) -> SocketAddr {
+        self.nvmf_endpoint
+            .unwrap_or_else(|| SocketAddr::new(self.grpc_endpoint.ip(), DEFAULT_NVMF_PORT))
+    }
 }
 
 /// Installs the global tracing subscriber: stderr, `RUST_LOG` filter
@@ -89,7 +174,14 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         .local_addr()
         .context("cannot read the bound gRPC address")?;
     let node_name = config.node_name.clone().unwrap_or_else(host_name);
+    let nvmf = start_nvmf(&config, &node_name).await?;
+    let nvmf_served = {
+        let target = nvmf.target.clone();
+        let cancel = shutdown.child_token();
+        tokio::spawn(async move { target.serve(cancel).await })
+    };
     let registry = Arc::new(PoolRegistry::new(blockdev::OpenOptions::default()));
+    let share = Arc::new(ShareManager::new(registry, Some(nvmf)));
 
     info!(
         endpoint = %endpoint,
@@ -99,7 +191,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     );
 
     let router = grpc::router(
-        registry.clone(),
+        share.clone(),
         HostIdentity {
             node_name,
             grpc_endpoint: endpoint,
@@ -112,11 +204,47 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         )
         .await;
 
-    info!("gRPC server stopped; exporting pools");
-    registry.shutdown().await;
+    // The serve loop is cancelled with `shutdown`; a gRPC failure ends the
+    // process too, so make sure the target stops in that case as well.
+    shutdown.cancel();
+    if let Err(e) = nvmf_served.await {
+        warn!(error = %e, "nvmf target task failed");
+    }
+    info!("gRPC server and nvmf target stopped; exporting pools");
+    share.shutdown().await;
     served.context("gRPC server failed")?;
     info!("io-engine stopped");
     Ok(())
+}
+
+/// Binds the NVMe/TCP target and logs `nvmf target listening`.
+async fn start_nvmf(config: &Config, node_name: &str) -> anyhow::Result<NvmfEndpoint> {
+    let listen = config.nvmf_listen();
+    let target_config = TargetConfig {
+        listen,
+        cntlid_min: config.nvmf_cntlid_range.min,
+        cntlid_max: config.nvmf_cntlid_range.max,
+        ..TargetConfig::default()
+    };
+    let target = Target::bind(target_config)
+        .await
+        .with_context(|| format!("cannot listen on NVMe/TCP endpoint {listen}"))?;
+    let advertise = advertised_ip(listen.ip(), config.nvmf_advertise);
+    let nvmf = NvmfEndpoint::new(target, advertise);
+    info!(
+        endpoint = %nvmf.target.local_addr(),
+        advertised = %nvmf.advertised,
+        cntlid_range = %config.nvmf_cntlid_range,
+        node = %node_name,
+        "nvmf target listening"
+    );
+    if listen.ip().is_unspecified() && config.nvmf_advertise.is_none() {
+        warn!(
+            advertised = %nvmf.advertised,
+            "nvmf target listens on all addresses but advertises loopback; set --nvmf-advertise for remote hosts"
+        );
+    }
+    Ok(nvmf)
 }
 
 /// Cancels `shutdown` on the first SIGTERM/SIGINT and exits the process on
@@ -167,6 +295,9 @@ mod tests {
         assert_eq!(c.grpc_endpoint.to_string(), DEFAULT_GRPC_ENDPOINT);
         assert_eq!(c.node_name, None);
         assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.nvmf_listen().to_string(), "0.0.0.0:8420");
+        assert_eq!(c.nvmf_advertise, None);
+        assert_eq!(c.nvmf_cntlid_range, CntlidRange { min: 1, max: 65519 });
         let c = Config::parse_from([
             "io-engine",
             "--grpc-endpoint",
@@ -179,7 +310,42 @@ mod tests {
         assert_eq!(c.grpc_endpoint.to_string(), "127.0.1.2:4000");
         assert_eq!(c.node_name.as_deref(), Some("n1"));
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.nvmf_listen().to_string(), "127.0.1.2:8420");
         assert!(Config::try_parse_from(["io-engine", "-g", "nonsense"]).is_err());
+        let c = Config::parse_from([
+            "io-engine",
+            "--nvmf-endpoint",
+            "127.0.1.3:4420",
+            "--nvmf-advertise",
+            "10.0.0.7",
+            "--nvmf-cntlid-range",
+            "100-199",
+        ]);
+        assert_eq!(c.nvmf_listen().to_string(), "127.0.1.3:4420");
+        assert_eq!(c.nvmf_advertise, Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(c.nvmf_cntlid_range, CntlidRange { min: 100, max: 199 });
+        for bad in [
+            &["--nvmf-endpoint", "127.0.0.1"][..],
+            &["--nvmf-advertise", "host"],
+            &["--nvmf-cntlid-range", "0-10"],
+            &["--nvmf-cntlid-range", "10-5"],
+            &["--nvmf-cntlid-range", "1-65520"],
+            &["--nvmf-cntlid-range", "7"],
+        ] {
+            let args = std::iter::once("io-engine").chain(bad.iter().copied());
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cntlid_ranges() {
+        assert_eq!("1-65519".parse(), Ok(CntlidRange::default()));
+        assert_eq!(
+            "5-5".parse::<CntlidRange>().map(|r| r.to_string()),
+            Ok("5-5".to_string())
+        );
+        assert!("a-b".parse::<CntlidRange>().is_err());
+        assert!("".parse::<CntlidRange>().is_err());
     }
 
     #[test]
@@ -196,5 +362,45 @@ mod tests {
             .await
             .unwrap_err();
         assert!(format!("{err:#}").starts_with(&format!("cannot listen on gRPC endpoint {addr}")));
+    }
+
+    #[tokio::test]
+    async fn busy_nvmf_endpoint_is_a_clear_error() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let config = Config::parse_from([
+            "io-engine",
+            "-g",
+            "127.0.0.1:0",
+            "--nvmf-endpoint",
+            &addr.to_string(),
+        ]);
+        let err = run_until(config, CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with(&format!("cannot listen on NVMe/TCP endpoint {addr}")),
+            "{err:#}"
+        );
+    }
+
+    #[tokio::test]
+    async fn starts_and_stops_on_cancel() {
+        let config = Config::parse_from([
+            "io-engine",
+            "-g",
+            "127.0.0.1:0",
+            "--nvmf-endpoint",
+            "127.0.0.1:0",
+        ]);
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(run_until(config, shutdown.clone()));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        shutdown.cancel();
+        let res = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(res.is_ok(), "{res:?}");
     }
 }

@@ -1,14 +1,18 @@
 //! The engine gRPC API (`io_engine.v1`, see `engine/api`).
 //!
 //! One tonic service per area, each a thin shell over the shared
-//! [`PoolRegistry`]: a handler validates its request (clear
-//! `INVALID_ARGUMENT` errors before anything reaches the pool layer), calls
-//! the registry, and converts the result to the wire types. Pool-layer
-//! errors become [`tonic::Status`] in exactly one place,
-//! [`pool_error_status`].
+//! [`ShareManager`] (and through it the [`PoolRegistry`]): a handler
+//! validates its request (clear `INVALID_ARGUMENT` errors before anything
+//! reaches the pool layer), calls the share manager for anything that may
+//! change what the NVMe/TCP target exports (pool create/import/export/
+//! destroy, replica create/destroy/share/unshare) and the registry for the
+//! rest, and converts the result to the wire types. Replicas are always
+//! reported through [`ShareManager::present`], so a shared replica's URI is
+//! its `nvmf://` one. Pool-layer and share errors become [`tonic::Status`]
+//! in exactly one place, [`error_status`].
 //!
 //! Threading model: handlers run on the tokio runtime, one task per request;
-//! they hold no lock of their own and share only the registry (`Arc`).
+//! they hold no lock of their own and share only the share manager (`Arc`).
 
 mod host;
 mod pool;
@@ -24,8 +28,9 @@ use io_engine_api::v1;
 use tonic::{transport::server::Router, Status};
 use uuid::Uuid;
 
-use crate::pool::{
-    ErrorKind, PoolError, PoolInfo, PoolRegistry, PoolState, ReplicaInfo, ShareProtocol,
+use crate::{
+    pool::{ErrorKind, PoolInfo, PoolRegistry, PoolState, ReplicaInfo, ShareProtocol},
+    share::{ShareError, ShareManager},
 };
 
 /// Who this engine is, as reported by `GetHostInfo`.
@@ -37,24 +42,28 @@ pub struct HostIdentity {
 }
 
 /// Builds the gRPC router serving every service of the API.
-pub fn router(registry: Arc<PoolRegistry>, host: HostIdentity) -> Router {
+pub fn router(share: Arc<ShareManager>, host: HostIdentity) -> Router {
+    let registry: Arc<PoolRegistry> = share.registry().clone();
     tonic::transport::Server::builder()
         .add_service(v1::pool_rpc_server::PoolRpcServer::new(PoolService::new(
-            registry.clone(),
+            share.clone(),
         )))
         .add_service(v1::replica_rpc_server::ReplicaRpcServer::new(
-            ReplicaService::new(registry.clone()),
+            ReplicaService::new(share),
         ))
         .add_service(v1::host_rpc_server::HostRpcServer::new(HostService::new(
             registry, host,
         )))
 }
 
-/// The one mapping from pool-layer errors to gRPC statuses.
+/// The one mapping from engine errors (pool layer, share manager and
+/// NVMe/TCP target; a [`crate::pool::PoolError`] converts into a
+/// [`ShareError`]) to gRPC statuses.
 ///
 /// The status message is the error's `Display` text, so clients can show it
 /// as is.
-pub fn pool_error_status(err: PoolError) -> Status {
+pub fn error_status(err: impl Into<ShareError>) -> Status {
+    let err = err.into();
     let message = err.to_string();
     match err.kind() {
         ErrorKind::InvalidArgument => Status::invalid_argument(message),
@@ -63,7 +72,7 @@ pub fn pool_error_status(err: PoolError) -> Status {
         ErrorKind::FailedPrecondition => Status::failed_precondition(message),
         ErrorKind::NoSpace => Status::resource_exhausted(message),
         ErrorKind::Io => {
-            tracing::warn!(error = %message, "pool operation failed");
+            tracing::warn!(error = %message, "engine operation failed");
             Status::internal(message)
         }
     }
@@ -146,6 +155,7 @@ fn replica_message(r: ReplicaInfo) -> v1::Replica {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::pool::PoolError;
     use tonic::Code;
 
     #[test]
@@ -189,12 +199,17 @@ mod tests {
         ];
         for (err, code) in cases {
             let message = err.to_string();
-            let status = pool_error_status(err);
+            let status = error_status(err);
             assert_eq!(status.code(), code, "{message}");
             assert_eq!(status.message(), message);
         }
-        let status = pool_error_status(PoolError::PoolNotFound("x".into()));
+        let status = error_status(PoolError::PoolNotFound("x".into()));
         assert_eq!(status.message(), "pool 'x' not found");
+        let status = error_status(ShareError::NoTarget);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let status = error_status(ShareError::InvalidArgument("bad nqn".into()));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid argument: bad nqn");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod daemon;
 pub mod grpc;
 pub mod pool;
+pub mod share;
 pub mod stress;
 
 /// Version string reported by the host-info call.

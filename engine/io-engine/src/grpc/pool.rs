@@ -1,4 +1,8 @@
 //! `PoolRpc`: create, import, destroy, export, list and check pools.
+//!
+//! Create and import go through the share manager, which exports the
+//! pool's shared replicas over NVMe/TCP again; destroy and export go through
+//! it too, which withdraws them first.
 
 use std::sync::Arc;
 
@@ -6,18 +10,18 @@ use io_engine_api::v1::{self, pool_rpc_server::PoolRpc};
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
-use super::{parse_uuid, pool_error_status, pool_message, require_name};
-use crate::pool::{CreatePoolArgs, PoolRegistry};
+use super::{error_status, parse_uuid, pool_message, require_name};
+use crate::{pool::CreatePoolArgs, share::ShareManager};
 
 /// The `PoolRpc` service.
 #[derive(Clone)]
 pub struct PoolService {
-    registry: Arc<PoolRegistry>,
+    share: Arc<ShareManager>,
 }
 
 impl PoolService {
-    pub fn new(registry: Arc<PoolRegistry>) -> Self {
-        Self { registry }
+    pub fn new(share: Arc<ShareManager>) -> Self {
+        Self { share }
     }
 }
 
@@ -66,11 +70,7 @@ impl PoolRpc for PoolService {
         request: Request<v1::CreatePoolRequest>,
     ) -> Result<Response<v1::Pool>, Status> {
         let args = create_args(request.into_inner())?;
-        let pool = self
-            .registry
-            .create_pool(args)
-            .await
-            .map_err(pool_error_status)?;
+        let pool = self.share.create_pool(args).await.map_err(error_status)?;
         Ok(Response::new(pool_message(pool)))
     }
 
@@ -80,11 +80,7 @@ impl PoolRpc for PoolService {
         request: Request<v1::CreatePoolRequest>,
     ) -> Result<Response<v1::Pool>, Status> {
         let args = create_args(request.into_inner())?;
-        let pool = self
-            .registry
-            .import_pool(args)
-            .await
-            .map_err(pool_error_status)?;
+        let pool = self.share.import_pool(args).await.map_err(error_status)?;
         Ok(Response::new(pool_message(pool)))
     }
 
@@ -95,10 +91,10 @@ impl PoolRpc for PoolService {
     ) -> Result<Response<v1::DestroyPoolResponse>, Status> {
         let req = request.into_inner();
         require_name("pool name", &req.name)?;
-        self.registry
+        self.share
             .destroy_pool(&req.name)
             .await
-            .map_err(pool_error_status)?;
+            .map_err(error_status)?;
         Ok(Response::new(v1::DestroyPoolResponse {}))
     }
 
@@ -109,10 +105,10 @@ impl PoolRpc for PoolService {
     ) -> Result<Response<v1::ExportPoolResponse>, Status> {
         let req = request.into_inner();
         require_name("pool name", &req.name)?;
-        self.registry
+        self.share
             .export_pool(&req.name)
             .await
-            .map_err(pool_error_status)?;
+            .map_err(error_status)?;
         info!("pool exported");
         Ok(Response::new(v1::ExportPoolResponse {}))
     }
@@ -124,7 +120,8 @@ impl PoolRpc for PoolService {
     ) -> Result<Response<v1::ListPoolsResponse>, Status> {
         let req = request.into_inner();
         let mut pools: Vec<_> = self
-            .registry
+            .share
+            .registry()
             .list_pools()
             .into_iter()
             .filter(|p| req.name.as_ref().is_none_or(|name| &p.name == name))
@@ -143,10 +140,11 @@ impl PoolRpc for PoolService {
         let req = request.into_inner();
         require_name("pool name", &req.name)?;
         let report = self
-            .registry
+            .share
+            .registry()
             .check_pool(&req.name)
             .await
-            .map_err(pool_error_status)?;
+            .map_err(error_status)?;
         if report.problems.is_empty() {
             info!(generation = report.generation, "pool is consistent");
         } else {

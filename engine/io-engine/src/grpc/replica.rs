@@ -1,24 +1,49 @@
-//! `ReplicaRpc`: create, destroy, list and resize replicas.
+//! `ReplicaRpc`: create, destroy, list, resize, share and unshare replicas.
+//!
+//! Every replica returned goes through [`ShareManager::present`], so a
+//! shared replica is reported with its `nvmf://` URI.
 
 use std::sync::Arc;
 
-use io_engine_api::v1::{self, destroy_replica_request, replica_rpc_server::ReplicaRpc};
+use io_engine_api::v1::{
+    self, destroy_replica_request, replica_rpc_server::ReplicaRpc, share_replica_request,
+    unshare_replica_request,
+};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{parse_uuid, pool_error_status, replica_message, require_name};
-use crate::pool::{CreateReplicaArgs, PoolRegistry, ReplicaInfo, ReplicaSelector, ShareProtocol};
+use super::{error_status, parse_uuid, replica_message, require_name};
+use crate::{
+    pool::{CreateReplicaArgs, ReplicaInfo, ReplicaSelector, ShareProtocol},
+    share::ShareManager,
+};
 
 /// The `ReplicaRpc` service.
 #[derive(Clone)]
 pub struct ReplicaService {
-    registry: Arc<PoolRegistry>,
+    share: Arc<ShareManager>,
 }
 
 impl ReplicaService {
-    pub fn new(registry: Arc<PoolRegistry>) -> Self {
-        Self { registry }
+    pub fn new(share: Arc<ShareManager>) -> Self {
+        Self { share }
+    }
+
+    /// Wire form of a replica, with its URI as shared.
+    fn message(&self, r: ReplicaInfo) -> v1::Replica {
+        replica_message(self.share.present(r))
+    }
+}
+
+/// Parses a wire share protocol.
+fn share_protocol(value: i32) -> Result<ShareProtocol, Status> {
+    match v1::ShareProtocol::try_from(value) {
+        Ok(v1::ShareProtocol::None) => Ok(ShareProtocol::None),
+        Ok(v1::ShareProtocol::Nvmf) => Ok(ShareProtocol::Nvmf),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown share protocol {value}"
+        ))),
     }
 }
 
@@ -32,16 +57,7 @@ fn create_args(req: v1::CreateReplicaRequest) -> Result<CreateReplicaArgs, Statu
             "replica size must be greater than 0",
         ));
     }
-    let share = match v1::ShareProtocol::try_from(req.share) {
-        Ok(v1::ShareProtocol::None) => ShareProtocol::None,
-        Ok(v1::ShareProtocol::Nvmf) => ShareProtocol::Nvmf,
-        Err(_) => {
-            return Err(Status::invalid_argument(format!(
-                "unknown share protocol {}",
-                req.share
-            )))
-        }
-    };
+    let share = share_protocol(req.share)?;
     Ok(CreateReplicaArgs {
         pool: req.pool,
         name: req.name,
@@ -53,16 +69,50 @@ fn create_args(req: v1::CreateReplicaRequest) -> Result<CreateReplicaArgs, Statu
     })
 }
 
-/// Validates the replica selector of a destroy request.
-fn selector(req: v1::DestroyReplicaRequest) -> Result<ReplicaSelector, Status> {
-    match req.replica {
-        Some(destroy_replica_request::Replica::Uuid(uuid)) => {
-            Ok(ReplicaSelector::Uuid(parse_uuid("replica uuid", &uuid)?))
+/// The replica a request names: by uuid or by pool and name (the
+/// `oneof replica` of destroy, share and unshare requests).
+enum WireSelector<'a> {
+    Uuid(&'a str),
+    Name(&'a v1::ReplicaName),
+}
+
+/// Requests that name one replica.
+trait NamesReplica {
+    fn wire_selector(&self) -> Option<WireSelector<'_>>;
+}
+
+/// Implements [`NamesReplica`] for a request with a `oneof replica`.
+macro_rules! names_replica {
+    ($request:ty, $oneof:ident) => {
+        impl NamesReplica for $request {
+            fn wire_selector(&self) -> Option<WireSelector<'_>> {
+                match &self.replica {
+                    Some($oneof::Replica::Uuid(uuid)) => Some(WireSelector::Uuid(uuid)),
+                    Some($oneof::Replica::Name(name)) => Some(WireSelector::Name(name)),
+                    None => None,
+                }
+            }
         }
-        Some(destroy_replica_request::Replica::Name(v1::ReplicaName { pool, name })) => {
-            require_name("pool", &pool)?;
-            require_name("replica name", &name)?;
-            Ok(ReplicaSelector::Name { pool, name })
+    };
+}
+
+names_replica!(v1::DestroyReplicaRequest, destroy_replica_request);
+names_replica!(v1::ShareReplicaRequest, share_replica_request);
+names_replica!(v1::UnshareReplicaRequest, unshare_replica_request);
+
+/// Validates the replica selector of a request.
+fn selector(req: &impl NamesReplica) -> Result<ReplicaSelector, Status> {
+    match req.wire_selector() {
+        Some(WireSelector::Uuid(uuid)) => {
+            Ok(ReplicaSelector::Uuid(parse_uuid("replica uuid", uuid)?))
+        }
+        Some(WireSelector::Name(v1::ReplicaName { pool, name })) => {
+            require_name("pool", pool)?;
+            require_name("replica name", name)?;
+            Ok(ReplicaSelector::Name {
+                pool: pool.clone(),
+                name: name.clone(),
+            })
         }
         None => Err(Status::invalid_argument(
             "a replica is named by its uuid or by its pool and name; neither given",
@@ -71,10 +121,10 @@ fn selector(req: v1::DestroyReplicaRequest) -> Result<ReplicaSelector, Status> {
 }
 
 /// Label of a selector for log spans.
-fn selector_label(req: &v1::DestroyReplicaRequest) -> String {
-    match &req.replica {
-        Some(destroy_replica_request::Replica::Uuid(uuid)) => uuid.clone(),
-        Some(destroy_replica_request::Replica::Name(n)) => format!("{}/{}", n.pool, n.name),
+fn selector_label(req: &impl NamesReplica) -> String {
+    match req.wire_selector() {
+        Some(WireSelector::Uuid(uuid)) => uuid.to_string(),
+        Some(WireSelector::Name(n)) => format!("{}/{}", n.pool, n.name),
         None => String::new(),
     }
 }
@@ -119,11 +169,11 @@ impl ReplicaRpc for ReplicaService {
     ) -> Result<Response<v1::Replica>, Status> {
         let args = create_args(request.into_inner())?;
         let replica = self
-            .registry
+            .share
             .create_replica(args)
             .await
-            .map_err(pool_error_status)?;
-        Ok(Response::new(replica_message(replica)))
+            .map_err(error_status)?;
+        Ok(Response::new(self.message(replica)))
     }
 
     #[instrument(skip_all, fields(replica = %selector_label(request.get_ref())))]
@@ -131,11 +181,11 @@ impl ReplicaRpc for ReplicaService {
         &self,
         request: Request<v1::DestroyReplicaRequest>,
     ) -> Result<Response<v1::DestroyReplicaResponse>, Status> {
-        let sel = selector(request.into_inner())?;
-        self.registry
+        let sel = selector(request.get_ref())?;
+        self.share
             .destroy_replica(&sel)
             .await
-            .map_err(pool_error_status)?;
+            .map_err(error_status)?;
         Ok(Response::new(v1::DestroyReplicaResponse {}))
     }
 
@@ -146,7 +196,7 @@ impl ReplicaRpc for ReplicaService {
     ) -> Result<Response<v1::ListReplicasResponse>, Status> {
         let filter = ListFilter::new(request.into_inner())?;
         let mut replicas: Vec<_> = self
-            .registry
+            .share
             .list_replicas()
             .into_iter()
             .filter(|r| filter.matches(r))
@@ -170,10 +220,48 @@ impl ReplicaRpc for ReplicaService {
             ));
         }
         let replica = self
-            .registry
+            .share
+            .registry()
             .resize_replica(&ReplicaSelector::Uuid(uuid), req.requested_size)
             .await
-            .map_err(pool_error_status)?;
+            .map_err(error_status)?;
+        Ok(Response::new(self.message(replica)))
+    }
+
+    #[instrument(skip_all, fields(replica = %selector_label(request.get_ref())))]
+    async fn share_replica(
+        &self,
+        request: Request<v1::ShareReplicaRequest>,
+    ) -> Result<Response<v1::Replica>, Status> {
+        let sel = selector(request.get_ref())?;
+        let req = request.into_inner();
+        match share_protocol(req.protocol)? {
+            ShareProtocol::Nvmf => {}
+            ShareProtocol::None => {
+                return Err(Status::invalid_argument(
+                    "share protocol must be nvmf (use UnshareReplica to stop sharing)",
+                ))
+            }
+        }
+        let replica = self
+            .share
+            .share_replica(&sel, req.allowed_hosts)
+            .await
+            .map_err(error_status)?;
+        Ok(Response::new(replica_message(replica)))
+    }
+
+    #[instrument(skip_all, fields(replica = %selector_label(request.get_ref())))]
+    async fn unshare_replica(
+        &self,
+        request: Request<v1::UnshareReplicaRequest>,
+    ) -> Result<Response<v1::Replica>, Status> {
+        let sel = selector(request.get_ref())?;
+        let replica = self
+            .share
+            .unshare_replica(&sel)
+            .await
+            .map_err(error_status)?;
         Ok(Response::new(replica_message(replica)))
     }
 }
@@ -241,17 +329,35 @@ mod tests {
 
     #[test]
     fn destroy_selector() {
-        assert!(selector(v1::DestroyReplicaRequest { replica: None }).is_err());
+        assert!(selector(&v1::DestroyReplicaRequest { replica: None }).is_err());
         let by_uuid = v1::DestroyReplicaRequest {
             replica: Some(destroy_replica_request::Replica::Uuid(UUID.into())),
         };
-        assert!(matches!(selector(by_uuid), Ok(ReplicaSelector::Uuid(_))));
+        assert!(matches!(selector(&by_uuid), Ok(ReplicaSelector::Uuid(_))));
+        assert_eq!(selector_label(&by_uuid), UUID);
         let by_name = v1::DestroyReplicaRequest {
             replica: Some(destroy_replica_request::Replica::Name(v1::ReplicaName {
                 pool: "p".into(),
                 name: String::new(),
             })),
         };
-        assert!(selector(by_name).is_err());
+        assert!(selector(&by_name).is_err());
+        assert_eq!(selector_label(&by_name), "p/");
+        let share = v1::ShareReplicaRequest {
+            replica: Some(share_replica_request::Replica::Name(v1::ReplicaName {
+                pool: "p".into(),
+                name: "r".into(),
+            })),
+            protocol: v1::ShareProtocol::Nvmf.into(),
+            allowed_hosts: vec![],
+        };
+        assert!(matches!(
+            selector(&share),
+            Ok(ReplicaSelector::Name { pool, name }) if pool == "p" && name == "r"
+        ));
+        let unshare = v1::UnshareReplicaRequest {
+            replica: Some(unshare_replica_request::Replica::Uuid("nope".into())),
+        };
+        assert!(selector(&unshare).is_err());
     }
 }
