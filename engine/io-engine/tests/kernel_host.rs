@@ -99,7 +99,12 @@ fn linux_kernel_host_runs_ext4_and_fio_verify_on_a_shared_replica() {
             "kernel host run '{label}' failed:\n{log}\n---- io-engine log ----\n{}",
             engine.logs()
         );
-        eprintln!("kernel host run '{label}' passed");
+        eprintln!("kernel host run '{label}' passed:");
+        for line in log.lines().filter(|l| {
+            l.starts_with("RESULT") || l.contains("READ:") || l.contains("WRITE:") || l.contains("err=")
+        }) {
+            eprintln!("  {}", line.trim());
+        }
     }
     let check = ok(engine.client(&["pool", "check", "tpool"]));
     assert!(check.contains("is clean"), "{check}");
