@@ -445,3 +445,90 @@ async fn exclusive_access_reservation_blocks_other_hosts_until_preempted() {
     );
     cancel.cancel();
 }
+
+/// A host that stops sending commands on its admin queue loses its
+/// controller after the keep-alive timeout: both queues are closed and the
+/// subsystem no longer lists it. A host that keeps alive stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_timeout_tears_a_silent_host_down() {
+    use nvmf::fabrics::{ConnectCmd, ConnectData};
+
+    let (target, cancel) = start([127, 0, 2, 40], &[HOST_A, HOST_B]).await;
+    let addr = target.local_addr();
+    let kato_connect = |kato_ms: u32, host: &'static str| async move {
+        let mut a = Client::connect(addr, false, false).await.unwrap();
+        let c = ConnectCmd {
+            recfmt: 0,
+            qid: 0,
+            sqsize: 31,
+            cattr: 0,
+            kato_ms,
+        };
+        let d = ConnectData {
+            hostid: host_id(host),
+            cntlid: 0xffff,
+            subnqn: NQN.into(),
+            hostnqn: host.into(),
+        };
+        let (cqe, _) = a
+            .cmd(c.to_sqe(0), Some(&d.to_bytes()), true, 0)
+            .await
+            .unwrap();
+        assert!(cqe.status.is_success(), "{:?}", cqe.status);
+        a.prop_set(reg::CC, 1 | (6 << 16) | (4 << 20))
+            .await
+            .unwrap();
+        (a, cqe.dw0 as u16)
+    };
+    let (mut silent, silent_id) = kato_connect(1000, HOST_A).await;
+    let (mut alive, alive_id) = kato_connect(1000, HOST_B).await;
+    let hosts = |t: &nvmf_target::Target| -> Vec<u16> {
+        t.subsystems()
+            .iter()
+            .flat_map(|s| s.hosts.iter().map(|h| h.1))
+            .collect()
+    };
+    assert!(hosts(&target).contains(&silent_id) && hosts(&target).contains(&alive_id));
+    // Keep one host alive with Keep Alive commands for 6 s.
+    let keeper = tokio::spawn(async move {
+        for _ in 0..12 {
+            let (cqe, _) = alive
+                .cmd(
+                    Sqe {
+                        opcode: admin_opc::KEEP_ALIVE,
+                        ..Sqe::default()
+                    },
+                    None,
+                    false,
+                    0,
+                )
+                .await
+                .unwrap();
+            assert!(cqe.status.is_success());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        alive
+    });
+    // The silent one is closed within KATO + grace (well under 10 s).
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match silent.recv().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "silent host still connected after 10 s");
+    let _alive = keeper.await.unwrap();
+    let now = hosts(&target);
+    assert!(
+        !now.contains(&silent_id),
+        "silent controller {silent_id} still listed: {now:?}"
+    );
+    assert!(
+        now.contains(&alive_id),
+        "kept-alive controller {alive_id} was torn down: {now:?}"
+    );
+    cancel.cancel();
+}
