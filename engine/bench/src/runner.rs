@@ -33,7 +33,7 @@ use indicatif::ProgressBar;
 use rand::{rngs::SmallRng, Rng, RngCore, SeedableRng};
 
 use crate::{
-    stats::{self, CpuTime, LatencySummary},
+    stats::{self, CpuTime, HostCpu, HostLoad, LatencySummary},
     workload::{Pattern, Workload},
     BenchError,
 };
@@ -62,6 +62,8 @@ pub struct Sample {
     pub elapsed: Duration,
     pub latency: LatencySummary,
     pub cpu: CpuTime,
+    /// Machine-wide CPU use during the run (`None` without `/proc/stat`).
+    pub host: Option<HostLoad>,
 }
 
 impl Sample {
@@ -113,7 +115,8 @@ impl Job {
         seed: u64,
     ) -> Result<Self, BenchError> {
         let bs = u64::from(block_size);
-        if io_bytes == 0 || io_bytes % bs != 0 || region.offset_bytes % bs != 0 {
+        if io_bytes == 0 || !io_bytes.is_multiple_of(bs) || !region.offset_bytes.is_multiple_of(bs)
+        {
             return Err(BenchError::Config(format!(
                 "I/O size {io_bytes} or region offset {} is not a multiple of the device block size {block_size}",
                 region.offset_bytes
@@ -191,6 +194,9 @@ async fn worker<D: BlockDevice>(dev: &D, job: &Job, index: u64) -> Result<Worker
             });
         }
         stats::record(&mut hist, end - start);
+        // Devices that complete synchronously (RAM) never return Pending:
+        // let the other queue slots run once this task's budget is spent.
+        tokio::task::coop::consume_budget().await;
         ops += 1;
         unreported += 1;
         if unreported == PROGRESS_BATCH {
@@ -220,15 +226,16 @@ async fn run_job<D: BlockDevice + 'static>(
     mut on_tick: impl FnMut(u64, Duration),
 ) -> Result<Sample, BenchError> {
     let job = Arc::new(job);
+    let host_before = HostCpu::now();
     let cpu_before = CpuTime::now();
     let start = Instant::now();
     let mut handles = Vec::with_capacity(queue_depth);
     for i in 0..queue_depth {
         let dev = Arc::clone(dev);
         let job = Arc::clone(&job);
-        handles.push(tokio::spawn(async move {
-            worker(&*dev, &job, i as u64).await
-        }));
+        handles.push(tokio::spawn(
+            async move { worker(&*dev, &job, i as u64).await },
+        ));
     }
     let mut all = futures::future::join_all(handles);
     let mut tick = tokio::time::interval(TICK);
@@ -241,6 +248,10 @@ async fn run_job<D: BlockDevice + 'static>(
     };
     let elapsed = start.elapsed();
     let cpu = CpuTime::now().since(cpu_before);
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let host = host_before
+        .zip(HostCpu::now())
+        .and_then(|(before, after)| after.load_since(before, cpu.total(), elapsed, ncpu));
 
     let mut hist = stats::new_histogram();
     let mut ops = 0u64;
@@ -270,6 +281,7 @@ async fn run_job<D: BlockDevice + 'static>(
         elapsed,
         latency: LatencySummary::from_histogram(&hist),
         cpu,
+        host,
     })
 }
 
@@ -324,7 +336,7 @@ pub async fn fill<D: BlockDevice + 'static>(
     // The largest power of two <= FILL_IO_BYTES that divides the region, so
     // one pass covers every byte.
     let mut io_bytes = FILL_IO_BYTES;
-    while io_bytes > bs && region.len_bytes % io_bytes != 0 {
+    while io_bytes > bs && !region.len_bytes.is_multiple_of(io_bytes) {
         io_bytes /= 2;
     }
     let job = Job::new(
@@ -373,7 +385,9 @@ mod tests {
         let s = fill(&dev, region, 7, &ProgressBar::hidden()).await.unwrap();
         assert_eq!(s.bytes, region.len_bytes);
         let mut before = DmaBuf::new(512);
-        dev.read_at(region.offset_bytes - 512, &mut before).await.unwrap();
+        dev.read_at(region.offset_bytes - 512, &mut before)
+            .await
+            .unwrap();
         assert!(before.iter().all(|&b| b == 0));
         let mut after = DmaBuf::new(512);
         dev.read_at(region.offset_bytes + region.len_bytes, &mut after)
@@ -394,9 +408,16 @@ mod tests {
             len_bytes: 64 << 20,
         };
         for w in [Workload::RandRead4kQd32, Workload::SeqWrite128kQd8] {
-            let s = run_workload(&dev, region, w, Duration::from_millis(300), 1, &ProgressBar::hidden())
-                .await
-                .unwrap();
+            let s = run_workload(
+                &dev,
+                region,
+                w,
+                Duration::from_millis(300),
+                1,
+                &ProgressBar::hidden(),
+            )
+            .await
+            .unwrap();
             assert!(s.ops > 0, "{w}: {s:?}");
             assert_eq!(s.bytes, s.ops * w.io_size_bytes() as u64);
             assert!(s.elapsed >= Duration::from_millis(300));
@@ -413,17 +434,31 @@ mod tests {
             offset_bytes: 0,
             len_bytes: 512,
         };
-        let err = run_workload(&dev, tiny, Workload::RandRead4kQd1, Duration::from_millis(10), 1, &ProgressBar::hidden())
-            .await
-            .unwrap_err();
+        let err = run_workload(
+            &dev,
+            tiny,
+            Workload::RandRead4kQd1,
+            Duration::from_millis(10),
+            1,
+            &ProgressBar::hidden(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, BenchError::Config(_)), "{err}");
         let beyond = Region {
             offset_bytes: 1 << 20,
             len_bytes: 1 << 20,
         };
-        let err = run_workload(&dev, beyond, Workload::RandRead4kQd1, Duration::from_millis(10), 1, &ProgressBar::hidden())
-            .await
-            .unwrap_err();
+        let err = run_workload(
+            &dev,
+            beyond,
+            Workload::RandRead4kQd1,
+            Duration::from_millis(10),
+            1,
+            &ProgressBar::hidden(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, BenchError::Io { .. }), "{err}");
     }
 }

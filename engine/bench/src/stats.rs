@@ -132,6 +132,100 @@ impl CpuTime {
     }
 }
 
+/// Cumulative CPU counters of the whole machine (`/proc/stat`, first line),
+/// to tell how busy the CPUs were with work other than the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostCpu {
+    /// user + nice + system + irq + softirq + steal, in clock ticks.
+    pub busy: u64,
+    /// steal alone (time the hypervisor gave to someone else).
+    pub steal: u64,
+    /// busy + idle + iowait.
+    pub total: u64,
+}
+
+/// How the machine's CPUs were used during a run, in % of all CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct HostLoad {
+    /// Busy time of every process and the kernel (steal included).
+    pub busy_pct: f64,
+    /// Busy time not spent by this process (steal included): interference.
+    pub other_pct: f64,
+    /// Time stolen by the hypervisor.
+    pub steal_pct: f64,
+}
+
+impl HostCpu {
+    /// Reads `/proc/stat`; `None` when it is unavailable or malformed.
+    pub fn now() -> Option<Self> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        Self::parse(text.lines().next()?)
+    }
+
+    /// Parses the aggregate `cpu  ...` line of `/proc/stat`.
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut fields = line.split_whitespace();
+        if fields.next()? != "cpu" {
+            return None;
+        }
+        let v: Vec<u64> = fields
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [user, nice, system, idle, iowait, irq, softirq, steal] = v[..] else {
+            return None;
+        };
+        let busy = user + nice + system + irq + softirq + steal;
+        Some(HostCpu {
+            busy,
+            steal,
+            total: busy + idle + iowait,
+        })
+    }
+
+    /// Load between `earlier` and `self`, given the CPU this process used
+    /// meanwhile and the wall time; `None` when no tick elapsed.
+    pub fn load_since(
+        self,
+        earlier: HostCpu,
+        own_cpu: Duration,
+        elapsed: Duration,
+        ncpu: usize,
+    ) -> Option<HostLoad> {
+        let total = self.total.checked_sub(earlier.total).filter(|t| *t > 0)? as f64;
+        let busy = self.busy.saturating_sub(earlier.busy) as f64 / total;
+        let steal = self.steal.saturating_sub(earlier.steal) as f64 / total;
+        let wall = elapsed.as_secs_f64() * ncpu.max(1) as f64;
+        let own = if wall > 0.0 {
+            own_cpu.as_secs_f64() / wall
+        } else {
+            0.0
+        };
+        Some(HostLoad {
+            busy_pct: busy * 100.0,
+            other_pct: ((busy - own) * 100.0).max(0.0),
+            steal_pct: steal * 100.0,
+        })
+    }
+}
+
+/// Median of `values` (mean of the middle two for an even count); `None`
+/// when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +263,32 @@ mod tests {
         assert_eq!(cpu_us_per_op(Duration::from_millis(3), 0), 0.0);
         assert_eq!(ratio(99.0, 100.0), Some(0.99));
         assert_eq!(ratio(1.0, 0.0), None);
+    }
+
+    #[test]
+    fn host_load_from_proc_stat_lines() {
+        let a = HostCpu::parse("cpu  100 0 50 1000 10 0 0 0 0 0").unwrap();
+        let b = HostCpu::parse("cpu  180 0 70 1050 10 0 0 50 0 0").unwrap();
+        assert_eq!(a.total, 1160);
+        // 200 ticks elapsed in total: 150 busy (50 of them stolen).
+        let l = b
+            .load_since(a, Duration::from_millis(500), Duration::from_secs(1), 2)
+            .unwrap();
+        assert!((l.busy_pct - 75.0).abs() < 1e-9, "{l:?}");
+        assert!((l.steal_pct - 25.0).abs() < 1e-9, "{l:?}");
+        // This process used 0.5 s of 2 CPU-seconds: 25 %.
+        assert!((l.other_pct - 50.0).abs() < 1e-9, "{l:?}");
+        assert!(a.load_since(a, Duration::ZERO, Duration::ZERO, 2).is_none());
+        assert!(HostCpu::parse("cpu0 1 2 3 4 5 6 7 8").is_none());
+        assert!(HostCpu::parse("cpu 1 2 x").is_none());
+        assert!(HostCpu::now().is_some());
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
     }
 
     #[test]

@@ -101,7 +101,10 @@ fn linux_kernel_host_runs_ext4_and_fio_verify_on_a_shared_replica() {
         );
         eprintln!("kernel host run '{label}' passed:");
         for line in log.lines().filter(|l| {
-            l.starts_with("RESULT") || l.contains("READ:") || l.contains("WRITE:") || l.contains("err=")
+            l.starts_with("RESULT")
+                || l.contains("READ:")
+                || l.contains("WRITE:")
+                || l.contains("err=")
         }) {
             eprintln!("  {}", line.trim());
         }

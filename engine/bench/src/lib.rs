@@ -1,0 +1,704 @@
+//! `io-bench`: a benchmark of the engine's data path.
+//!
+//! It drives a block device with a fixed set of fio-like workloads
+//! ([`Workload`]) and reports IOPS, MiB/s, p50/p99 latency and the CPU time
+//! of the process per I/O. Two modes:
+//! - [`Target::Device`]: any `blockdev` URI, driven raw;
+//! - [`Target::ReplicaVsRaw`]: a pool with one thick replica on a backing
+//!   file, compared against the same file opened raw through the same
+//!   device layer over the same bytes (see [`setup`]). The two targets run
+//!   each workload back to back, alternating which goes first, so both see
+//!   the same machine state; the report adds replica/raw ratios (and, over
+//!   several rounds, their median);
+//! - [`Target::ReplicaVsRawMalloc`]: the same on RAM disks, to isolate the
+//!   replica layer's CPU cost from disk noise.
+//!
+//! The working set is written once (untimed) before the first
+//! measurement, so reads hit real data and writes overwrite allocated
+//! blocks. Each result also records how busy the machine's CPUs were with
+//! other work during the run (`/proc/stat`), since a shared machine is the
+//! main source of noise.
+//!
+//! This is a benchmark tool, not a timed test: nothing here asserts on
+//! speed. The binary (`src/main.rs`) only parses flags and calls [`run`].
+//!
+//! Dependency note: `libc` is used for `getrusage` and `statfs` only
+//! (process CPU time and the backing file's file system), outside the I/O
+//! path.
+//!
+//! Threading model: [`run`] must be called on a multi-thread tokio runtime;
+//! each queue slot of a workload is its own task (see [`runner`]).
+
+pub mod report;
+pub mod runner;
+pub mod setup;
+pub mod stats;
+pub mod workload;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use blockdev::{BlockDevice, DiskUri, OpenOptions};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub use report::Report;
+pub use runner::{Region, Sample};
+pub use workload::Workload;
+
+use report::{MachineInfo, SessionInfo, TargetInfo, WorkloadResult};
+
+/// Errors of a benchmark session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot open {uri}: {source}")]
+    Open {
+        uri: String,
+        #[source]
+        source: blockdev::BlockDevError,
+    },
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pool setup failed: {0}")]
+    Pool(#[source] io_engine::pool::PoolError),
+    #[error("{0}")]
+    Layout(String),
+    #[error("{op} at offset {offset_bytes} failed: {source}")]
+    Io {
+        op: &'static str,
+        offset_bytes: u64,
+        #[source]
+        source: blockdev::BlockDevError,
+    },
+    #[error("benchmark task failed: {0}")]
+    Task(String),
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Any blockdev URI (`aio:///dev/nvme0n1`, `malloc:///m0?size_mb=64`).
+    Device(String),
+    /// A pool replica against the same backing file opened raw.
+    ReplicaVsRaw(PathBuf),
+    /// A pool replica on a RAM disk against a second RAM disk driven raw
+    /// (isolates the replica layer's CPU cost).
+    ReplicaVsRawMalloc,
+}
+
+/// Settings of a session.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub target: Target,
+    pub workloads: Vec<Workload>,
+    /// Measured time per workload and target.
+    pub runtime: Duration,
+    /// Untimed run of the same workload on the same target right before
+    /// each measurement (like fio's `ramp_time`); zero to skip.
+    pub ramp: Duration,
+    /// Working set; clamped to the device size in device mode.
+    pub size_bytes: u64,
+    /// Logical block size of the device (`None`: the URI's or 512).
+    pub block_size: Option<u32>,
+    pub open: OpenOptions,
+    /// Times every workload is repeated (each repetition alternates the
+    /// targets again).
+    pub rounds: u32,
+    /// Keep a backing file that `io-bench` created.
+    pub keep_file: bool,
+    /// Re-run a measurement (both targets of a pair) when the CPUs were
+    /// busier than this with other work (% of all CPUs, see
+    /// [`report::WorkloadResult::host_other_pct`]), at most
+    /// [`MAX_ATTEMPTS`] times.
+    pub max_other_pct: Option<f64>,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+    pub seed: u64,
+}
+
+impl BenchConfig {
+    fn validate(&self) -> Result<(), BenchError> {
+        if self.workloads.is_empty() {
+            return Err(BenchError::Config("no workload selected".into()));
+        }
+        if self.runtime.is_zero() {
+            return Err(BenchError::Config("runtime must be positive".into()));
+        }
+        if self.size_bytes == 0 {
+            return Err(BenchError::Config("size must be positive".into()));
+        }
+        if self.rounds == 0 {
+            return Err(BenchError::Config("rounds must be at least 1".into()));
+        }
+        if let Some(bs) = self.block_size {
+            if bs != 512 && bs != 4096 {
+                return Err(BenchError::Config(format!(
+                    "block size must be 512 or 4096, got {bs}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most times one measurement is taken when the machine is busy.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// A device under test plus the range the workloads use.
+struct Subject<D> {
+    name: &'static str,
+    dev: Arc<D>,
+    region: Region,
+}
+
+impl<D: BlockDevice + 'static> Subject<D> {
+    fn info(&self) -> TargetInfo {
+        let i = self.dev.info();
+        TargetInfo {
+            name: self.name.to_string(),
+            uri: i.uri.clone(),
+            backend: i.backend.to_string(),
+            direct_io: i.direct_io,
+            block_size: i.block_size,
+            region: self.region,
+        }
+    }
+
+    /// Writes the whole working set once (untimed).
+    async fn fill(&self, cfg: &BenchConfig) -> Result<(), BenchError> {
+        let bar = new_bar(cfg, "bytes", format!("{:<8} fill", self.name));
+        let s = runner::fill(&self.dev, self.region, cfg.seed, &bar).await?;
+        bar.finish_with_message(format!("{:.0} MiB/s", s.mib_per_s()));
+        Ok(())
+    }
+
+    /// Runs `w` once.
+    async fn measure(
+        &self,
+        cfg: &BenchConfig,
+        w: Workload,
+        round: u32,
+    ) -> Result<WorkloadResult, BenchError> {
+        let seed = cfg.seed ^ u64::from(round) << 32;
+        if !cfg.ramp.is_zero() {
+            let bar = new_bar(cfg, "ms", format!("{:<8} {:<18} ramp", self.name, w.name()));
+            runner::run_workload(&self.dev, self.region, w, cfg.ramp, !seed, &bar).await?;
+            bar.finish_and_clear();
+        }
+        let bar = new_bar(cfg, "ms", format!("{:<8} {:<18}", self.name, w.name()));
+        let s = runner::run_workload(&self.dev, self.region, w, cfg.runtime, seed, &bar).await?;
+        bar.finish_with_message(format!(
+            "{:>9.0} IOPS  p50 {:.0}us  p99 {:.0}us",
+            s.iops(),
+            s.latency.p50_us,
+            s.latency.p99_us
+        ));
+        Ok(WorkloadResult {
+            round,
+            target: self.name.to_string(),
+            workload: w,
+            io_size_bytes: w.io_size_bytes(),
+            queue_depth: w.queue_depth(),
+            ops: s.ops,
+            bytes: s.bytes,
+            elapsed_s: s.elapsed.as_secs_f64(),
+            iops: s.iops(),
+            mib_per_s: s.mib_per_s(),
+            p50_us: s.latency.p50_us,
+            p99_us: s.latency.p99_us,
+            mean_us: s.latency.mean_us,
+            max_us: s.latency.max_us,
+            cpu_user_s: s.cpu.user.as_secs_f64(),
+            cpu_system_s: s.cpu.system.as_secs_f64(),
+            cpu_us_per_io: s.cpu_us_per_io(),
+            host_other_pct: s.host.map(|h| h.other_pct),
+            host_steal_pct: s.host.map(|h| h.steal_pct),
+            attempts: 1,
+            ran_first: false,
+        })
+    }
+}
+
+fn new_bar(cfg: &BenchConfig, unit: &str, prefix: String) -> ProgressBar {
+    if !cfg.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
+    let template = if unit == "bytes" {
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {msg}"
+    } else {
+        "{prefix} [{bar:30}] {elapsed:>4} {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(prefix);
+    bar
+}
+
+/// Runs a whole session and returns its report.
+pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
+    cfg.validate()?;
+    let threads = tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_workers())
+        .unwrap_or(1);
+    let mut report = Report {
+        machine: machine_info(None),
+        session: SessionInfo {
+            mode: String::new(),
+            runtime_s: cfg.runtime.as_secs_f64(),
+            ramp_s: cfg.ramp.as_secs_f64(),
+            rounds: cfg.rounds,
+            runtime_threads: threads,
+            seed: cfg.seed,
+            cluster_size_bytes: None,
+        },
+        targets: Vec::new(),
+        results: Vec::new(),
+        comparisons: Vec::new(),
+        summary: Vec::new(),
+    };
+    match &cfg.target {
+        Target::Device(uri) => {
+            report.session.mode = "device".into();
+            let uri = with_block_size(uri, cfg.block_size)?;
+            let dev = blockdev::open_uri(&uri, &cfg.open)
+                .await
+                .map_err(|source| BenchError::Open {
+                    uri: uri.clone(),
+                    source,
+                })?;
+            let size = dev.info().size_bytes();
+            let raw = Subject {
+                name: "raw",
+                dev: Arc::new(dev),
+                region: Region {
+                    offset_bytes: 0,
+                    len_bytes: cfg.size_bytes.min(size),
+                },
+            };
+            if let Ok(parsed) = uri.parse::<DiskUri>() {
+                report.machine.filesystem = parsed.path().and_then(filesystem_of);
+            }
+            report.targets.push(raw.info());
+            raw.fill(cfg).await?;
+            for round in 1..=cfg.rounds {
+                for &w in &cfg.workloads {
+                    let mut attempt = 1;
+                    loop {
+                        let mut r = raw.measure(cfg, w, round).await?;
+                        r.ran_first = true;
+                        if !disturbed(cfg, &[&r]) || attempt == MAX_ATTEMPTS {
+                            r.attempts = attempt;
+                            report.results.push(r);
+                            break;
+                        }
+                        attempt += 1;
+                    }
+                }
+            }
+        }
+        Target::ReplicaVsRaw(path) => {
+            report.session.mode = "replica-vs-raw".into();
+            let bs = cfg.block_size.unwrap_or(512);
+            let setup =
+                setup::ReplicaVsRaw::prepare_file(path, cfg.size_bytes, bs, &cfg.open).await?;
+            if let setup::Backing::File { path, .. } = &setup.backing {
+                report.machine.filesystem = filesystem_of(path);
+            }
+            finish_comparison(cfg, setup, &mut report).await?;
+        }
+        Target::ReplicaVsRawMalloc => {
+            report.session.mode = "replica-vs-raw-malloc".into();
+            let bs = cfg.block_size.unwrap_or(512);
+            pin_mmap_threshold();
+            let setup = setup::ReplicaVsRaw::prepare_malloc(cfg.size_bytes, bs, &cfg.open).await?;
+            finish_comparison(cfg, setup, &mut report).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// Runs the comparison, tears the setup down and adds the ratios.
+async fn finish_comparison(
+    cfg: &BenchConfig,
+    setup: setup::ReplicaVsRaw,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    report.session.cluster_size_bytes = Some(setup.cluster_size_bytes);
+    let result = compare(cfg, &setup, report).await;
+    let down = setup.teardown(cfg.keep_file).await;
+    result?;
+    down?;
+    report.compare();
+    Ok(())
+}
+
+/// Runs every workload on the replica and on the raw target, alternating
+/// which target goes first.
+async fn compare(
+    cfg: &BenchConfig,
+    setup: &setup::ReplicaVsRaw,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let raw = Subject {
+        name: "raw",
+        dev: Arc::clone(&setup.raw),
+        region: setup.raw_region,
+    };
+    let replica = Subject {
+        name: "replica",
+        dev: Arc::clone(&setup.replica),
+        region: setup.replica_region,
+    };
+    report.targets.push(raw.info());
+    report.targets.push(replica.info());
+    // Fill before any measurement, so no run pays for another's fill
+    // write-back. On a shared file the replica's clusters are the raw
+    // region (checked at setup): one pass fills both.
+    replica.fill(cfg).await?;
+    if !setup.shares_storage() {
+        raw.fill(cfg).await?;
+    }
+    for round in 1..=cfg.rounds {
+        for (i, &w) in cfg.workloads.iter().enumerate() {
+            // Alternate which target goes first, per workload and per
+            // round, so an even number of rounds balances any order effect.
+            let raw_first = (i + round as usize) % 2 == 1;
+            let mut attempt = 1;
+            loop {
+                let (mut a, mut b) = if raw_first {
+                    let a = raw.measure(cfg, w, round).await?;
+                    (a, replica.measure(cfg, w, round).await?)
+                } else {
+                    let a = replica.measure(cfg, w, round).await?;
+                    (a, raw.measure(cfg, w, round).await?)
+                };
+                a.ran_first = true;
+                if !disturbed(cfg, &[&a, &b]) || attempt == MAX_ATTEMPTS {
+                    a.attempts = attempt;
+                    b.attempts = attempt;
+                    report.results.extend([a, b]);
+                    break;
+                }
+                attempt += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether any of `results` ran while other work used more CPU than
+/// `cfg.max_other_pct` allows.
+fn disturbed(cfg: &BenchConfig, results: &[&WorkloadResult]) -> bool {
+    cfg.max_other_pct.is_some_and(|max| {
+        results
+            .iter()
+            .any(|r| r.host_other_pct.is_some_and(|p| p > max))
+    })
+}
+
+/// Makes the RAM disks' 1 MiB chunks come from the heap for both targets.
+///
+/// glibc serves large allocations with `mmap` until the first such block
+/// is freed, then raises its threshold: without this, the disk filled first
+/// gets `mmap`ed chunks (data 16 bytes past a page boundary) and the other
+/// heap chunks. A 4 KiB-aligned copy into memory 16 bytes off a page is
+/// 1.6x (4 KiB) to 4.5x (128 KiB) slower with glibc's `rep movsb` on this
+/// AMD EPYC, which made whichever disk was filled first look 2-3x slower on
+/// writes. A fixed threshold removes that order effect.
+fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `mallopt` only changes allocator tuning; it is
+        // thread-safe and every value is valid (it returns 0 on refusal,
+        // which leaves the default behaviour).
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        }
+    }
+}
+
+/// Applies `--block-size` to a device URI, refusing a contradiction.
+fn with_block_size(uri: &str, block_size: Option<u32>) -> Result<String, BenchError> {
+    let Some(bs) = block_size else {
+        return Ok(uri.to_string());
+    };
+    let parsed: DiskUri = uri
+        .parse()
+        .map_err(|e: blockdev::UriError| BenchError::Config(e.to_string()))?;
+    // A malloc URI always carries a block size (512 by default); only one
+    // the user wrote can contradict the flag.
+    let current = match &parsed {
+        DiskUri::Malloc { blk_size, .. } => uri.contains("blk_size=").then_some(*blk_size),
+        other => other.blk_size(),
+    };
+    if let Some(b) = current.filter(|b| *b != bs) {
+        return Err(BenchError::Config(format!(
+            "--block-size {bs} contradicts the uri's blk_size={b}"
+        )));
+    }
+    let updated = match parsed {
+        DiskUri::Aio { path, .. } => DiskUri::Aio {
+            path,
+            blk_size: Some(bs),
+        },
+        DiskUri::Uring { path, .. } => DiskUri::Uring {
+            path,
+            blk_size: Some(bs),
+        },
+        DiskUri::Malloc { name, size, .. } => DiskUri::Malloc {
+            name,
+            size,
+            blk_size: bs,
+        },
+    };
+    Ok(updated.to_string())
+}
+
+/// Facts about this machine, for the report.
+pub fn machine_info(file: Option<&Path>) -> MachineInfo {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    MachineInfo {
+        nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel,
+        cpu_model,
+        filesystem: file.and_then(filesystem_of),
+    }
+}
+
+/// Name of the file system holding `path` (from `statfs`), or `None`.
+pub fn filesystem_of(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `statfs` is plain old data; all-zero is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` is writable, both alive
+    // for the duration of the call.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as i64;
+    Some(
+        match magic {
+            0xEF53 => "ext4",
+            0x5846_5342 => "xfs",
+            0x9123_683E => "btrfs",
+            0x0102_1994 => "tmpfs",
+            0x794C_7630 => "overlayfs",
+            0x2FC1_2FC1 => "zfs",
+            0x6969 => "nfs",
+            0x6265_6572 => "sysfs",
+            0x0102_1997 => "9p",
+            0x6573_5546 => "fuse",
+            0x6462_6720 => "debugfs",
+            0x1CD1 => "devpts",
+            0x9FA0 => "proc",
+            _ => return Some(format!("unknown (statfs magic {magic:#x})")),
+        }
+        .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cfg(target: Target, workloads: Vec<Workload>) -> BenchConfig {
+        BenchConfig {
+            target,
+            workloads,
+            runtime: Duration::from_millis(250),
+            ramp: Duration::ZERO,
+            size_bytes: 16 << 20,
+            block_size: None,
+            open: OpenOptions::default(),
+            rounds: 1,
+            keep_file: false,
+            max_other_pct: None,
+            progress: false,
+            seed: 42,
+        }
+    }
+
+    #[test]
+    fn block_size_is_applied_or_refused() {
+        assert_eq!(
+            with_block_size("aio:///tmp/x", Some(4096)).unwrap(),
+            "aio:///tmp/x?blk_size=4096"
+        );
+        assert!(with_block_size("aio:///tmp/x?blk_size=512", Some(4096)).is_err());
+        assert!(with_block_size("malloc:///m?size_mb=8&blk_size=512", Some(4096)).is_err());
+        assert!(with_block_size("malloc:///m?size_mb=8", Some(4096))
+            .unwrap()
+            .contains("blk_size=4096"));
+        assert_eq!(with_block_size("nope", None).unwrap(), "nope");
+        assert!(with_block_size("nope", Some(512)).is_err());
+    }
+
+    #[test]
+    fn busy_machine_detection() {
+        let mut c = cfg(Target::ReplicaVsRawMalloc, vec![Workload::RandRead4kQd1]);
+        let mk = |other: Option<f64>| WorkloadResult {
+            round: 1,
+            target: "raw".into(),
+            workload: Workload::RandRead4kQd1,
+            io_size_bytes: 4096,
+            queue_depth: 1,
+            ops: 1,
+            bytes: 4096,
+            elapsed_s: 1.0,
+            iops: 1.0,
+            mib_per_s: 0.0,
+            p50_us: 1.0,
+            p99_us: 1.0,
+            mean_us: 1.0,
+            max_us: 1.0,
+            cpu_user_s: 0.0,
+            cpu_system_s: 0.0,
+            cpu_us_per_io: 0.0,
+            host_other_pct: other,
+            host_steal_pct: None,
+            attempts: 1,
+            ran_first: true,
+        };
+        let (quiet, busy, unknown) = (mk(Some(5.0)), mk(Some(40.0)), mk(None));
+        assert!(!disturbed(&c, &[&quiet, &busy]));
+        c.max_other_pct = Some(25.0);
+        assert!(!disturbed(&c, &[&quiet, &unknown]));
+        assert!(disturbed(&c, &[&quiet, &busy]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_second_on_malloc_is_sane() {
+        let mut c = cfg(
+            Target::Device("malloc:///malloc0?size_mb=64".into()),
+            Workload::ALL.to_vec(),
+        );
+        c.runtime = Duration::from_secs(1) / 6;
+        c.size_bytes = 64 << 20;
+        let r = run(&c).await.unwrap();
+        assert_eq!(r.results.len(), 6);
+        assert!(r.comparisons.is_empty());
+        assert_eq!(r.targets[0].region.len_bytes, 64 << 20);
+        for res in &r.results {
+            assert!(res.ops > 0 && res.iops > 0.0, "{res:?}");
+            assert!(
+                res.p50_us <= res.p99_us && res.p99_us <= res.max_us,
+                "{res:?}"
+            );
+            assert!(res.cpu_us_per_io >= 0.0);
+        }
+        let table = r.render_table();
+        assert!(table.contains("seqwrite-128k-qd8"), "{table}");
+        assert!(table.contains("CPU/IO(us)"), "{table}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replica_vs_raw_on_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bench.img");
+        let c = cfg(
+            Target::ReplicaVsRaw(file.clone()),
+            vec![Workload::RandRead4kQd32, Workload::SeqWrite128kQd8],
+        );
+        let r = run(&c).await.unwrap();
+        assert_eq!(r.results.len(), 4);
+        assert_eq!(r.comparisons.len(), 2);
+        let raw = &r.targets[0];
+        assert_eq!(raw.name, "raw");
+        assert!(raw.region.offset_bytes > 0);
+        assert_eq!(raw.region.len_bytes, 16 << 20);
+        assert_eq!(r.targets[1].region.len_bytes, 16 << 20);
+        assert_eq!(raw.direct_io, r.targets[1].direct_io);
+        for cmp in &r.comparisons {
+            assert!(cmp.iops_ratio.unwrap() > 0.0);
+        }
+        assert!(r.render_table().contains("replica/raw"));
+        // The file was created by the run, so it is gone.
+        assert!(!file.exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replica_vs_raw_on_ram_disks() {
+        let mut c = cfg(Target::ReplicaVsRawMalloc, vec![Workload::RandWrite4kQd32]);
+        c.rounds = 2;
+        c.runtime = Duration::from_millis(150);
+        c.ramp = Duration::from_millis(50);
+        let r = run(&c).await.unwrap();
+        assert_eq!(r.session.mode, "replica-vs-raw-malloc");
+        assert_eq!(r.comparisons.len(), 2);
+        assert_eq!(r.summary.len(), 1);
+        // The first target alternates between rounds.
+        let order: Vec<(u32, &str, bool)> = r
+            .results
+            .iter()
+            .map(|x| (x.round, x.target.as_str(), x.ran_first))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (1, "raw", true),
+                (1, "replica", false),
+                (2, "replica", true),
+                (2, "raw", false)
+            ]
+        );
+        assert!(r.results.iter().all(|x| x.ops > 0));
+        assert!(r.targets.iter().all(|t| t.backend == "malloc"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_config_is_refused() {
+        let c = cfg(Target::Device("malloc:///m1?size_mb=8".into()), Vec::new());
+        assert!(matches!(run(&c).await, Err(BenchError::Config(_))));
+        let mut c = cfg(
+            Target::Device("malloc:///m1?size_mb=8".into()),
+            vec![Workload::RandRead4kQd1],
+        );
+        c.block_size = Some(1024);
+        assert!(matches!(run(&c).await, Err(BenchError::Config(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_existing_file_is_reused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kept.img");
+        let mut c = cfg(
+            Target::ReplicaVsRaw(file.clone()),
+            vec![Workload::RandWrite4kQd1],
+        );
+        c.keep_file = true;
+        c.runtime = Duration::from_millis(100);
+        run(&c).await.unwrap();
+        assert!(file.exists());
+        // Second run on the existing file (the pool was destroyed, so it is
+        // formatted again), and the file is still not removed.
+        c.keep_file = false;
+        let r = run(&c).await.unwrap();
+        assert_eq!(r.comparisons.len(), 1);
+        assert!(file.exists());
+    }
+}

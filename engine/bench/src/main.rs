@@ -1,0 +1,174 @@
+//! `io-bench`: parses flags, starts tracing and a multi-thread runtime, and
+//! calls [`io_bench::run`]. See the library for what is measured.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use io_bench::{BenchConfig, Target, Workload};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+/// Benchmark of the engine's data path: IOPS, MiB/s, p50/p99 latency and
+/// CPU per I/O of a raw device, or of a pool replica against the same file
+/// opened raw.
+#[derive(Debug, Parser)]
+#[command(name = "io-bench", version)]
+struct Args {
+    /// Drive this blockdev URI raw (aio:///path, uring:///path,
+    /// malloc:///name?size_mb=M).
+    #[arg(
+        long,
+        value_name = "URI",
+        conflicts_with = "replica_vs_raw",
+        required_unless_present = "replica_vs_raw"
+    )]
+    device: Option<String>,
+
+    /// Create FILE (or use an existing file or device, overwriting it), put
+    /// a pool and a thick replica on it, and compare the replica with the
+    /// same bytes opened raw. `malloc:` instead of a file compares on RAM
+    /// disks (the replica layer's CPU cost without disk noise).
+    #[arg(long, value_name = "FILE")]
+    replica_vs_raw: Option<PathBuf>,
+
+    /// Workload to run (repeatable), or `all`: randread-4k-qd1,
+    /// randread-4k-qd32, randwrite-4k-qd1, randwrite-4k-qd32,
+    /// seqread-128k-qd8, seqwrite-128k-qd8.
+    #[arg(long, short, value_name = "NAME", default_value = "all")]
+    workload: Vec<String>,
+
+    /// Measured seconds per workload and target.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    runtime: f64,
+
+    /// Untimed seconds of the same workload on the same target before each
+    /// measurement (warms device and host caches for both targets alike).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    ramp: f64,
+
+    /// Working set in MiB (the replica's size in replica-vs-raw mode).
+    #[arg(long, value_name = "MiB", default_value_t = 1024)]
+    size: u64,
+
+    /// Logical block size of the device: 512 or 4096 (default: the URI's,
+    /// else 512).
+    #[arg(long, value_name = "BYTES")]
+    block_size: Option<u32>,
+
+    /// Repeat every workload this many times (targets alternate again).
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+
+    /// Open through the page cache instead of O_DIRECT.
+    #[arg(long)]
+    buffered: bool,
+
+    /// Use the portable pread/pwrite backend instead of io_uring.
+    #[arg(long)]
+    force_pread: bool,
+
+    /// Keep the backing file io-bench created.
+    #[arg(long)]
+    keep_file: bool,
+
+    /// Re-measure a workload (both targets) when other work used more than
+    /// PCT % of all CPUs during it (at most 3 attempts; the last is kept).
+    /// Kernel work for our own I/O (interrupts, kworkers) counts as other
+    /// work, so keep this well above the idle baseline (~5-10 %).
+    #[arg(long, value_name = "PCT")]
+    max_other_pct: Option<f64>,
+
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
+
+    /// Seed of the offset generators.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    output: Output,
+
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// No progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let workloads = Workload::parse_list(&args.workload)?;
+    if !(args.runtime.is_finite() && args.runtime > 0.0) {
+        bail!("--runtime must be a positive number of seconds");
+    }
+    if !(args.ramp.is_finite() && args.ramp >= 0.0) {
+        bail!("--ramp must be zero or a positive number of seconds");
+    }
+    let size_bytes = args
+        .size
+        .checked_mul(1 << 20)
+        .context("--size is too large")?;
+    let target = match (args.device, args.replica_vs_raw) {
+        (Some(uri), None) => Target::Device(uri),
+        (None, Some(path)) if path.as_os_str() == "malloc:" => Target::ReplicaVsRawMalloc,
+        (None, Some(path)) => Target::ReplicaVsRaw(path),
+        _ => bail!("give exactly one of --device and --replica-vs-raw"),
+    };
+    let cfg = BenchConfig {
+        target,
+        workloads,
+        runtime: Duration::from_secs_f64(args.runtime),
+        ramp: Duration::from_secs_f64(args.ramp),
+        size_bytes,
+        block_size: args.block_size,
+        open: blockdev::OpenOptions {
+            force_pread: args.force_pread,
+            buffered: args.buffered,
+        },
+        rounds: args.rounds,
+        keep_file: args.keep_file,
+        max_other_pct: args.max_other_pct,
+        progress: !args.quiet,
+        seed: args.seed,
+    };
+
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rt.worker_threads(n);
+    }
+    let report = rt
+        .build()
+        .context("cannot start the tokio runtime")?
+        .block_on(io_bench::run(&cfg))?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    match args.output {
+        Output::Table => print!("{}", report.render_table()),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(())
+}
