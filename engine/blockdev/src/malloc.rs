@@ -23,6 +23,7 @@
 
 use parking_lot::RwLock;
 
+use crate::DmaBuf;
 use crate::{check_io, Backend, BlockDevError, BlockDevice, DeviceInfo, DiskUri, Result};
 
 /// Size of one storage chunk.
@@ -31,7 +32,9 @@ const CHUNK_BYTES: u64 = 1 << 20;
 /// A RAM disk.
 pub struct MallocDevice {
     info: DeviceInfo,
-    chunks: Vec<RwLock<Option<Box<[u8]>>>>,
+    /// Page-aligned chunks: copies into unaligned heap memory are several
+    /// times slower on some CPUs.
+    chunks: Vec<RwLock<Option<DmaBuf>>>,
 }
 
 impl std::fmt::Debug for MallocDevice {
@@ -157,8 +160,7 @@ impl BlockDevice for MallocDevice {
         self.for_each_chunk(offset_bytes, buf.len() as u64, |index, in_chunk, range| {
             let src = &buf[range];
             let mut chunk = self.chunks[index].write();
-            let data =
-                chunk.get_or_insert_with(|| vec![0u8; self.chunk_len(index)].into_boxed_slice());
+            let data = chunk.get_or_insert_with(|| DmaBuf::new(self.chunk_len(index)));
             data[in_chunk..in_chunk + src.len()].copy_from_slice(src);
         });
         Ok(())
