@@ -81,6 +81,8 @@ pub enum BenchError {
     },
     #[error("benchmark task failed: {0}")]
     Task(String),
+    #[error("cannot use NVMe/TCP target {uri}: {message}")]
+    Nvmf { uri: String, message: String },
 }
 
 /// What to measure.
@@ -246,6 +248,32 @@ fn new_bar(cfg: &BenchConfig, unit: &str, prefix: String) -> ProgressBar {
 }
 
 /// Runs a whole session and returns its report.
+/// Fills and measures one device on its own (device and NVMe/TCP modes).
+async fn measure_alone<D: BlockDevice + 'static>(
+    cfg: &BenchConfig,
+    subject: &Subject<D>,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    report.targets.push(subject.info());
+    subject.fill(cfg).await?;
+    for round in 1..=cfg.rounds {
+        for &w in &cfg.workloads {
+            let mut attempt = 1;
+            loop {
+                let mut r = subject.measure(cfg, w, round).await?;
+                r.ran_first = true;
+                if !disturbed(cfg, &[&r]) || attempt == MAX_ATTEMPTS {
+                    r.attempts = attempt;
+                    report.results.push(r);
+                    break;
+                }
+                attempt += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
     cfg.validate()?;
     let threads = tokio::runtime::Handle::try_current()
@@ -268,6 +296,35 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
         summary: Vec::new(),
     };
     match &cfg.target {
+        Target::Device(uri) if uri.starts_with("nvmf://") => {
+            // Any NVMe/TCP target (ours or the kernel's) through our
+            // initiator.
+            report.session.mode = "nvmf".into();
+            let ctrl =
+                nvmf_host::Controller::connect_uri(uri)
+                    .await
+                    .map_err(|e| BenchError::Nvmf {
+                        uri: uri.clone(),
+                        message: e.to_string(),
+                    })?;
+            let ns = ctrl.namespace(1).await.map_err(|e| BenchError::Nvmf {
+                uri: uri.clone(),
+                message: e.to_string(),
+            })?;
+            let size = ns.info().size_bytes();
+            let subject = Subject {
+                name: "nvmf",
+                dev: Arc::new(ns),
+                region: Region {
+                    offset_bytes: 0,
+                    len_bytes: cfg.size_bytes.min(size),
+                },
+            };
+            measure_alone(cfg, &subject, &mut report).await?;
+            if let Err(e) = ctrl.disconnect().await {
+                tracing::warn!(error = %e, "disconnect failed");
+            }
+        }
         Target::Device(uri) => {
             report.session.mode = "device".into();
             let uri = with_block_size(uri, cfg.block_size)?;
@@ -289,23 +346,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
             if let Ok(parsed) = uri.parse::<DiskUri>() {
                 report.machine.filesystem = parsed.path().and_then(filesystem_of);
             }
-            report.targets.push(raw.info());
-            raw.fill(cfg).await?;
-            for round in 1..=cfg.rounds {
-                for &w in &cfg.workloads {
-                    let mut attempt = 1;
-                    loop {
-                        let mut r = raw.measure(cfg, w, round).await?;
-                        r.ran_first = true;
-                        if !disturbed(cfg, &[&r]) || attempt == MAX_ATTEMPTS {
-                            r.attempts = attempt;
-                            report.results.push(r);
-                            break;
-                        }
-                        attempt += 1;
-                    }
-                }
-            }
+            measure_alone(cfg, &raw, &mut report).await?;
         }
         Target::ReplicaVsRaw(path) => {
             report.session.mode = "replica-vs-raw".into();
@@ -614,6 +655,53 @@ mod tests {
         let table = r.render_table();
         assert!(table.contains("seqwrite-128k-qd8"), "{table}");
         assert!(table.contains("CPU/IO(us)"), "{table}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nvme_tcp_mode_drives_our_target_through_our_initiator() {
+        let target = nvmf_target::Target::bind(nvmf_target::TargetConfig {
+            listen: "127.0.3.1:0".parse().unwrap(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let dev = blockdev::open_uri("malloc:///benchnvmf?size_mb=32", &OpenOptions::default())
+            .await
+            .unwrap();
+        let nqn = "nqn.2019-05.io.openebs:bench-test";
+        let host = "nqn.2019-05.io.openebs:node-name:bench";
+        target
+            .add_subsystem(nqn, Arc::new(dev), uuid::Uuid::new_v4(), vec![host.into()])
+            .unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (t2, c2) = (target.clone(), cancel.clone());
+        tokio::spawn(async move { t2.serve(c2).await });
+        let uri = format!("nvmf://{}/{nqn}?hostnqn={host}", target.local_addr());
+        let mut c = cfg(
+            Target::Device(uri),
+            vec![Workload::RandRead4kQd32, Workload::RandWrite4kQd32],
+        );
+        c.size_bytes = 32 << 20;
+        let r = run(&c).await.unwrap();
+        assert_eq!(r.session.mode, "nvmf");
+        assert_eq!(r.results.len(), 2);
+        for res in &r.results {
+            assert_eq!(res.target, "nvmf");
+            assert!(res.ops > 0 && res.iops > 0.0, "{res:?}");
+        }
+        // A stranger is refused with a clear error.
+        let bad = format!(
+            "nvmf://{}/{nqn}?hostnqn=nqn.2019-05.io.openebs:node-name:x",
+            target.local_addr()
+        );
+        let err = run(&cfg(Target::Device(bad), vec![Workload::RandRead4kQd1]))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot use NVMe/TCP target"),
+            "{err}"
+        );
+        cancel.cancel();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

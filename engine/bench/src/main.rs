@@ -20,7 +20,8 @@ enum Output {
 #[command(name = "io-bench", version)]
 struct Args {
     /// Drive this blockdev URI raw (aio:///path, uring:///path,
-    /// malloc:///name?size_mb=M).
+    /// malloc:///name?size_mb=M), or any NVMe/TCP namespace through our
+    /// initiator (nvmf://IP:PORT/<subsystem-nqn>?hostnqn=<nqn>).
     #[arg(
         long,
         value_name = "URI",
