@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Main job: builds the engine, starts an io-engine with a file-backed pool
 # and walks through a client session (pools, thick and thin replicas,
-# check, destroy). Leaves nothing running.
+# check, sharing over NVMe/TCP, destroy). Leaves nothing running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +38,8 @@ run replica create tpool replica1 --size=10
 run replica create tpool replica2 --size=1000 --thin
 run replica list
 run pool check tpool
+run replica share tpool replica1 --allowed-host "nqn.2019-05.io.openebs:node-name:$(hostname)"
+run -o wide replica list
 run replica destroy tpool replica1
 run replica destroy tpool replica2
 run replica list
