@@ -307,8 +307,8 @@ impl Target {
         Ok(())
     }
 
-    /// Replaces the allow-list of a subsystem (new Connects only; hosts
-    /// already connected stay connected).
+    /// Replaces the allow-list of a subsystem; hosts that lose access are
+    /// disconnected (their I/O ends with errors).
     pub fn set_allowed_hosts(&self, nqn: &str, hosts: Vec<String>) -> Result<(), TargetError> {
         let s = self
             .inner

@@ -300,9 +300,18 @@ impl Subsystem {
             conns: AtomicUsize::new(0),
         }
     }
+    /// Replaces the allow-list; controllers of hosts no longer allowed are
+    /// torn down (their queues close, their I/O ends with errors).
     pub(crate) fn set_allowed(&self, hosts: Vec<String>) {
         if let Ok(mut a) = self.allowed.write() {
             *a = hosts;
+        }
+        if let Ok(ctrls) = self.ctrls.lock() {
+            for c in ctrls.values() {
+                if !self.allows(&c.host.hostnqn) {
+                    c.cancel.cancel();
+                }
+            }
         }
     }
     pub(crate) fn allows(&self, hostnqn: &str) -> bool {

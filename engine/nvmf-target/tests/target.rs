@@ -532,3 +532,38 @@ async fn keep_alive_timeout_tears_a_silent_host_down() {
     );
     cancel.cancel();
 }
+
+/// Taking a host off the allow-list disconnects it; the others stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_host_from_the_allow_list_disconnects_it() {
+    let (target, cancel) = start([127, 0, 2, 41], &[HOST_A, HOST_B]).await;
+    let addr = target.local_addr();
+    let (mut a_admin, _a_io, a_id) = open_controller(addr, HOST_A, false, false).await.unwrap();
+    let (mut b_admin, _b_io, b_id) = open_controller(addr, HOST_B, false, false).await.unwrap();
+    target
+        .set_allowed_hosts(NQN, vec![HOST_B.to_string()])
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match a_admin.recv().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "host A still connected after losing access");
+    b_admin
+        .prop_get(reg::CSTS, false)
+        .await
+        .expect("host B keeps working");
+    let hosts: Vec<u16> = target
+        .subsystems()
+        .iter()
+        .flat_map(|s| s.hosts.iter().map(|h| h.1))
+        .collect();
+    assert!(!hosts.contains(&a_id) && hosts.contains(&b_id), "{hosts:?}");
+    // And A cannot come back.
+    assert!(open_controller(addr, HOST_A, false, false).await.is_err());
+    cancel.cancel();
+}
