@@ -259,3 +259,11 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 pub fn _unused(_: pdu::PduType) {}
+
+/// Drains `c` until the target closes the connection; false when it is
+/// still open after `within`.
+pub async fn closed_within(c: &mut Client, within: std::time::Duration) -> bool {
+    tokio::time::timeout(within, async { while let Ok(Some(_)) = c.recv().await {} })
+        .await
+        .is_ok()
+}
