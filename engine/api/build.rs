@@ -7,5 +7,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=proto/io_engine.proto");
     tonic_prost_build::configure().compile_protos(&["proto/io_engine.proto"], &["proto"])?;
+    // The etcd v3 subset used by the control plane's store (clients for
+    // etcd, servers for the embedded store).
+    println!("cargo:rerun-if-changed=proto/etcd");
+    tonic_prost_build::configure().compile_protos(
+        &[
+            "proto/etcd/mvccpb/kv.proto",
+            "proto/etcd/etcdserverpb/rpc.proto",
+        ],
+        &["proto"],
+    )?;
     Ok(())
 }

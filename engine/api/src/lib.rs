@@ -11,3 +11,20 @@ pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("io_engine.v1");
 }
+
+/// The subset of the etcd v3 API spoken by the control plane's store
+/// (`proto/etcd/`): clients for a real etcd and servers for the embedded
+/// store. Message names and field numbers are etcd's own.
+pub mod etcd {
+    /// Package `etcdserverpb`: the `KV`, `Watch` and `Lease` services.
+    pub mod etcdserverpb {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("etcdserverpb");
+    }
+
+    /// Package `mvccpb`: `KeyValue` and watch `Event`.
+    pub mod mvccpb {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("mvccpb");
+    }
+}

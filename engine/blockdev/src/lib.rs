@@ -58,6 +58,8 @@ pub enum Backend {
     /// A remote NVMe-oF namespace through the NVMe/TCP initiator
     /// (`nvmf-host`).
     Nvmf,
+    /// A nexus: an N-way mirror over child devices (`io-engine`).
+    Nexus,
 }
 
 impl std::fmt::Display for Backend {
@@ -68,6 +70,7 @@ impl std::fmt::Display for Backend {
             Backend::Pread => "pread",
             Backend::Faulty => "faulty",
             Backend::Nvmf => "nvmf",
+            Backend::Nexus => "nexus",
         })
     }
 }

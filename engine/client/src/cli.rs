@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use io_engine_api::v1;
+
+use crate::units::{parse_size, parse_size_or_zero};
 
 /// Default io-engine gRPC endpoint.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:10124";
@@ -35,7 +38,8 @@ pub enum Output {
     /// Aligned columns (as upstream's mayastor-client).
     Table,
     /// The table with more columns where there are any (`replica list`
-    /// adds SHARE and URI).
+    /// adds SHARE and URI, `nexus list` CHILDREN, `nexus children`
+    /// DIRTY_LOG and LAST_FAULTED_AT).
     Wide,
     /// Pretty JSON: snake_case fields, sizes in bytes.
     Json,
@@ -49,6 +53,12 @@ pub enum Command {
     /// Manage replicas.
     #[command(subcommand)]
     Replica(ReplicaCommand),
+    /// Manage nexuses (volume targets) and their children.
+    #[command(subcommand)]
+    Nexus(NexusCommand),
+    /// Manage the rebuilds of nexus children.
+    #[command(subcommand)]
+    Rebuild(RebuildCommand),
     /// Information about the node.
     #[command(subcommand)]
     Host(HostCommand),
@@ -120,8 +130,8 @@ pub enum ReplicaCommand {
         pool: String,
         /// Replica name.
         name: String,
-        /// Size in MiB.
-        #[arg(long, value_name = "MiB")]
+        /// Size in MiB, or with a unit (B, KiB, MiB, GiB, TiB).
+        #[arg(long, value_name = "MiB", value_parser = parse_size_or_zero)]
         size: u64,
         /// Allocate space on first write instead of up front.
         #[arg(long)]
@@ -139,8 +149,8 @@ pub enum ReplicaCommand {
     Resize {
         #[command(flatten)]
         replica: ReplicaRef,
-        /// New size in MiB.
-        #[arg(long, value_name = "MiB")]
+        /// New size in MiB, or with a unit (B, KiB, MiB, GiB, TiB).
+        #[arg(long, value_name = "MiB", value_parser = parse_size_or_zero)]
         size: u64,
     },
     /// Share a replica over NVMe/TCP and print its nvmf:// URI. Sharing a
@@ -157,10 +167,246 @@ pub enum ReplicaCommand {
     Unshare(ReplicaRef),
 }
 
+/// A child of a nexus.
+#[derive(Debug, Args)]
+pub struct ChildRef {
+    /// Nexus uuid.
+    #[arg(value_parser = parse_uuid)]
+    pub uuid: String,
+    /// Child URI, as `nexus children` shows it.
+    #[arg(value_parser = parse_child_uri)]
+    pub uri: String,
+}
+
+/// A nexus named by its uuid.
+#[derive(Debug, Args)]
+pub struct NexusRef {
+    /// Nexus uuid.
+    #[arg(value_parser = parse_uuid)]
+    pub uuid: String,
+}
+
+/// NVMe reservation settings of a nexus's remote children.
+#[derive(Debug, Args)]
+pub struct ReservationArgs {
+    /// Reservation key registered on every remote child (non-zero).
+    #[arg(long, value_name = "KEY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub resv_key: Option<u64>,
+    /// Reservation key of a previous holder to preempt (non-zero).
+    #[arg(long, value_name = "KEY", requires = "resv_key", value_parser = clap::value_parser!(u64).range(1..))]
+    pub preempt_key: Option<u64>,
+    /// Reservation to acquire with the key (default: register the key only).
+    #[arg(long, value_name = "TYPE", requires = "resv_key", value_enum)]
+    pub resv_type: Option<ReservationType>,
+}
+
+/// NVMe reservation types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReservationType {
+    WriteExclusive,
+    ExclusiveAccess,
+    WriteExclusiveRegOnly,
+    ExclusiveAccessRegOnly,
+    WriteExclusiveAllRegs,
+    ExclusiveAccessAllRegs,
+}
+
+impl From<ReservationType> for v1::NvmeReservation {
+    fn from(t: ReservationType) -> Self {
+        match t {
+            ReservationType::WriteExclusive => Self::WriteExclusive,
+            ReservationType::ExclusiveAccess => Self::ExclusiveAccess,
+            ReservationType::WriteExclusiveRegOnly => Self::WriteExclusiveRegOnly,
+            ReservationType::ExclusiveAccessRegOnly => Self::ExclusiveAccessRegOnly,
+            ReservationType::WriteExclusiveAllRegs => Self::WriteExclusiveAllRegs,
+            ReservationType::ExclusiveAccessAllRegs => Self::ExclusiveAccessAllRegs,
+        }
+    }
+}
+
+/// What `nexus child-op` does to a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChildAction {
+    /// Reopen the child and rebuild it (partially when it has a dirty-region
+    /// log).
+    Online,
+    /// Take the child out of the I/O path (a child that was online keeps a
+    /// dirty-region log, for a partial rebuild when onlined).
+    Offline,
+    /// Fault the child as a failed I/O would (same effect as offline; says
+    /// the child is broken rather than briefly away).
+    Fault,
+}
+
+impl From<ChildAction> for v1::ChildAction {
+    fn from(a: ChildAction) -> Self {
+        match a {
+            ChildAction::Online => Self::Online,
+            ChildAction::Offline => Self::Offline,
+            ChildAction::Fault => Self::Fault,
+        }
+    }
+}
+
+/// Largest NVMe controller ID a nexus may hand out.
+pub const MAX_CNTLID: u32 = 0xffef;
+
+#[derive(Debug, Subcommand)]
+pub enum NexusCommand {
+    /// Create a nexus over children that are in sync (they start online).
+    Create {
+        /// Nexus uuid.
+        #[arg(value_parser = parse_uuid)]
+        uuid: String,
+        /// Size in MiB, or with a unit (B, KiB, MiB, GiB, TiB).
+        #[arg(long, value_name = "MiB", value_parser = parse_size)]
+        size: u64,
+        /// Volume uuid: the nexus is published as
+        /// nqn.2019-05.io.openebs:<VOLUME_UUID> (default: the nexus uuid).
+        #[arg(long, value_name = "VOLUME_UUID", value_parser = parse_uuid)]
+        name: Option<String>,
+        #[command(flatten)]
+        reservation: ReservationArgs,
+        /// Store key under which the nexus persists its children's health
+        /// (default: derived by the engine from the volume and nexus uuids).
+        #[arg(long, value_name = "KEY")]
+        nexus_info_key: Option<String>,
+        /// Child URIs: bdev:///<replica-uuid>?uuid=<replica-uuid> or
+        /// nvmf://host:port/<nqn>?uuid=<replica-uuid>.
+        #[arg(required = true, value_name = "CHILD_URI", value_parser = parse_child_uri)]
+        children: Vec<String>,
+    },
+    /// List nexuses.
+    #[command(alias = "ls")]
+    List {
+        /// Add the CHILDREN column (as `-o wide`).
+        #[arg(short = 'c', long)]
+        show_children: bool,
+    },
+    /// List a nexus's children with their state and rebuild progress.
+    Children(NexusRef),
+    /// Publish a nexus over NVMe/TCP and print its nvmf:// URI. Publishing
+    /// again replaces its allowed hosts.
+    Publish {
+        #[command(flatten)]
+        nexus: NexusRef,
+        /// Host NQN allowed to connect (repeat for more). Only the hosts
+        /// listed may connect: none given, nobody may.
+        #[arg(long = "allowed-host", value_name = "NQN")]
+        allowed_hosts: Vec<String>,
+        /// Lowest NVMe controller ID the target hands out (default 1).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CNTLID)))]
+        min_cntlid: Option<u32>,
+        /// Highest NVMe controller ID the target hands out (default 65519).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CNTLID)))]
+        max_cntlid: Option<u32>,
+        #[command(flatten)]
+        reservation: ReservationArgs,
+    },
+    /// Stop exporting a nexus (connected hosts' I/O fails from then on).
+    Unpublish(NexusRef),
+    /// Shut a nexus down: I/O fails from then on, it stays listed until
+    /// destroyed.
+    Shutdown(NexusRef),
+    /// Destroy a nexus (its children's replicas are left alone).
+    Destroy(NexusRef),
+    /// Add a child; it is rebuilt from a healthy child.
+    Add {
+        #[command(flatten)]
+        child: ChildRef,
+        /// Do not start the rebuild (start it later with `rebuild start`).
+        #[arg(long)]
+        norebuild: bool,
+    },
+    /// Remove a child (the last healthy one cannot be removed).
+    Remove(ChildRef),
+    /// Bring a child online, take it offline or fault it.
+    ChildOp {
+        #[command(flatten)]
+        child: ChildRef,
+        /// online, offline or fault.
+        #[arg(value_enum)]
+        action: ChildAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RebuildCommand {
+    /// Start rebuilding a faulted child from a healthy one.
+    Start {
+        #[command(flatten)]
+        child: ChildRef,
+        /// Copy rate limit in MiB/s, or with a unit per second (e.g.
+        /// 512KiB); default unlimited.
+        #[arg(long, value_name = "MiB/s", value_parser = parse_size)]
+        max_bandwidth: Option<u64>,
+    },
+    /// Stop a child's rebuild (the child stays out of sync).
+    Stop(ChildRef),
+    /// Pause a child's rebuild.
+    Pause(ChildRef),
+    /// Resume a paused rebuild.
+    Resume(ChildRef),
+    /// Progress of a child's rebuild: percent, state, blocks done/total.
+    Progress(ChildRef),
+    /// Statistics of a child's rebuild.
+    Stats(ChildRef),
+    /// A nexus's finished, stopped and failed rebuilds.
+    History(NexusRef),
+}
+
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
     /// Version, node name, endpoint and block devices of the node.
     Info,
+}
+
+impl Cli {
+    /// Checks what the parser alone cannot (relations between flags), so
+    /// that bad input is refused before any request is sent.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Command::Nexus(NexusCommand::Publish {
+            min_cntlid: Some(min),
+            max_cntlid: Some(max),
+            ..
+        }) = &self.command
+        {
+            if min > max {
+                return Err(format!(
+                    "--min-cntlid {min} is greater than --max-cntlid {max}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a uuid (any form the uuid crate accepts) into the hyphenated
+/// lowercase form the API uses.
+pub fn parse_uuid(text: &str) -> Result<String, String> {
+    uuid::Uuid::parse_str(text.trim())
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| format!("{text:?} is not a uuid (e.g. 0b1a4b8e-3f5d-4a57-9d8e-1c2b3a4d5e6f)"))
+}
+
+/// Checks that a child URI has a scheme (`bdev:///...`, `nvmf://...`); the
+/// engine checks the rest.
+pub fn parse_child_uri(text: &str) -> Result<String, String> {
+    match text.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && !rest.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.') =>
+        {
+            Ok(text.to_string())
+        }
+        _ => Err(format!(
+            "{text:?} is not a child URI (bdev:///<replica-uuid>?uuid=<uuid> or \
+             nvmf://host:port/<nqn>?uuid=<uuid>)"
+        )),
+    }
 }
 
 /// Parses `30s`, `500ms`, `2m` or a plain number of seconds.
@@ -254,5 +500,269 @@ mod tests {
         assert!(Cli::try_parse_from(["c", "replica", "share", "p"]).is_err());
         assert!(Cli::try_parse_from(["c", "replica", "unshare", "p", "r"]).is_ok());
         assert!(Cli::try_parse_from(["c", "replica", "unshare"]).is_err());
+    }
+
+    const U: &str = "0b1a4b8e-3f5d-4a57-9d8e-1c2b3a4d5e6f";
+    const CHILD: &str =
+        "bdev:///11111111-1111-4111-8111-111111111111?uuid=11111111-1111-4111-8111-111111111111";
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("c").chain(args.iter().copied()))
+    }
+
+    fn error_text(args: &[&str]) -> String {
+        parse(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn uuids_are_checked_and_normalised() {
+        assert_eq!(parse_uuid(U), Ok(U.to_string()));
+        assert_eq!(
+            parse_uuid("0B1A4B8E3F5D4A579D8E1C2B3A4D5E6F"),
+            Ok(U.to_string())
+        );
+        assert!(parse_uuid("nexus-1").unwrap_err().contains("is not a uuid"));
+        assert!(parse_uuid("").is_err());
+        let e = error_text(&["nexus", "destroy", "nexus-1"]);
+        assert!(e.contains("\"nexus-1\" is not a uuid"), "{e}");
+        let e = error_text(&["nexus", "create", U, "--size=64", "--name=vol", CHILD]);
+        assert!(e.contains("\"vol\" is not a uuid"), "{e}");
+        let e = error_text(&["rebuild", "history", "x"]);
+        assert!(e.contains("is not a uuid"), "{e}");
+    }
+
+    #[test]
+    fn child_uris_need_a_scheme() {
+        assert!(parse_child_uri(CHILD).is_ok());
+        assert!(parse_child_uri("nvmf://10.0.0.2:8420/nqn.2019-05.io.openebs:r?uuid=r").is_ok());
+        assert!(parse_child_uri("malloc:///m0?size_mb=64").is_ok());
+        assert!(parse_child_uri(U).is_err());
+        assert!(parse_child_uri("://x").is_err());
+        assert!(parse_child_uri("bdev://").is_err());
+        // Arguments in the wrong order are caught by one check or the other.
+        assert!(parse(&["nexus", "add", CHILD, U]).is_err());
+        let e = error_text(&["nexus", "remove", U, "replica1"]);
+        assert!(e.contains("is not a child URI"), "{e}");
+    }
+
+    #[test]
+    fn nexus_create_forms() {
+        let cli = parse(&["nexus", "create", U, "--size", "64", CHILD, CHILD]).unwrap();
+        match cli.command {
+            Command::Nexus(NexusCommand::Create {
+                size,
+                children,
+                name,
+                ..
+            }) => {
+                assert_eq!(size, 64 << 20);
+                assert_eq!(children.len(), 2);
+                assert_eq!(name, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A size, a child and a uuid are required; the size must be > 0.
+        assert!(parse(&["nexus", "create", U, CHILD]).is_err());
+        assert!(parse(&["nexus", "create", U, "--size=64"]).is_err());
+        assert!(parse(&["nexus", "create", "--size=64", CHILD]).is_err());
+        let e = error_text(&["nexus", "create", U, "--size=0", CHILD]);
+        assert!(e.contains("greater than 0"), "{e}");
+        // Reservation flags: the type and the preempt key need a key; keys
+        // are non-zero; the type is one of the NVMe ones.
+        assert!(parse(&[
+            "nexus",
+            "create",
+            U,
+            "--size=64",
+            "--resv-key=1",
+            "--preempt-key=2",
+            "--resv-type=write-exclusive-all-regs",
+            CHILD,
+        ])
+        .is_ok());
+        assert!(parse(&[
+            "nexus",
+            "create",
+            U,
+            "--size=64",
+            "--resv-type=exclusive-access",
+            CHILD
+        ])
+        .is_err());
+        assert!(parse(&["nexus", "create", U, "--size=64", "--preempt-key=2", CHILD]).is_err());
+        assert!(parse(&["nexus", "create", U, "--size=64", "--resv-key=0", CHILD]).is_err());
+        let e = error_text(&[
+            "nexus",
+            "create",
+            U,
+            "--size=64",
+            "--resv-key=1",
+            "--resv-type=shared",
+            CHILD,
+        ]);
+        assert!(e.contains("exclusive-access"), "{e}");
+    }
+
+    #[test]
+    fn nexus_publish_forms() {
+        let cli = parse(&[
+            "nexus",
+            "publish",
+            U,
+            "--allowed-host",
+            "nqn.2019-05.io.openebs:node-name:n1",
+            "--min-cntlid=1",
+            "--max-cntlid=100",
+            "--resv-key=9",
+            "--resv-type=exclusive-access",
+            "--preempt-key=8",
+        ])
+        .unwrap();
+        assert!(cli.validate().is_ok());
+        match &cli.command {
+            Command::Nexus(NexusCommand::Publish {
+                nexus,
+                allowed_hosts,
+                min_cntlid,
+                max_cntlid,
+                reservation,
+            }) => {
+                assert_eq!(nexus.uuid, U);
+                assert_eq!(allowed_hosts.len(), 1);
+                assert_eq!((*min_cntlid, *max_cntlid), (Some(1), Some(100)));
+                assert_eq!(reservation.resv_key, Some(9));
+                assert_eq!(reservation.preempt_key, Some(8));
+                assert_eq!(
+                    reservation.resv_type,
+                    Some(ReservationType::ExclusiveAccess)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["nexus", "publish", U]).unwrap().validate().is_ok());
+        assert!(parse(&["nexus", "publish", U, "--min-cntlid=0"]).is_err());
+        assert!(parse(&["nexus", "publish", U, "--max-cntlid=65520"]).is_err());
+        assert!(parse(&["nexus", "publish", U, "--max-cntlid=65519"]).is_ok());
+        let swapped = parse(&["nexus", "publish", U, "--min-cntlid=10", "--max-cntlid=9"]).unwrap();
+        assert_eq!(
+            swapped.validate(),
+            Err("--min-cntlid 10 is greater than --max-cntlid 9".to_string())
+        );
+    }
+
+    #[test]
+    fn nexus_child_forms() {
+        let cli = parse(&["nexus", "add", U, CHILD, "--norebuild"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Nexus(NexusCommand::Add {
+                norebuild: true,
+                ..
+            })
+        ));
+        assert!(parse(&["nexus", "remove", U, CHILD]).is_ok());
+        for (word, action) in [
+            ("online", ChildAction::Online),
+            ("offline", ChildAction::Offline),
+            ("fault", ChildAction::Fault),
+        ] {
+            match parse(&["nexus", "child-op", U, CHILD, word])
+                .unwrap()
+                .command
+            {
+                Command::Nexus(NexusCommand::ChildOp { action: a, .. }) => assert_eq!(a, action),
+                other => panic!("{other:?}"),
+            }
+        }
+        let e = error_text(&["nexus", "child-op", U, CHILD, "retire"]);
+        assert!(
+            e.contains("invalid value 'retire'") && e.contains("offline"),
+            "{e}"
+        );
+        assert!(parse(&["nexus", "child-op", U, CHILD]).is_err());
+        assert_eq!(
+            v1::ChildAction::from(ChildAction::Fault),
+            v1::ChildAction::Fault
+        );
+        assert_eq!(
+            v1::NvmeReservation::from(ReservationType::ExclusiveAccessAllRegs),
+            v1::NvmeReservation::ExclusiveAccessAllRegs
+        );
+    }
+
+    #[test]
+    fn nexus_list_and_plain_forms() {
+        assert!(matches!(
+            parse(&["nexus", "list"]).unwrap().command,
+            Command::Nexus(NexusCommand::List {
+                show_children: false
+            })
+        ));
+        assert!(matches!(
+            parse(&["nexus", "ls", "-c"]).unwrap().command,
+            Command::Nexus(NexusCommand::List {
+                show_children: true
+            })
+        ));
+        assert!(parse(&["-o", "wide", "nexus", "list"]).is_ok());
+        assert!(parse(&["nexus", "children", U, "-o", "json"]).is_ok());
+        for verb in ["unpublish", "shutdown", "destroy", "children"] {
+            assert!(parse(&["nexus", verb, U]).is_ok(), "{verb}");
+            assert!(parse(&["nexus", verb]).is_err(), "{verb}");
+        }
+    }
+
+    #[test]
+    fn rebuild_forms() {
+        match parse(&["rebuild", "start", U, CHILD, "--max-bandwidth", "10"])
+            .unwrap()
+            .command
+        {
+            Command::Rebuild(RebuildCommand::Start {
+                child,
+                max_bandwidth,
+            }) => {
+                assert_eq!(child.uuid, U);
+                assert_eq!(child.uri, CHILD);
+                assert_eq!(max_bandwidth, Some(10 << 20));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["rebuild", "start", U, CHILD]).unwrap().command,
+            Command::Rebuild(RebuildCommand::Start {
+                max_bandwidth: None,
+                ..
+            })
+        ));
+        assert!(parse(&["rebuild", "start", U, CHILD, "--max-bandwidth=0"]).is_err());
+        for verb in ["stop", "pause", "resume", "progress", "stats"] {
+            assert!(parse(&["rebuild", verb, U, CHILD]).is_ok(), "{verb}");
+            assert!(parse(&["rebuild", verb, U]).is_err(), "{verb}");
+        }
+        assert!(parse(&["rebuild", "history", U]).is_ok());
+        assert!(parse(&["rebuild", "history"]).is_err());
+        assert!(parse(&["rebuild", "restart", U, CHILD]).is_err());
+    }
+
+    #[test]
+    fn replica_sizes_take_units() {
+        match parse(&["replica", "create", "p", "r", "--size=1GiB"])
+            .unwrap()
+            .command
+        {
+            Command::Replica(ReplicaCommand::Create { size, .. }) => assert_eq!(size, 1 << 30),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["replica", "resize", "p", "r", "--size=10"])
+            .unwrap()
+            .command
+        {
+            Command::Replica(ReplicaCommand::Resize { size, .. }) => assert_eq!(size, 10 << 20),
+            other => panic!("{other:?}"),
+        }
+        // The engine refuses a 0 size itself (InvalidArgument, exit code 1).
+        assert!(parse(&["replica", "create", "p", "r", "--size=0"]).is_ok());
+        assert!(parse(&["replica", "create", "p", "r", "--size=10MB"]).is_err());
     }
 }

@@ -4,7 +4,8 @@ use std::{io::Write, process::ExitCode, time::Duration};
 
 use anyhow::{anyhow, bail, Context};
 use io_engine_api::v1::{
-    self, host_rpc_client::HostRpcClient, pool_rpc_client::PoolRpcClient,
+    self, host_rpc_client::HostRpcClient, nexus_rpc_client::NexusRpcClient,
+    pool_rpc_client::PoolRpcClient, rebuild_rpc_client::RebuildRpcClient,
     replica_rpc_client::ReplicaRpcClient,
 };
 use serde::Serialize;
@@ -15,10 +16,11 @@ use crate::{
     output,
 };
 
+mod nexus;
+mod rebuild;
+
 /// Time allowed to establish the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-const MIB: u64 = 1 << 20;
 
 /// io-engine gRPC port used when an endpoint names none.
 const DEFAULT_PORT: u16 = 10124;
@@ -30,6 +32,8 @@ pub async fn execute(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Pool(cmd) => pool(PoolRpcClient::new(channel), cmd, format).await,
         Command::Replica(cmd) => replica(ReplicaRpcClient::new(channel), cmd, format).await,
+        Command::Nexus(cmd) => nexus::run(NexusRpcClient::new(channel), cmd, format).await,
+        Command::Rebuild(cmd) => rebuild::run(RebuildRpcClient::new(channel), cmd, format).await,
         Command::Host(HostCommand::Info) => {
             let host = HostRpcClient::new(channel)
                 .get_host_info(v1::GetHostInfoRequest {})
@@ -208,7 +212,7 @@ async fn replica(
                 name: name.clone(),
                 uuid,
                 pool: pool.clone(),
-                size: mib_to_bytes(*size)?,
+                size: *size,
                 thin: *thin,
                 share: v1::ShareProtocol::None.into(),
                 allowed_hosts: Vec::new(),
@@ -291,7 +295,7 @@ async fn replica(
             let uuid = resolve_uuid(&mut client, replica).await?;
             let request = v1::ResizeReplicaRequest {
                 uuid,
-                requested_size: mib_to_bytes(*size)?,
+                requested_size: *size,
             };
             let replica = client
                 .resize_replica(request)
@@ -346,11 +350,6 @@ async fn resolve_uuid(
         [] => bail!("replica '{pool}/{name}' not found (NotFound)"),
         _ => bail!("several replicas named '{name}' in pool '{pool}'; use --uuid"),
     }
-}
-
-fn mib_to_bytes(mib: u64) -> anyhow::Result<u64> {
-    mib.checked_mul(MIB)
-        .ok_or_else(|| anyhow!("size {mib} MiB is too large"))
 }
 
 /// A random (version 4) uuid, from the kernel's random source.
@@ -416,13 +415,6 @@ mod tests {
         let fresh = new_uuid().unwrap();
         assert_eq!(fresh.len(), 36);
         assert_eq!(&fresh[14..15], "4");
-    }
-
-    #[test]
-    fn sizes_in_mib() {
-        assert_eq!(mib_to_bytes(10).unwrap(), 10 * MIB);
-        assert_eq!(mib_to_bytes(0).unwrap(), 0);
-        assert!(mib_to_bytes(u64::MAX).is_err());
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! `io-engine-client`: the command-line client of the io-engine gRPC API.
 //!
 //! It manages the pools and replicas of one io-engine (including sharing
-//! replicas over NVMe/TCP) and shows the node's host information, printing upstream mayastor-client's tables or, with
-//! `-o json`, pretty JSON for scripts. Errors are one line on stderr
+//! replicas over NVMe/TCP), its nexuses (volume targets: create, publish,
+//! children, online/offline/fault) and their rebuilds, and shows the node's
+//! host information, printing upstream's client tables or, with `-o json`,
+//! pretty JSON for scripts. Errors are one line on stderr
 //! (`error: pool 'x' not found (NotFound)`) and exit code 1; usage errors
-//! exit 2.
+//! (including nexus and rebuild arguments refused before any request: a
+//! malformed uuid or child URI, a size of 0, an unknown child action) exit 2.
 //!
 //! Dependency rule: this crate talks to the engine only through the
 //! `io-engine-api` contract.
@@ -15,6 +18,7 @@
 pub mod cli;
 mod commands;
 pub mod output;
+pub mod rfc3339;
 pub mod units;
 
 use std::process::ExitCode;
@@ -23,6 +27,10 @@ pub use cli::Cli;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Err(e) = cli.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

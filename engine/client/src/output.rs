@@ -2,13 +2,27 @@
 //!
 //! Tables follow upstream mayastor-client's layout (`NAME STATE CAPACITY
 //! USED DISKS`, `POOL NAME THIN SIZE`): fixed minimum column widths, widened
-//! for every row when one value is wider. JSON views use snake_case fields,
+//! for every row when one value is wider. The nexus and rebuild tables
+//! follow the newer upstream io-engine-client (no minimum widths, one space
+//! between columns). JSON views use snake_case fields,
 //! sizes as integers in bytes and lowercase enum names.
 
 use io_engine_api::v1;
 use serde::Serialize;
 
 use crate::units::human_size;
+
+mod nexus;
+mod rebuild;
+
+pub use nexus::{
+    child_reason_name, child_state_name, child_table, nexus_state_name, nexus_table,
+    reservation_name, ChildView, NexusView,
+};
+pub use rebuild::{
+    history_table, progress_table, rebuild_state_name, stats_table, RebuildHistoryView,
+    RebuildStatsView,
+};
 
 /// Alignment of a table column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,8 +510,14 @@ mod tests {
         let json = serde_json::to_value(PoolView::from(&p)).unwrap();
         assert_eq!(json["state"], "online");
         assert_eq!(json["capacity_bytes"], 96 * MIB);
-        let r = replica("tpool", "r1", true, MIB);
+        let r = v1::Replica {
+            uuid: "0b1a4b8e-3f5d-4a57-9d8e-1c2b3a4d5e6f".into(),
+            ..replica("tpool", "r1", true, MIB)
+        };
         let json = serde_json::to_value(ReplicaView::from(&r)).unwrap();
+        assert_eq!(json["uuid"], "0b1a4b8e-3f5d-4a57-9d8e-1c2b3a4d5e6f");
+        assert_eq!(json["name"], "r1");
+        assert_eq!(json["pool_name"], "tpool");
         assert_eq!(json["share"], "none");
         assert_eq!(json["size_bytes"], MIB);
         assert_eq!(json["thin"], true);

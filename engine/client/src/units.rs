@@ -1,4 +1,5 @@
-//! Human-readable sizes (binary units, one decimal).
+//! Sizes: human-readable output (binary units, one decimal) and the
+//! command-line size parser (plain numbers are MiB).
 
 /// Binary units, smallest first.
 const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -23,10 +24,83 @@ pub fn human_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// Parses a size given on the command line into bytes: a plain number is
+/// MiB (`64`), otherwise a number with a binary unit, case-insensitive:
+/// `B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB` (`Ki`, `Mi`... too).
+/// Decimal units (`KB`, `MB`...) are refused as ambiguous; so is 0.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    match parse_size_or_zero(text)? {
+        0 => Err("a size must be greater than 0".to_string()),
+        bytes => Ok(bytes),
+    }
+}
+
+/// [`parse_size`] that lets 0 through, for the replica commands, whose
+/// engine-side check of a 0 size is part of their contract.
+pub fn parse_size_or_zero(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "m" | "mi" | "mib" => 20,
+        "b" => 0,
+        "k" | "ki" | "kib" => 10,
+        "g" | "gi" | "gib" => 30,
+        "t" | "ti" | "tib" => 40,
+        "kb" | "mb" | "gb" | "tb" => {
+            return Err(format!(
+                "{text:?}: decimal units are ambiguous, use KiB, MiB, GiB or TiB"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size (e.g. 64 for 64 MiB, 512KiB, 10GiB)"
+            ))
+        }
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 64 for 64 MiB, 512KiB, 10GiB)"))?;
+    value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::human_size;
+    use super::{human_size, parse_size, parse_size_or_zero};
+
+    #[test]
+    fn parsed_sizes() {
+        assert_eq!(parse_size("64"), Ok(64 * MIB));
+        assert_eq!(parse_size(" 64 "), Ok(64 * MIB));
+        assert_eq!(parse_size("64MiB"), Ok(64 * MIB));
+        assert_eq!(parse_size("64 mib"), Ok(64 * MIB));
+        assert_eq!(parse_size("64M"), Ok(64 * MIB));
+        assert_eq!(parse_size("4096B"), Ok(4096));
+        assert_eq!(parse_size("512KiB"), Ok(512 * KIB));
+        assert_eq!(parse_size("512k"), Ok(512 * KIB));
+        assert_eq!(parse_size("2Gi"), Ok(2 * GIB));
+        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
+        assert!(parse_size("0").unwrap_err().contains("greater than 0"));
+        assert_eq!(parse_size_or_zero("0"), Ok(0));
+        assert_eq!(parse_size_or_zero("2GiB"), Ok(2 * GIB));
+        assert!(parse_size_or_zero("2GB").is_err());
+        assert!(parse_size("0GiB").is_err());
+        assert!(parse_size("10MB").unwrap_err().contains("ambiguous"));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("1.5GiB").is_err());
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("1PiB").is_err());
+        assert!(parse_size("17179869184TiB")
+            .unwrap_err()
+            .contains("too large"));
+    }
 
     const KIB: u64 = 1 << 10;
     const MIB: u64 = 1 << 20;

@@ -11,6 +11,7 @@
 
 pub mod daemon;
 pub mod grpc;
+pub mod nexus;
 pub mod pool;
 pub mod share;
 pub mod stress;

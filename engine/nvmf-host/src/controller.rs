@@ -20,6 +20,9 @@
 //!   connection, command timeout); a command that completed with an NVMe
 //!   error status is returned as such, never retried. Block writes are
 //!   idempotent, so replaying one that may have reached the media is safe;
+//!   reservation commands are not all idempotent, so their callers learn
+//!   whether a command was replayed (`submit_io_replayed`) and settle a
+//!   replay's conflict with a Reservation Report ([`crate::reservation`]);
 //! - a command that keeps timing out is failed after [`MAX_TIMEOUTS`]
 //!   attempts, one whose connection keeps breaking after [`MAX_LOST`],
 //!   instead of reconnecting forever;
@@ -283,6 +286,20 @@ impl Controller {
         sqe: nvmf::Sqe,
         mut data: Data<'_>,
     ) -> Result<Completion, HostError> {
+        self.submit(what, sqe, &mut data, false)
+            .await
+            .map(|(c, _)| c)
+    }
+
+    /// As [`Controller::submit_io`], and says whether the command was
+    /// sent more than once (an earlier attempt was lost to a transport
+    /// failure and may or may not have been executed).
+    pub(crate) async fn submit_io_replayed(
+        &self,
+        what: &'static str,
+        sqe: nvmf::Sqe,
+        mut data: Data<'_>,
+    ) -> Result<(Completion, bool), HostError> {
         self.submit(what, sqe, &mut data, false).await
     }
 
@@ -292,7 +309,9 @@ impl Controller {
         sqe: nvmf::Sqe,
         mut data: Data<'_>,
     ) -> Result<Completion, HostError> {
-        self.submit(what, sqe, &mut data, true).await
+        self.submit(what, sqe, &mut data, true)
+            .await
+            .map(|(c, _)| c)
     }
 
     async fn submit(
@@ -301,7 +320,7 @@ impl Controller {
         sqe: nvmf::Sqe,
         data: &mut Data<'_>,
         admin: bool,
-    ) -> Result<Completion, HostError> {
+    ) -> Result<(Completion, bool), HostError> {
         let mut timeouts = 0;
         let mut lost = 0;
         loop {
@@ -318,7 +337,7 @@ impl Controller {
                 Data::Write(b) => Data::Write(b.clone()),
             };
             match queue.submit(sqe, attempt).await {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((c, timeouts + lost > 0)),
                 Err(QueueError::Lost) => {
                     lost += 1;
                     assoc.kill();

@@ -8,6 +8,8 @@
 
 use std::{io, net::SocketAddr};
 
+use blockdev::BlockDevError;
+
 use nvmf::{
     nvme::{sc, sc_cmd, sc_media, sct},
     Status,
@@ -63,6 +65,32 @@ pub enum HostError {
     Uri(#[from] NvmfUriError),
 }
 
+impl HostError {
+    /// The NVMe status the controller answered, if this is a status error.
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            HostError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the controller refused the command because another host
+    /// holds a reservation (this host is fenced off).
+    pub fn is_reservation_conflict(&self) -> bool {
+        self.status()
+            .is_some_and(|s| s.sct == sct::GENERIC && s.sc == sc::RESERVATION_CONFLICT)
+    }
+
+    /// The [`HostError`] inside a block-layer error of a
+    /// [`crate::Namespace`] (read, write, flush, ...), if any.
+    pub fn from_blockdev(e: &BlockDevError) -> Option<&HostError> {
+        match e {
+            BlockDevError::Io { source, .. } => source.get_ref()?.downcast_ref::<HostError>(),
+            _ => None,
+        }
+    }
+}
+
 /// Spec name of a completion status.
 pub fn status_name(s: Status) -> &'static str {
     match (s.sct, s.sc) {
@@ -85,8 +113,15 @@ pub fn status_name(s: Status) -> &'static str {
         (sct::GENERIC, 0x10) => "metadata sgl length invalid",
         (sct::GENERIC, sc::SGL_DESCRIPTOR_TYPE_INVALID) => "sgl descriptor type invalid",
         (sct::GENERIC, sc::SGL_OFFSET_INVALID) => "sgl offset invalid",
+        (sct::GENERIC, 0x12) => "invalid use of controller memory buffer",
+        (sct::GENERIC, 0x13) => "prp offset invalid",
+        (sct::GENERIC, 0x14) => "atomic write unit exceeded",
+        (sct::GENERIC, 0x15) => "operation denied",
+        (sct::GENERIC, sc::HOST_ID_INCONSISTENT_FORMAT) => "host identifier inconsistent format",
         (sct::GENERIC, sc::KEEP_ALIVE_EXPIRED) => "keep alive timer expired",
-        (sct::GENERIC, 0x19) => "keep alive timeout invalid",
+        (sct::GENERIC, sc::KEEP_ALIVE_INVALID) => "keep alive timeout invalid",
+        (sct::GENERIC, sc::ABORTED_PREEMPT_ABORT) => "command aborted due to preempt and abort",
+        (sct::GENERIC, 0x1c) => "sanitize failed",
         (sct::GENERIC, 0x1d) => "sanitize in progress",
         (sct::GENERIC, 0x20) => "namespace is write protected",
         (sct::GENERIC, 0x21) => "command interrupted",
@@ -160,5 +195,35 @@ mod tests {
             "read failed: reservation conflict (sct 0x0 sc 0x83)"
         );
         assert_eq!(status_name(Status::retry(5, 1)), "unknown status");
+        assert!(e.is_reservation_conflict());
+        assert_eq!(
+            status_name(Status::dnr(sct::GENERIC, 0x18)),
+            "host identifier inconsistent format"
+        );
+        assert_eq!(
+            status_name(Status::dnr(sct::GENERIC, 0x19)),
+            "keep alive timer expired"
+        );
+    }
+
+    #[test]
+    fn host_error_is_found_inside_a_blockdev_error() {
+        let e = BlockDevError::Io {
+            op: "write",
+            offset_bytes: 0,
+            source: io::Error::other(HostError::Status {
+                op: "write",
+                status: Status::dnr(sct::GENERIC, sc::RESERVATION_CONFLICT),
+            }),
+        };
+        let h = HostError::from_blockdev(&e).unwrap();
+        assert!(h.is_reservation_conflict());
+        assert!(HostError::from_blockdev(&BlockDevError::Closed).is_none());
+        let plain = BlockDevError::Io {
+            op: "read",
+            offset_bytes: 0,
+            source: io::Error::other("x"),
+        };
+        assert!(HostError::from_blockdev(&plain).is_none());
     }
 }

@@ -17,6 +17,8 @@
 //!   Identify, Number of Queues), keep-alive, retry and reconnect;
 //! - [`namespace`]: the `BlockDevice` implementation (MDTS splitting,
 //!   Flush, Write Zeroes, Dataset Management);
+//! - [`reservation`]: Reservation Register/Acquire/Release/Report on a
+//!   [`Namespace`] (fencing of a previous volume target);
 //! - `queue`, `slab`, `wire`: one TCP connection, its CID slab, and the
 //!   host's use of the `nvmf` codec;
 //! - [`split`], [`cmd`]: request splitting and command builders.
@@ -41,6 +43,7 @@ pub mod error;
 pub mod namespace;
 pub mod options;
 mod queue;
+pub mod reservation;
 mod slab;
 pub mod split;
 mod wire;
@@ -50,3 +53,6 @@ pub use error::{status_name, HostError};
 pub use namespace::Namespace;
 pub use options::{ConnectOptions, NvmfUriError};
 pub use queue::HostStats;
+pub use reservation::{
+    AcquireAction, RegisterAction, Registrant, ReleaseAction, ReservationStatus, ReservationType,
+};

@@ -633,16 +633,10 @@ impl Conn {
             if cd.cntlid != fabrics::CNTLID_DYNAMIC && cd.cntlid != 0xfffe {
                 return Err(ip(inval, true, fabrics::CONNECT_DATA_CNTLID_OFFSET));
             }
-            let cntlid = self
-                .inner
-                .cntlids
-                .lock()
-                .ok()
-                .and_then(|mut a| a.alloc())
-                .ok_or((
-                    err(sct::COMMAND_SPECIFIC, sc_cmd::CONNECT_CONTROLLER_BUSY),
-                    0,
-                ))?;
+            let cntlid = self.inner.alloc_cntlid(subsys.as_deref()).ok_or((
+                err(sct::COMMAND_SPECIFIC, sc_cmd::CONNECT_CONTROLLER_BUSY),
+                0,
+            ))?;
             let kato = if cmd.kato_ms == 0 {
                 0
             } else {
@@ -749,9 +743,8 @@ impl Conn {
                 m.remove(&q.ctrl.cntlid);
             }
         }
-        if let Ok(mut a) = self.inner.cntlids.lock() {
-            a.free(q.ctrl.cntlid);
-        }
+        self.inner
+            .free_cntlid(q.ctrl.subsys.as_deref(), q.ctrl.cntlid);
         tracing::info!(peer = %self.peer, cntlid = q.ctrl.cntlid, "nvmf controller destroyed");
     }
 

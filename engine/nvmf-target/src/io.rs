@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use nvmf::admin::{dsm_ranges, reservation_status, ReservationKeys};
 use nvmf::nvme::{io_opc, sc, sc_media, sct, sgl, Cqe, Sqe, Status};
 use nvmf::pdu::{DataHeader, EncodeOpts, PduType};
+use nvmf::resv::{cptpl, ResvCdw10, REPORT_EDS};
 
 use crate::subsystem::{HostKey, Subsystem};
 use crate::Inner;
@@ -239,9 +240,18 @@ async fn run(ctx: &IoCtx, sqe: &Sqe, data: &Bytes, buf: &mut BytesMut) -> Result
             }
             let keys = ReservationKeys::from_bytes(data)
                 .ok_or(err(sct::GENERIC, sc::DATA_SGL_LENGTH_INVALID))?;
-            let action = (sqe.cdw10 & 7) as u8;
-            let iekey = sqe.cdw10 & 8 != 0;
-            let t = ((sqe.cdw10 >> 8) & 0xff) as u8;
+            let ResvCdw10 {
+                action,
+                iekey,
+                rtype: t,
+                cptpl: ptpl_change,
+            } = ResvCdw10::from_cdw10(sqe.cdw10);
+            // No PTPL: "no change" and "clear" (which it already is) only.
+            if sqe.opcode == io_opc::RESERVATION_REGISTER
+                && !matches!(ptpl_change, cptpl::NO_CHANGE | cptpl::CLEAR)
+            {
+                return Err(err(sct::GENERIC, sc::INVALID_FIELD));
+            }
             let Ok(mut r) = ctx.subsys.resv.lock() else {
                 return Err(Status::retry(sct::GENERIC, sc::INTERNAL));
             };
@@ -275,9 +285,10 @@ async fn run(ctx: &IoCtx, sqe: &Sqe, data: &Bytes, buf: &mut BytesMut) -> Result
             if sqe.dptr.id != sgl::TRANSPORT_DATA_BLOCK {
                 return Err(err(sct::GENERIC, sc::SGL_DESCRIPTOR_TYPE_INVALID));
             }
-            let eds = sqe.cdw11 & 1 != 0;
+            let eds = sqe.cdw11 & REPORT_EDS != 0;
+            let live = ctx.subsys.live_cntlids();
             let (gen, t, regs) = match ctx.subsys.resv.lock() {
-                Ok(r) => r.report(),
+                Ok(r) => r.report(|k| live.get(k).copied().unwrap_or(0xffff)),
                 Err(_) => return Err(Status::retry(sct::GENERIC, sc::INTERNAL)),
             };
             let page = reservation_status(gen, t, &regs, eds);

@@ -3,8 +3,8 @@
 //! host and to our own initiator. Wire format from the `nvmf` codec crate.
 //!
 //! Structure:
-//! - [`Target`]: listener, subsystem table, controller-ID allocator,
-//!   counters. `serve` runs the accept loop;
+//! - [`Target`]: listener, subsystem table, the target-wide controller-ID
+//!   allocator, counters. `serve` runs the accept loop;
 //! - `subsystem`: subsystems, controllers, reservations;
 //! - `conn`: one task per TCP connection (= one queue): ICReq, Connect,
 //!   Fabrics/admin commands, R2T/H2CData, keep-alive; a writer task per
@@ -12,9 +12,12 @@
 //! - `io`: execution of NVM I/O commands against the device.
 //!
 //! Invariants:
-//! - a controller id is unique within the target's window
-//!   `[cntlid_min, cntlid_max]` while the controller lives and is recycled
-//!   after (round robin, so a just-freed id is not reused at once);
+//! - a controller id is unique within its subsystem while the controller
+//!   lives and is recycled after (round robin, so a just-freed id is not
+//!   reused at once). It comes from the subsystem's own window when it was
+//!   added with one ([`SubsystemOptions`]), otherwise from the target's
+//!   window `[cntlid_min, cntlid_max]` (shared by every such subsystem and
+//!   the discovery controllers);
 //! - allow-list semantics: an empty list admits nobody; the discovery
 //!   subsystem admits every host but lists only the subsystems that host
 //!   may connect to;
@@ -49,15 +52,17 @@ use blockdev::dynamic::SharedDevice;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-pub use subsystem::SubsystemInfo;
 use subsystem::{CntlidAlloc, Subsystem};
+pub use subsystem::{SubsystemInfo, SubsystemOptions};
 
 /// Configuration of a target.
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
     /// Address to listen on (port 0: any free port).
     pub listen: SocketAddr,
-    /// Controller-ID window (inclusive), within 1..=0xffef.
+    /// Controller-ID window (inclusive), within 1..=0xffef, of the
+    /// discovery controllers and of every subsystem added without a window
+    /// of its own (see [`SubsystemOptions`]).
     pub cntlid_min: u16,
     pub cntlid_max: u16,
     /// I/O queues per controller.
@@ -108,7 +113,15 @@ pub enum TargetError {
     InvalidNqn { nqn: String },
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    #[error(
+        "invalid controller-id window {min}..={max}: it must lie within 1..=0xffef with min <= max"
+    )]
+    InvalidCntlidWindow { min: u16, max: u16 },
 }
+
+/// Highest controller id a window may contain (0xfff0..=0xffff are
+/// reserved by NVMe-oF).
+pub const CNTLID_MAX: u16 = 0xffef;
 
 /// Event counters (monotonic).
 #[derive(Debug, Default)]
@@ -161,6 +174,27 @@ impl Inner {
     pub(crate) fn subsystem(&self, nqn: &str) -> Option<Arc<Subsystem>> {
         self.subsystems.read().ok()?.get(nqn).cloned()
     }
+
+    /// A controller id for a new controller of `subsys` (`None`: the
+    /// discovery subsystem): from the subsystem's own window if it has
+    /// one, else from the target's. `None` when the window is exhausted.
+    pub(crate) fn alloc_cntlid(&self, subsys: Option<&Subsystem>) -> Option<u16> {
+        match subsys.and_then(|s| s.own_cntlids.as_ref()) {
+            Some(a) => a.lock().ok()?.alloc(),
+            None => self.cntlids.lock().ok()?.alloc(),
+        }
+    }
+
+    /// Returns `id` to the allocator it came from.
+    pub(crate) fn free_cntlid(&self, subsys: Option<&Subsystem>, id: u16) {
+        let a = match subsys.and_then(|s| s.own_cntlids.as_ref()) {
+            Some(a) => a.lock(),
+            None => self.cntlids.lock(),
+        };
+        if let Ok(mut a) = a {
+            a.free(id);
+        }
+    }
 }
 
 /// The NVMe/TCP target. Cheap to clone.
@@ -194,7 +228,7 @@ impl Target {
     /// Validates `cfg` and binds the listener.
     pub async fn bind(cfg: TargetConfig) -> std::io::Result<Target> {
         let invalid = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_owned());
-        if cfg.cntlid_min == 0 || cfg.cntlid_min > cfg.cntlid_max || cfg.cntlid_max > 0xffef {
+        if cfg.cntlid_min == 0 || cfg.cntlid_min > cfg.cntlid_max || cfg.cntlid_max > CNTLID_MAX {
             return Err(invalid("controller-id window must lie within 1..=0xffef"));
         }
         if cfg.in_capsule_data_bytes < 4096 || !cfg.in_capsule_data_bytes.is_multiple_of(16) {
@@ -279,7 +313,8 @@ impl Target {
         tracing::info!(addr = %self.inner.local, "nvmf target stopped");
     }
 
-    /// Adds a subsystem exporting `ns` as NSID 1.
+    /// Adds a subsystem exporting `ns` as NSID 1; its controllers take
+    /// ids from the target's window.
     pub fn add_subsystem(
         &self,
         nqn: &str,
@@ -287,7 +322,43 @@ impl Target {
         ns_uuid: uuid::Uuid,
         allowed_hosts: Vec<String>,
     ) -> Result<(), TargetError> {
+        self.add_subsystem_with(
+            nqn,
+            ns,
+            ns_uuid,
+            SubsystemOptions {
+                allowed_hosts,
+                ..SubsystemOptions::default()
+            },
+        )
+    }
+
+    /// Adds a subsystem exporting `ns` as NSID 1 with `opts`.
+    ///
+    /// When `opts` sets `cntlid_min` or `cntlid_max`, the subsystem gets a
+    /// controller-ID window of its own (a bound left `None` is the
+    /// target's) and its controllers take ids only from it; a window
+    /// outside 1..=0xffef or with min > max is refused with
+    /// [`TargetError::InvalidCntlidWindow`] and nothing is added.
+    pub fn add_subsystem_with(
+        &self,
+        nqn: &str,
+        ns: SharedDevice,
+        ns_uuid: uuid::Uuid,
+        opts: SubsystemOptions,
+    ) -> Result<(), TargetError> {
         check_nqn(nqn)?;
+        let cfg = &self.inner.cfg;
+        let own_window = if opts.cntlid_min.is_some() || opts.cntlid_max.is_some() {
+            let min = opts.cntlid_min.unwrap_or(cfg.cntlid_min);
+            let max = opts.cntlid_max.unwrap_or(cfg.cntlid_max);
+            if min == 0 || min > max || max > CNTLID_MAX {
+                return Err(TargetError::InvalidCntlidWindow { min, max });
+            }
+            Some((min, max))
+        } else {
+            None
+        };
         let mut map = self
             .inner
             .subsystems
@@ -298,12 +369,25 @@ impl Target {
                 nqn: nqn.to_owned(),
             });
         }
+        let window = own_window.unwrap_or((cfg.cntlid_min, cfg.cntlid_max));
         map.insert(
             nqn.to_owned(),
-            Arc::new(Subsystem::new(nqn, ns, ns_uuid, allowed_hosts)),
+            Arc::new(Subsystem::new(
+                nqn,
+                ns,
+                ns_uuid,
+                opts.allowed_hosts,
+                window,
+                own_window.is_some(),
+            )),
         );
         self.inner.genctr.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(nqn, "nvmf subsystem added");
+        tracing::info!(
+            nqn,
+            cntlid_min = window.0,
+            cntlid_max = window.1,
+            "nvmf subsystem added"
+        );
         Ok(())
     }
 

@@ -27,6 +27,25 @@ pub struct SubsystemInfo {
     pub allowed_hosts: Vec<String>,
     /// Connected hosts: `(host nqn, controller id)`.
     pub hosts: Vec<(String, u16)>,
+    /// Controller-ID window (inclusive) the subsystem's controllers take
+    /// their ids from: its own, or the target's when it has none.
+    pub cntlid_min: u16,
+    pub cntlid_max: u16,
+}
+
+/// Options of [`crate::Target::add_subsystem_with`]. Build with
+/// `..SubsystemOptions::default()` so later fields keep compiling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubsystemOptions {
+    /// Host NQNs that may connect (empty: nobody).
+    pub allowed_hosts: Vec<String>,
+    /// Lowest controller id of the subsystem's own window (`None`: the
+    /// target's `cntlid_min`). Setting either bound gives the subsystem
+    /// a window of its own.
+    pub cntlid_min: Option<u16>,
+    /// Highest controller id of the subsystem's own window (`None`: the
+    /// target's `cntlid_max`).
+    pub cntlid_max: Option<u16>,
 }
 
 /// Round-robin allocator of controller ids within a window.
@@ -74,30 +93,46 @@ pub(crate) struct HostKey {
     pub hostnqn: String,
 }
 
+/// Reservation state of the namespace (in memory; no PTPL).
+///
+/// `holder` names the host that acquired the reservation. With an
+/// all-registrants type every registrant is a holder; `holder` then names
+/// one of them and moves to another registrant when it unregisters.
 #[derive(Debug, Default)]
 pub(crate) struct Reservation {
     pub gen: u32,
-    /// Registered hosts and their keys.
+    /// Registered hosts: key and the controller id they registered from.
     pub regs: HashMap<HostKey, (u64, u16)>,
     /// Holder and type.
     pub holder: Option<(HostKey, u8)>,
 }
 
+fn all_regs(t: u8) -> bool {
+    matches!(
+        t,
+        rtype::WRITE_EXCLUSIVE_ALL_REGS | rtype::EXCLUSIVE_ACCESS_ALL_REGS
+    )
+}
+
 impl Reservation {
+    /// Whether `host` holds the reservation (directly, or as a registrant
+    /// of an all-registrants reservation).
+    fn holds(&self, host: &HostKey) -> bool {
+        match &self.holder {
+            Some((h, t)) => h == host || (all_regs(*t) && self.regs.contains_key(host)),
+            None => false,
+        }
+    }
+
     /// Whether `host` may read (`write == false`) or write.
     pub(crate) fn allows(&self, host: &HostKey, write: bool) -> bool {
-        let Some((holder, t)) = &self.holder else {
+        let Some((_, t)) = &self.holder else {
             return true;
         };
-        let registered = self.regs.contains_key(host);
-        let is_holder = holder == host
-            || (matches!(
-                *t,
-                rtype::WRITE_EXCLUSIVE_ALL_REGS | rtype::EXCLUSIVE_ACCESS_ALL_REGS
-            ) && registered);
-        if is_holder {
+        if self.holds(host) {
             return true;
         }
+        let registered = self.regs.contains_key(host);
         match *t {
             rtype::WRITE_EXCLUSIVE => !write,
             rtype::EXCLUSIVE_ACCESS => false,
@@ -109,26 +144,58 @@ impl Reservation {
         }
     }
 
-    pub(crate) fn report(&self) -> (u32, u8, Vec<Registrant>) {
+    /// `(generation, type, registrants)` for a Reservation Report.
+    /// `live` maps a host to the controller id it is connected with now
+    /// (0xffff when it has several or none), so a host that reconnected
+    /// is not reported under an id that may have been recycled.
+    pub(crate) fn report(&self, live: impl Fn(&HostKey) -> u16) -> (u32, u8, Vec<Registrant>) {
         let t = self.holder.as_ref().map(|(_, t)| *t).unwrap_or(0);
-        let regs = self
+        let mut regs: Vec<Registrant> = self
             .regs
             .iter()
-            .map(|(k, (key, cntlid))| Registrant {
-                cntlid: *cntlid,
-                holds: self.holder.as_ref().is_some_and(|(h, _)| h == k),
+            .map(|(k, (key, _))| Registrant {
+                cntlid: live(k),
+                holds: self.holds(k),
                 hostid: k.hostid,
                 rkey: *key,
             })
             .collect();
+        regs.sort_by_key(|r| (r.cntlid, r.hostid));
         (self.gen, t, regs)
+    }
+
+    /// After registrants went away: a holder that is no longer registered
+    /// loses the reservation, except that an all-registrants reservation
+    /// passes to a remaining registrant.
+    fn settle_holder(&mut self) {
+        let Some((h, t)) = &self.holder else { return };
+        if self.regs.contains_key(h) {
+            return;
+        }
+        let t = *t;
+        self.holder = if all_regs(t) {
+            self.regs
+                .keys()
+                .min_by_key(|k| k.hostid)
+                .map(|k| (k.clone(), t))
+        } else {
+            None
+        };
+    }
+
+    /// Unregisters every host with `key` except `keep`.
+    fn unregister_key(&mut self, key: u64, keep: &HostKey) {
+        self.regs.retain(|k, (rk, _)| k == keep || *rk != key);
     }
 }
 
 const CONFLICT: Status = Status::dnr(sct::GENERIC, sc::RESERVATION_CONFLICT);
 const INVALID_FIELD: Status = Status::dnr(sct::GENERIC, sc::INVALID_FIELD);
 
-/// Reservation Register / Acquire / Release semantics.
+/// Reservation Register / Acquire / Release semantics (NVMe base 1.4,
+/// 8.8). Replaying a command after a lost connection is harmless for
+/// register (same key), acquire, preempt and release; unregister, replace
+/// and clear answer a replay with a reservation conflict.
 impl Reservation {
     pub(crate) fn register(
         &mut self,
@@ -151,9 +218,7 @@ impl Reservation {
             1 => match cur {
                 Some(k) if iekey || k == crkey => {
                     self.regs.remove(host);
-                    if self.holder.as_ref().is_some_and(|(h, _)| h == host) {
-                        self.holder = None;
-                    }
+                    self.settle_holder();
                 }
                 _ => return CONFLICT,
             },
@@ -191,23 +256,40 @@ impl Reservation {
         match action {
             0 => match &self.holder {
                 None => self.holder = Some((host.clone(), t)),
-                Some((h, ht)) if h == host && *ht == t => {}
+                Some((_, ht)) if *ht == t && self.holds(host) => {}
                 Some(_) => return CONFLICT,
             },
             1 | 2 => {
-                let holder_key = self
-                    .holder
-                    .as_ref()
-                    .and_then(|(h, _)| self.regs.get(h).map(|(k, _)| *k));
-                if self.holder.is_none() || holder_key == Some(prkey) {
-                    // Preempt: drop every registrant with PRKEY (but not us).
-                    self.regs.retain(|k, (key, _)| k == host || *key != prkey);
-                    self.holder = Some((host.clone(), t));
-                } else {
-                    if prkey == 0 {
-                        return INVALID_FIELD;
+                // Preempt-and-abort behaves like preempt: commands of the
+                // preempted hosts are not aborted.
+                match self.holder.clone() {
+                    None => {
+                        if prkey == 0 {
+                            return INVALID_FIELD;
+                        }
+                        self.unregister_key(prkey, host);
                     }
-                    self.regs.retain(|k, (key, _)| k == host || *key != prkey);
+                    Some((_, ht)) if all_regs(ht) => {
+                        if prkey == 0 {
+                            self.regs.retain(|k, _| k == host);
+                            self.holder = Some((host.clone(), t));
+                        } else {
+                            self.unregister_key(prkey, host);
+                            self.settle_holder();
+                        }
+                    }
+                    Some((h, _)) => {
+                        let holder_key = self.regs.get(&h).map(|(k, _)| *k);
+                        if holder_key == Some(prkey) {
+                            self.unregister_key(prkey, host);
+                            self.holder = Some((host.clone(), t));
+                        } else if prkey == 0 {
+                            return INVALID_FIELD;
+                        } else {
+                            self.unregister_key(prkey, host);
+                            self.settle_holder();
+                        }
+                    }
                 }
                 self.gen = self.gen.wrapping_add(1);
             }
@@ -230,8 +312,8 @@ impl Reservation {
         }
         match action {
             0 => {
-                if let Some((h, ht)) = &self.holder {
-                    if h == host {
+                if let Some((_, ht)) = &self.holder {
+                    if self.holds(host) {
                         if *ht != t {
                             return INVALID_FIELD;
                         }
@@ -279,16 +361,26 @@ pub(crate) struct Subsystem {
     pub resv_active: AtomicBool,
     pub cancel: CancellationToken,
     conns: AtomicUsize,
+    /// Effective controller-ID window (for reports).
+    window: (u16, u16),
+    /// The subsystem's own allocator; `None`: the target's.
+    pub own_cntlids: Option<Mutex<CntlidAlloc>>,
 }
 
 impl Subsystem {
+    /// `window` is the subsystem's own when `own_window`, else a copy of
+    /// the target's (reported only).
     pub(crate) fn new(
         nqn: &str,
         dev: SharedDevice,
         uuid: uuid::Uuid,
         allowed: Vec<String>,
+        window: (u16, u16),
+        own_window: bool,
     ) -> Self {
         Self {
+            window,
+            own_cntlids: own_window.then(|| Mutex::new(CntlidAlloc::new(window.0, window.1))),
             nqn: nqn.to_owned(),
             dev,
             uuid,
@@ -331,6 +423,20 @@ impl Subsystem {
         self.conns.fetch_add(1, Ordering::AcqRel);
         ConnGuard(self.clone())
     }
+    /// The controller id each connected host uses now (0xffff for a
+    /// host with several controllers), for Reservation Report.
+    pub(crate) fn live_cntlids(&self) -> HashMap<HostKey, u16> {
+        let mut m: HashMap<HostKey, u16> = HashMap::new();
+        if let Ok(ctrls) = self.ctrls.lock() {
+            for c in ctrls.values().filter(|c| !c.cancel.is_cancelled()) {
+                m.entry(c.host.clone())
+                    .and_modify(|id| *id = 0xffff)
+                    .or_insert(c.cntlid);
+            }
+        }
+        m
+    }
+
     pub(crate) fn info(&self) -> SubsystemInfo {
         let info = self.dev.info();
         let mut hosts: Vec<(String, u16)> = self
@@ -349,6 +455,8 @@ impl Subsystem {
             block_size: info.block_size,
             allowed_hosts: self.allowed.read().map(|a| a.clone()).unwrap_or_default(),
             hosts,
+            cntlid_min: self.window.0,
+            cntlid_max: self.window.1,
         }
     }
 }
@@ -406,6 +514,89 @@ mod tests {
         assert!(r
             .release(&b, 0, false, rtype::EXCLUSIVE_ACCESS, 20)
             .is_success());
+        assert!(r.allows(&a, true));
+    }
+
+    fn host(n: u8) -> HostKey {
+        HostKey {
+            hostid: [n; 16],
+            hostnqn: format!("h{n}"),
+        }
+    }
+
+    #[test]
+    fn preempt_without_a_reservation_only_unregisters() {
+        let (a, b) = (host(1), host(2));
+        let mut r = Reservation::default();
+        assert!(r.register(&a, 1, 0, false, 0, 10).is_success());
+        assert!(r.register(&b, 2, 0, false, 0, 20).is_success());
+        assert_eq!(
+            r.acquire(&b, 1, false, rtype::EXCLUSIVE_ACCESS, 20, 0),
+            INVALID_FIELD
+        );
+        assert!(r
+            .acquire(&b, 1, false, rtype::EXCLUSIVE_ACCESS, 20, 10)
+            .is_success());
+        assert!(r.holder.is_none());
+        assert!(!r.regs.contains_key(&a));
+        // A replayed preempt is harmless.
+        assert!(r
+            .acquire(&b, 1, false, rtype::EXCLUSIVE_ACCESS, 20, 10)
+            .is_success());
+    }
+
+    #[test]
+    fn all_registrants_reservations_follow_the_registrants() {
+        let (a, b, c) = (host(1), host(2), host(3));
+        let t = rtype::EXCLUSIVE_ACCESS_ALL_REGS;
+        let mut r = Reservation::default();
+        for (h, k) in [(&a, 10), (&b, 20)] {
+            assert!(r.register(h, 1, 0, false, 0, k).is_success());
+        }
+        assert!(r.acquire(&a, 0, false, t, 10, 0).is_success());
+        // Every registrant holds: B may acquire the same type, do I/O
+        // and is reported as holding; C (unregistered) is kept out.
+        assert!(r.acquire(&b, 0, false, t, 20, 0).is_success());
+        assert!(r.allows(&b, true) && !r.allows(&c, false));
+        let (_, rt, regs) = r.report(|_| 0xffff);
+        assert_eq!(rt, t);
+        assert!(regs.iter().all(|g| g.holds));
+        // The acquiring host leaves: the reservation stays with B.
+        assert!(r.register(&a, 1, 1, false, 10, 0).is_success());
+        assert_eq!(r.holder.as_ref().map(|(h, t)| (h, *t)), Some((&b, t)));
+        // Any holder may release it.
+        assert!(r.register(&c, 3, 0, false, 0, 30).is_success());
+        assert!(r.release(&c, 0, false, t, 30).is_success());
+        assert!(r.holder.is_none());
+        // Preempt with key 0 takes it over and drops everyone else.
+        assert!(r.acquire(&b, 0, false, t, 20, 0).is_success());
+        assert!(r
+            .acquire(&c, 1, false, rtype::WRITE_EXCLUSIVE, 30, 0)
+            .is_success());
+        assert_eq!(r.regs.len(), 1);
+        assert_eq!(
+            r.holder.as_ref().map(|(h, t)| (h, *t)),
+            Some((&c, rtype::WRITE_EXCLUSIVE))
+        );
+    }
+
+    #[test]
+    fn unregistering_holder_releases_and_report_uses_live_ids() {
+        let (a, b) = (host(1), host(2));
+        let mut r = Reservation::default();
+        assert!(r.register(&a, 7, 0, false, 0, 10).is_success());
+        assert!(r.register(&b, 8, 0, false, 0, 20).is_success());
+        assert!(r
+            .acquire(&a, 0, false, rtype::WRITE_EXCLUSIVE, 10, 0)
+            .is_success());
+        let (gen, _, regs) = r.report(|k| if k == &a { 9 } else { 0xffff });
+        assert_eq!(gen, 2);
+        assert_eq!(
+            regs.iter().map(|g| (g.cntlid, g.holds)).collect::<Vec<_>>(),
+            vec![(9, true), (0xffff, false)]
+        );
+        assert!(r.register(&a, 7, 1, true, 0, 0).is_success());
+        assert!(r.holder.is_none());
         assert!(r.allows(&a, true));
     }
 }

@@ -25,7 +25,10 @@
 //!   Get/Set, controller registers (CAP, VS, CC, CSTS);
 //! - [`admin`]: Identify Controller/Namespace/descriptor/active list
 //!   builders, log pages (error, SMART, ANA, discovery), feature ids,
-//!   reservation data structures.
+//!   reservation data structures;
+//! - [`resv`]: reservation types and actions, the Register/Acquire/Release
+//!   CDW10 layout, host-side SQE builders and the Reservation Report
+//!   parser.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -33,6 +36,7 @@ pub mod admin;
 pub mod fabrics;
 pub mod nvme;
 pub mod pdu;
+pub mod resv;
 
 pub use nvme::{Cqe, SglDescriptor, Sqe, Status};
 pub use pdu::{decode, Decoder, EncodeOpts, Pdu, PduError, PduType};

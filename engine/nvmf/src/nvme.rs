@@ -290,7 +290,12 @@ pub mod sc {
     pub const DATA_SGL_LENGTH_INVALID: u8 = 0x0f;
     pub const SGL_DESCRIPTOR_TYPE_INVALID: u8 = 0x11;
     pub const SGL_OFFSET_INVALID: u8 = 0x16;
-    pub const KEEP_ALIVE_EXPIRED: u8 = 0x18;
+    /// The controller uses 128-bit host ids and the command asked for
+    /// the 64-bit format (Reservation Report without EDS), or vice versa.
+    pub const HOST_ID_INCONSISTENT_FORMAT: u8 = 0x18;
+    pub const KEEP_ALIVE_EXPIRED: u8 = 0x19;
+    pub const KEEP_ALIVE_INVALID: u8 = 0x1a;
+    pub const ABORTED_PREEMPT_ABORT: u8 = 0x1b;
     pub const TRANSIENT_TRANSPORT_ERROR: u8 = 0x22;
     pub const LBA_OUT_OF_RANGE: u8 = 0x80;
     pub const CAPACITY_EXCEEDED: u8 = 0x81;

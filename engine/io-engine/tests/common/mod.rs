@@ -18,6 +18,8 @@
 
 #![allow(dead_code)]
 
+pub mod verify;
+
 use std::{
     fs,
     io::Read,

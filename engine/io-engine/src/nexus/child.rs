@@ -1,0 +1,376 @@
+//! Nexus children: their URIs, states and devices.
+//!
+//! A child is named by a URI: `bdev:///<replica-uuid>?uuid=<uuid>` for a
+//! replica of this engine, `nvmf://host:port/<nqn>?uuid=<uuid>&hostnqn=...`
+//! for a replica exported by another engine. Its uuid is the `uuid`
+//! parameter, else the replica uuid of a `bdev:///` path, else the uuid at
+//! the end of the NQN.
+//!
+//! State machine (DESIGN.md section 3):
+//! - `Online`: in sync; takes reads and writes;
+//! - `Degraded`: being rebuilt; takes writes (so it misses none) but no
+//!   reads;
+//! - `Faulted(reason)`: out of the I/O path; its device is closed. A child
+//!   that was `Online` when it faulted keeps a dirty-region log so that
+//!   bringing it back copies only what it missed.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use blockdev::dynamic::SharedDevice;
+use nvmf_host::{ConnectOptions, Controller};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::dirty::DirtyLog;
+use crate::pool::PoolRegistry;
+
+/// State of a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChildState {
+    Online,
+    /// Being rebuilt.
+    Degraded,
+    Faulted,
+}
+
+impl std::fmt::Display for ChildState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChildState::Online => "online",
+            ChildState::Degraded => "degraded",
+            ChildState::Faulted => "faulted",
+        })
+    }
+}
+
+/// Why a child is (or was last) not online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FaultReason {
+    None,
+    /// A read, write or flush failed.
+    IoFailure,
+    /// A child I/O did not complete within the child I/O timeout.
+    TimedOut,
+    /// The child's device could not be opened.
+    CannotOpen,
+    /// Its rebuild failed (destination error or no source left).
+    RebuildFailed,
+    /// A thin replica ran out of space.
+    NoSpace,
+    /// Offlined or faulted by a client request.
+    ByClient,
+    /// Missed writes: needs a full rebuild before it is used.
+    OutOfSync,
+}
+
+impl std::fmt::Display for FaultReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FaultReason::None => "none",
+            FaultReason::IoFailure => "io_failure",
+            FaultReason::TimedOut => "timed_out",
+            FaultReason::CannotOpen => "cannot_open",
+            FaultReason::RebuildFailed => "rebuild_failed",
+            FaultReason::NoSpace => "no_space",
+            FaultReason::ByClient => "by_client",
+            FaultReason::OutOfSync => "out_of_sync",
+        })
+    }
+}
+
+/// The mutable part of a child.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildStatus {
+    pub state: ChildState,
+    pub reason: FaultReason,
+    pub faulted_at: Option<SystemTime>,
+}
+
+/// An open child device and what must be closed with it.
+pub struct OpenedChild {
+    pub device: SharedDevice,
+    /// The NVMe/TCP controller of a remote child (disconnected on close).
+    pub controller: Option<Controller>,
+}
+
+/// A boxed open future.
+pub type OpenFuture<'a> = Pin<Box<dyn Future<Output = Result<OpenedChild, String>> + Send + 'a>>;
+
+/// Opens child devices by URI.
+pub trait ChildOpener: Send + Sync {
+    fn open<'a>(&'a self, uri: &'a str, uuid: &'a Uuid) -> OpenFuture<'a>;
+}
+
+/// One child of a nexus.
+pub struct Child {
+    uri: String,
+    uuid: Uuid,
+    status: Mutex<ChildStatus>,
+    device: RwLock<Option<Arc<OpenedChild>>>,
+    dirty: Mutex<Option<DirtyLog>>,
+}
+
+impl std::fmt::Debug for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Child")
+            .field("uri", &self.uri)
+            .field("uuid", &self.uuid)
+            .field("status", &*self.status.lock())
+            .finish()
+    }
+}
+
+impl Child {
+    pub(crate) fn new(uri: String, uuid: Uuid, status: ChildStatus) -> Self {
+        Self {
+            uri,
+            uuid,
+            status: Mutex::new(status),
+            device: RwLock::new(None),
+            dirty: Mutex::new(None),
+        }
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    pub fn status(&self) -> ChildStatus {
+        *self.status.lock()
+    }
+
+    pub fn state(&self) -> ChildState {
+        self.status.lock().state
+    }
+
+    pub(crate) fn set_status(&self, state: ChildState, reason: FaultReason) {
+        let mut s = self.status.lock();
+        if state == ChildState::Faulted && s.state != ChildState::Faulted {
+            s.faulted_at = Some(SystemTime::now());
+        }
+        s.state = state;
+        s.reason = reason;
+    }
+
+    /// The device, when open.
+    pub fn device(&self) -> Option<SharedDevice> {
+        self.device.read().as_ref().map(|o| o.device.clone())
+    }
+
+    /// The device when the child takes reads (online).
+    pub(crate) fn read_device(&self) -> Option<SharedDevice> {
+        if self.state() != ChildState::Online {
+            return None;
+        }
+        self.device()
+    }
+
+    /// The device when the child takes writes (online or rebuilding), and
+    /// whether it is online.
+    pub(crate) fn write_device(&self) -> Option<(SharedDevice, bool)> {
+        let online = match self.state() {
+            ChildState::Online => true,
+            ChildState::Degraded => false,
+            ChildState::Faulted => return None,
+        };
+        self.device().map(|d| (d, online))
+    }
+
+    pub(crate) fn set_device(&self, opened: OpenedChild) {
+        *self.device.write() = Some(Arc::new(opened));
+    }
+
+    /// Closes the device: in-flight I/O keeps its own reference; a remote
+    /// controller is disconnected in the background.
+    pub(crate) fn close(&self) {
+        let opened = self.device.write().take();
+        if let Some(opened) = opened {
+            if let Some(ctrl) = opened.controller.clone() {
+                tokio::spawn(async move {
+                    if let Err(e) = ctrl.disconnect().await {
+                        tracing::debug!(error = %e, "child controller disconnect");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Starts a dirty-region log (the child just left the I/O path while
+    /// in sync).
+    pub(crate) fn start_log(&self, size: u64, block_size: u32) {
+        *self.dirty.lock() = Some(DirtyLog::new(size, block_size));
+    }
+
+    pub(crate) fn drop_log(&self) {
+        *self.dirty.lock() = None;
+    }
+
+    pub(crate) fn take_log(&self) -> Option<DirtyLog> {
+        self.dirty.lock().take()
+    }
+
+    pub fn has_log(&self) -> bool {
+        self.dirty.lock().is_some()
+    }
+
+    /// Marks a region the child missed (no-op without a log).
+    pub(crate) fn mark_dirty(&self, offset: u64, len: u64) {
+        if let Some(log) = self.dirty.lock().as_mut() {
+            log.mark(offset, len);
+        }
+    }
+}
+
+/// The uuid of a child URI (see the module documentation).
+pub fn child_uuid(uri: &str) -> Result<Uuid, String> {
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| format!("child uri {uri:?} has no scheme"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if let Some(v) = pair.strip_prefix("uuid=") {
+            return v
+                .parse()
+                .map_err(|_| format!("child uri {uri:?}: uuid {v:?} is not a uuid"));
+        }
+    }
+    let tail = match scheme {
+        "bdev" => path.trim_start_matches('/'),
+        "nvmf" => path.rsplit(':').next().unwrap_or(""),
+        _ => "",
+    };
+    tail.parse()
+        .map_err(|_| format!("child uri {uri:?} names no uuid (add ?uuid=<uuid>)"))
+}
+
+/// Checks a child URI's shape before anything is opened.
+pub fn check_child_uri(uri: &str) -> Result<Uuid, String> {
+    let uuid = child_uuid(uri)?;
+    if let Some(rest) = uri.strip_prefix("bdev:///") {
+        let path = rest.split('?').next().unwrap_or("");
+        path.parse::<Uuid>()
+            .map_err(|_| format!("child uri {uri:?}: bdev:/// must name a replica uuid"))?;
+    } else if uri.starts_with("nvmf://") {
+        ConnectOptions::from_uri(uri).map_err(|e| format!("child uri {uri:?}: {e}"))?;
+    }
+    Ok(uuid)
+}
+
+/// Opens `bdev:///` children from the engine's pools and `nvmf://` ones
+/// through the NVMe/TCP initiator.
+pub struct DefaultOpener {
+    pub registry: Arc<PoolRegistry>,
+    /// Host NQN used when the URI names none.
+    pub host_nqn: String,
+    /// Per-command timeout of remote children (unless the URI sets one).
+    pub io_timeout: Duration,
+    /// How long a lost remote child is reconnected before its I/O fails.
+    pub reconnect_timeout: Duration,
+}
+
+fn has_param(uri: &str, key: &str) -> bool {
+    uri.split_once('?').is_some_and(|(_, q)| {
+        q.split('&')
+            .any(|p| p.split_once('=').map_or(p, |(k, _)| k) == key)
+    })
+}
+
+impl ChildOpener for DefaultOpener {
+    fn open<'a>(&'a self, uri: &'a str, uuid: &'a Uuid) -> OpenFuture<'a> {
+        Box::pin(async move {
+            if let Some(rest) = uri.strip_prefix("bdev:///") {
+                let replica: Uuid = rest
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|_| format!("{uri:?} does not name a replica uuid"))?;
+                let dev = self
+                    .registry
+                    .open_replica(&replica)
+                    .map_err(|e| e.to_string())?;
+                return Ok(OpenedChild {
+                    device: dev,
+                    controller: None,
+                });
+            }
+            if uri.starts_with("nvmf://") {
+                let mut opts = ConnectOptions::from_uri(uri).map_err(|e| e.to_string())?;
+                if !has_param(uri, "hostnqn") {
+                    opts.hostnqn = self.host_nqn.clone();
+                }
+                if !has_param(uri, "io_timeout_ms") {
+                    opts.io_timeout_ms = millis(self.io_timeout);
+                }
+                if !has_param(uri, "reconnect_timeout_ms") {
+                    opts.reconnect_timeout_ms = millis(self.reconnect_timeout);
+                }
+                let ctrl = Controller::connect(opts).await.map_err(|e| e.to_string())?;
+                let ns = match ctrl.namespace(1).await {
+                    Ok(ns) => ns,
+                    Err(e) => {
+                        let _ = ctrl.disconnect().await;
+                        return Err(e.to_string());
+                    }
+                };
+                tracing::debug!(child = %uuid, uri, "remote child connected");
+                return Ok(OpenedChild {
+                    device: Arc::new(ns),
+                    controller: Some(ctrl),
+                });
+            }
+            Err(format!(
+                "unsupported child uri {uri:?} (bdev:///<replica-uuid> or nvmf://host:port/<nqn>)"
+            ))
+        })
+    }
+}
+
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_come_from_the_parameter_the_path_or_the_nqn() {
+        let u = Uuid::new_v4();
+        let v = Uuid::new_v4();
+        assert_eq!(child_uuid(&format!("bdev:///{u}")).unwrap(), u);
+        assert_eq!(child_uuid(&format!("bdev:///{u}?uuid={v}")).unwrap(), v);
+        assert_eq!(
+            child_uuid(&format!(
+                "nvmf://127.0.0.1:8420/nqn.2019-05.io.openebs:{u}?hostnqn=nqn.2019-05.io.openebs:node-name:a"
+            ))
+            .unwrap(),
+            u
+        );
+        assert!(child_uuid("bdev:///not-a-uuid").is_err());
+        assert!(child_uuid("nothing").is_err());
+        assert!(child_uuid(&format!("bdev:///{u}?uuid=zz")).is_err());
+    }
+
+    #[test]
+    fn bad_uris_are_refused_before_opening() {
+        let u = Uuid::new_v4();
+        assert!(check_child_uri(&format!("nvmf://nohost/nqn.2019-05.io.openebs:{u}")).is_err());
+        assert!(check_child_uri(&format!("bdev:///x?uuid={u}")).is_err());
+        assert!(check_child_uri(&format!("bdev:///{u}")).is_ok());
+        assert!(has_param("nvmf://a/b?x=1&hostnqn=y", "hostnqn"));
+        assert!(!has_param("nvmf://a/b?hostnqnx=1", "hostnqn"));
+    }
+}
