@@ -17,6 +17,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     str::FromStr,
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -26,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::{
     grpc::{self, HostIdentity},
+    nexus::{etcd::EtcdInfoStore, host_nqn, DefaultOpener, InfoStore, NexusConfig, NexusRegistry},
     pool::PoolRegistry,
     share::{advertised_ip, NvmfEndpoint, ShareManager},
 };
@@ -130,6 +132,37 @@ pub struct Config {
     /// Format of the log lines (stderr). Filter with RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+
+    /// Persistent store (etcd, or the embedded store) where nexuses keep
+    /// their info: HOST:PORT or http://HOST:PORT. Without it nexus info is
+    /// not persisted and a restarted nexus cannot tell stale children.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub ps_endpoint: Option<String>,
+
+    /// Timeout of one call to the persistent store, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub ps_timeout_ms: u64,
+
+    /// Key prefix of nexus info in the store
+    /// (`<prefix>/volume/<volume>/nexus/<nexus>/info`).
+    #[arg(long, value_name = "PREFIX", default_value = crate::nexus::info::DEFAULT_PREFIX)]
+    pub ps_key_prefix: String,
+
+    /// A nexus child I/O not completed within this time faults the child
+    /// (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub child_io_timeout_ms: u64,
+
+    /// How long a nexus reconnects to a lost remote child before its I/O
+    /// fails (milliseconds; at most the child I/O timeout is useful).
+    #[arg(long, value_name = "MS", default_value_t = 5_000,
+        value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub child_reconnect_timeout_ms: u64,
+
+    /// Default rebuild bandwidth limit in MiB/s (0: unlimited).
+    #[arg(long, value_name = "MIB_PER_S", default_value_t = 0)]
+    pub rebuild_bandwidth_mib: u64,
 }
 
 impl Config {
@@ -181,6 +214,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         tokio::spawn(async move { target.serve(cancel).await })
     };
     let registry = Arc::new(PoolRegistry::new(blockdev::OpenOptions::default()));
+    let nexus = Arc::new(nexus_registry(&config, &node_name, &registry, &nvmf)?);
     let share = Arc::new(ShareManager::new(registry, Some(nvmf)));
 
     info!(
@@ -192,6 +226,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
 
     let router = grpc::router(
         share.clone(),
+        nexus.clone(),
         HostIdentity {
             node_name,
             grpc_endpoint: endpoint,
@@ -210,11 +245,55 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     if let Err(e) = nvmf_served.await {
         warn!(error = %e, "nvmf target task failed");
     }
-    info!("gRPC server and nvmf target stopped; exporting pools");
+    info!("gRPC server and nvmf target stopped; shutting nexuses down and exporting pools");
+    nexus.shutdown_all().await;
     share.shutdown().await;
     served.context("gRPC server failed")?;
     info!("io-engine stopped");
     Ok(())
+}
+
+/// The nexus registry: children opened from the engine's pools or through
+/// the initiator (as `nqn.2019-05.io.openebs:node-name:<node>`), info kept
+/// in the store given by `--ps-endpoint`.
+fn nexus_registry(
+    config: &Config,
+    node_name: &str,
+    registry: &Arc<PoolRegistry>,
+    nvmf: &NvmfEndpoint,
+) -> anyhow::Result<NexusRegistry> {
+    let cfg = NexusConfig {
+        child_io_timeout: Duration::from_millis(config.child_io_timeout_ms),
+        child_reconnect_timeout: Duration::from_millis(config.child_reconnect_timeout_ms),
+        rebuild_max_bandwidth: config.rebuild_bandwidth_mib.saturating_mul(1 << 20),
+        host_nqn: host_nqn(node_name),
+        info_prefix: config.ps_key_prefix.clone(),
+        ..NexusConfig::default()
+    };
+    let store: Option<Arc<dyn InfoStore>> = match &config.ps_endpoint {
+        Some(ep) => {
+            let s = EtcdInfoStore::new(ep, Duration::from_millis(config.ps_timeout_ms))
+                .map_err(anyhow::Error::msg)?;
+            info!(endpoint = %s.describe(), "nexus info kept in the persistent store");
+            Some(Arc::new(s))
+        }
+        None => {
+            warn!("no --ps-endpoint: nexus info is not persisted");
+            None
+        }
+    };
+    let opener = DefaultOpener {
+        registry: registry.clone(),
+        host_nqn: cfg.host_nqn.clone(),
+        io_timeout: cfg.child_io_timeout,
+        reconnect_timeout: cfg.child_reconnect_timeout,
+    };
+    Ok(NexusRegistry::new(
+        cfg,
+        Arc::new(opener),
+        store,
+        Some(nvmf.clone()),
+    ))
 }
 
 /// Binds the NVMe/TCP target and logs `nvmf target listening`.

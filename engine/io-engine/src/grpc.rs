@@ -15,10 +15,12 @@
 //! they hold no lock of their own and share only the share manager (`Arc`).
 
 mod host;
+mod nexus;
 mod pool;
 mod replica;
 
 pub use host::{scan_block_devices, HostService};
+pub use nexus::{nexus_message, NexusService, RebuildService};
 pub use pool::PoolService;
 pub use replica::ReplicaService;
 
@@ -29,6 +31,7 @@ use tonic::{transport::server::Router, Status};
 use uuid::Uuid;
 
 use crate::{
+    nexus::NexusRegistry,
     pool::{ErrorKind, PoolInfo, PoolRegistry, PoolState, ReplicaInfo, ShareProtocol},
     share::{ShareError, ShareManager},
 };
@@ -42,9 +45,15 @@ pub struct HostIdentity {
 }
 
 /// Builds the gRPC router serving every service of the API.
-pub fn router(share: Arc<ShareManager>, host: HostIdentity) -> Router {
+pub fn router(share: Arc<ShareManager>, nexus: Arc<NexusRegistry>, host: HostIdentity) -> Router {
     let registry: Arc<PoolRegistry> = share.registry().clone();
     tonic::transport::Server::builder()
+        .add_service(v1::nexus_rpc_server::NexusRpcServer::new(
+            NexusService::new(nexus.clone()),
+        ))
+        .add_service(v1::rebuild_rpc_server::RebuildRpcServer::new(
+            RebuildService::new(nexus),
+        ))
         .add_service(v1::pool_rpc_server::PoolRpcServer::new(PoolService::new(
             share.clone(),
         )))
@@ -64,8 +73,12 @@ pub fn router(share: Arc<ShareManager>, host: HostIdentity) -> Router {
 /// as is.
 pub fn error_status(err: impl Into<ShareError>) -> Status {
     let err = err.into();
-    let message = err.to_string();
-    match err.kind() {
+    status_for(err.kind(), err.to_string())
+}
+
+/// The status of an error of kind `kind`.
+pub fn status_for(kind: ErrorKind, message: String) -> Status {
+    match kind {
         ErrorKind::InvalidArgument => Status::invalid_argument(message),
         ErrorKind::NotFound => Status::not_found(message),
         ErrorKind::AlreadyExists => Status::already_exists(message),

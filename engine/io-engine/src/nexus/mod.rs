@@ -30,6 +30,7 @@
 
 pub mod child;
 pub mod dirty;
+pub mod etcd;
 pub mod info;
 mod range_lock;
 pub mod rebuild;

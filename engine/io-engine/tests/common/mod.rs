@@ -18,6 +18,7 @@
 
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod verify;
 
 use std::{

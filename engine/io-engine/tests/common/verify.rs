@@ -94,8 +94,9 @@ impl Writer {
         self.bs
     }
 
-    /// Starts the writer tasks.
+    /// Starts (or restarts, after [`Writer::stop`]) the writer tasks.
     pub fn start(self: &Arc<Self>) {
+        self.stop.store(false, Ordering::SeqCst);
         for task in 0..self.depth {
             let me = self.clone();
             self.tasks

@@ -1,0 +1,315 @@
+//! Three real engines on 127.0.1.x, real etcd: a 3-child nexus (one local
+//! replica, two remote ones over NVMe/TCP) published over NVMe/TCP, a
+//! verifying writer through our initiator, and SIGKILLs.
+//!
+//! - A remote child's engine dies under the writer: the writer sees no
+//!   error, the child is FAULTED with a reason, the nexus DEGRADED, and
+//!   every acknowledged block reads back from every healthy child.
+//! - The nexus's own engine dies (unclean): the recreated nexus starts from
+//!   one child the nexus info in etcd records as healthy and rebuilds the
+//!   others from it; the stale child is never a rebuild source (it is
+//!   listed first on purpose) and all children end identical and correct.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use blockdev::dynamic::SharedDevice;
+use common::{etcd::Etcd, free_port, ok, verify::checksum, verify::Writer, Engine};
+use nvmf_host::{ConnectOptions, Controller};
+use serde_json::Value;
+use uuid::Uuid;
+
+const MIB: u64 = 1 << 20;
+const SIZE: u64 = 64 * MIB;
+const TEST_HOST: &str = "nqn.2019-05.io.openebs:node-name:test-host";
+const CHILD_TIMEOUT_MS: u64 = 3000;
+
+fn node_nqn(node: &str) -> String {
+    format!("nqn.2019-05.io.openebs:node-name:{node}")
+}
+
+/// Runs a client command without stalling the runtime's workers.
+fn run(engine: &Engine, args: &[&str]) -> String {
+    tokio::task::block_in_place(|| ok(engine.client(args)))
+}
+
+fn start_engine(ip: &str, node: &str, etcd: &Etcd) -> Engine {
+    let nvmf = format!("{ip}:{}", free_port(ip));
+    let timeout = CHILD_TIMEOUT_MS.to_string();
+    let reconnect = (CHILD_TIMEOUT_MS / 2).to_string();
+    Engine::start(
+        ip,
+        0,
+        node,
+        &[
+            "--nvmf-endpoint",
+            &nvmf,
+            "--ps-endpoint",
+            &etcd.endpoint,
+            "--child-io-timeout-ms",
+            &timeout,
+            "--child-reconnect-timeout-ms",
+            &reconnect,
+        ],
+    )
+}
+
+/// A pool on a file in RAM and one replica; returns the replica uuid.
+fn make_replica(engine: &Engine, dir: &std::path::Path, name: &str) -> Uuid {
+    let disk = dir.join(format!("{name}.img"));
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(SIZE + 32 * MIB)
+        .unwrap();
+    run(
+        engine,
+        &["pool", "create", name, &format!("aio://{}", disk.display())],
+    );
+    let uuid = Uuid::new_v4();
+    run(
+        engine,
+        &[
+            "replica",
+            "create",
+            "--uuid",
+            &uuid.to_string(),
+            "--size",
+            &format!("{}MiB", SIZE / MIB),
+            name,
+            &format!("{name}-r"),
+        ],
+    );
+    uuid
+}
+
+fn share(engine: &Engine, replica: &Uuid, hosts: &[&str]) -> String {
+    let id = replica.to_string();
+    let mut cmd: Vec<String> = vec!["replica".into(), "share".into(), "--uuid".into(), id];
+    for h in hosts {
+        cmd.push("--allowed-host".into());
+        cmd.push((*h).into());
+    }
+    let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    run(engine, &refs).trim().to_owned()
+}
+
+fn nexus_json(engine: &Engine, nexus: &Uuid) -> Value {
+    let out = run(engine, &["-o", "json", "nexus", "list"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["uuid"] == nexus.to_string())
+        .cloned()
+        .unwrap_or_else(|| panic!("nexus {nexus} not listed: {out}"))
+}
+
+fn child<'a>(nexus: &'a Value, replica: &Uuid) -> &'a Value {
+    nexus["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["uuid"] == replica.to_string())
+        .unwrap()
+}
+
+async fn open(uri: &str) -> (Controller, SharedDevice) {
+    let mut opts = ConnectOptions::from_uri(uri).unwrap();
+    opts.hostnqn = TEST_HOST.into();
+    opts.io_timeout_ms = 60_000;
+    opts.reconnect_timeout_ms = 30_000;
+    opts.io_queues = 2;
+    let ctrl = Controller::connect(opts).await.unwrap();
+    let ns = ctrl.namespace(1).await.unwrap();
+    (ctrl, Arc::new(ns))
+}
+
+async fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    for _ in 0..secs * 10 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_child_death_and_nexus_engine_death_lose_no_acknowledged_write() {
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let etcd = Etcd::start("127.0.1.10");
+    let mut e1 = start_engine("127.0.1.11", "node-1", &etcd);
+    let e2 = start_engine("127.0.1.12", "node-2", &etcd);
+    let mut e3 = start_engine("127.0.1.13", "node-3", &etcd);
+    let r1 = make_replica(&e1, dir.path(), "p1");
+    let r2 = make_replica(&e2, dir.path(), "p2");
+    let r3 = make_replica(&e3, dir.path(), "p3");
+    let n1 = node_nqn("node-1");
+    let u2 = share(&e2, &r2, &[&n1, TEST_HOST]);
+    let u3 = share(&e3, &r3, &[&n1, TEST_HOST]);
+    let u1 = format!("bdev:///{r1}?uuid={r1}");
+    let volume = Uuid::new_v4();
+    let nexus = Uuid::new_v4();
+    let size_mib = (SIZE / MIB).to_string();
+    run(
+        &e1,
+        &[
+            "nexus",
+            "create",
+            &nexus.to_string(),
+            "--name",
+            &volume.to_string(),
+            "--size",
+            &size_mib,
+            &u1,
+            &u2,
+            &u3,
+        ],
+    );
+    let uri = run(
+        &e1,
+        &[
+            "nexus",
+            "publish",
+            &nexus.to_string(),
+            "--allowed-host",
+            TEST_HOST,
+        ],
+    )
+    .trim()
+    .to_owned();
+    assert!(
+        uri.starts_with("nvmf://127.0.1.11:") && uri.contains(&format!(":{volume}")),
+        "{uri}"
+    );
+    let n = nexus_json(&e1, &nexus);
+    assert_eq!(n["state"], "online", "{n}");
+
+    // --- a remote child's engine dies under the writer ---------------------
+    let (ctrl, dev) = open(&uri).await;
+    let writer = Writer::new(dev.clone(), SIZE / 4096, 16);
+    writer.start();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    e3.kill9();
+    wait_for("child 3 to be faulted", 20, || {
+        let n = nexus_json(&e1, &nexus);
+        child(&n, &r3)["state"] == "faulted"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    writer.stop().await;
+    let n = nexus_json(&e1, &nexus);
+    assert_eq!(n["state"], "degraded", "{n}");
+    let c3 = child(&n, &r3);
+    assert!(
+        ["io_failure", "timed_out"].contains(&c3["reason"].as_str().unwrap()),
+        "{c3}"
+    );
+    assert_eq!(child(&n, &r1)["state"], "online");
+    assert_eq!(child(&n, &r2)["state"], "online");
+    assert_eq!(writer.error_count(), 0, "{:?}", writer.errors.lock());
+    assert!(
+        writer.max_latency() < Duration::from_millis(CHILD_TIMEOUT_MS + 2000),
+        "a write took {:?}",
+        writer.max_latency()
+    );
+    println!(
+        "{} writes acknowledged, slowest {:?}",
+        writer.acked.load(std::sync::atomic::Ordering::Relaxed),
+        writer.max_latency()
+    );
+    writer.verify(&dev).await.unwrap();
+    // Every healthy child holds every acknowledged block.
+    let u1_shared = share(&e1, &r1, &[TEST_HOST]);
+    for u in [&u1_shared, &u2] {
+        let (c, d) = open(u).await;
+        writer.verify(&d).await.unwrap();
+        c.disconnect().await.unwrap();
+    }
+    // More writes that the dead child misses.
+    writer.start();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    writer.stop().await;
+    assert_eq!(writer.error_count(), 0);
+    let _ = ctrl.disconnect().await;
+
+    // --- the nexus's engine dies: the info in etcd decides -----------------
+    e1.kill9();
+    e1.restart();
+    e3.restart();
+    // Pools come back through import; replicas keep their shares.
+    for (e, name) in [(&e1, "p1"), (&e3, "p3")] {
+        let disk = dir.path().join(format!("{name}.img"));
+        run(
+            e,
+            &["pool", "import", name, &format!("aio://{}", disk.display())],
+        );
+    }
+    // The stale child is listed first: it must still not be the source.
+    run(
+        &e1,
+        &[
+            "nexus",
+            "create",
+            &nexus.to_string(),
+            "--name",
+            &volume.to_string(),
+            "--size",
+            &size_mib,
+            &u3,
+            &u1,
+            &u2,
+        ],
+    );
+    let n = nexus_json(&e1, &nexus);
+    assert_eq!(child(&n, &r1)["state"], "online", "{n}");
+    assert_ne!(child(&n, &r2)["state"], "online", "{n}");
+    assert_ne!(child(&n, &r3)["state"], "online", "{n}");
+    wait_for("both rebuilds", 60, || {
+        nexus_json(&e1, &nexus)["state"] == "online"
+    })
+    .await;
+    let history: Value = serde_json::from_str(&run(
+        &e1,
+        &["-o", "json", "rebuild", "history", &nexus.to_string()],
+    ))
+    .unwrap();
+    let records = history["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{history}");
+    for r in records {
+        assert_eq!(r["state"], "completed", "{r}");
+        assert_eq!(r["src_uri"], u1, "{r}");
+        assert_eq!(r["is_partial"], false, "{r}");
+    }
+    // Every child now holds exactly what was acknowledged.
+    let uri = run(
+        &e1,
+        &[
+            "nexus",
+            "publish",
+            &nexus.to_string(),
+            "--allowed-host",
+            TEST_HOST,
+        ],
+    )
+    .trim()
+    .to_owned();
+    let (ctrl, dev) = open(&uri).await;
+    writer.verify(&dev).await.unwrap();
+    let mut sums = Vec::new();
+    let u1_shared = share(&e1, &r1, &[TEST_HOST]);
+    for u in [&u1_shared, &u2, &u3] {
+        let (c, d) = open(u).await;
+        writer.verify(&d).await.unwrap();
+        sums.push(checksum(&d, SIZE).await.unwrap());
+        c.disconnect().await.unwrap();
+    }
+    assert!(sums.windows(2).all(|w| w[0] == w[1]), "{sums:x?}");
+    let _ = ctrl.disconnect().await;
+    run(&e1, &["nexus", "destroy", &nexus.to_string()]);
+}
