@@ -1,5 +1,7 @@
 //! Generates the gRPC code from `proto/io_engine.proto` with the vendored
 //! `protoc` (no system protoc is needed).
+//! Also compiles the etcd v3 subset in `proto/etcd/` (the control plane's
+//! store protocol).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;

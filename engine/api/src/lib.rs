@@ -5,6 +5,10 @@
 //! [`v1`]. It has no logic and no runtime of its own, so both the engine and
 //! every consumer (the `io-engine-client` CLI, the control plane) can depend
 //! on it without depending on each other.
+//!
+//! [`etcd`] holds the other wire contract of the project: the subset of the
+//! etcd v3 API (`proto/etcd/`) that the control plane's store speaks, both
+//! to a real etcd and as the server of its embedded store.
 
 /// Package `io_engine.v1`.
 pub mod v1 {

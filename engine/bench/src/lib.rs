@@ -11,7 +11,13 @@
 //!   the same machine state; the report adds replica/raw ratios (and, over
 //!   several rounds, their median);
 //! - [`Target::ReplicaVsRawMalloc`]: the same on RAM disks, to isolate the
-//!   replica layer's CPU cost from disk noise.
+//!   replica layer's CPU cost from disk noise;
+//! - [`Target::NexusVsReplica`]: a 1-child nexus against the bare replica
+//!   under it, and [`Target::Nexus2Vs1`]: a 2-child nexus against a 1-child
+//!   one (see [`nexus`]), compared the same way;
+//! - [`Target::RebuildVsCopy`]: the throughput of a full rebuild of a new
+//!   nexus child against a plain copy of the same bytes between the two
+//!   backing devices.
 //!
 //! The working set is written once (untimed) before the first
 //! measurement, so reads hit real data and writes overwrite allocated
@@ -29,6 +35,7 @@
 //! Threading model: [`run`] must be called on a multi-thread tokio runtime;
 //! each queue slot of a workload is its own task (see [`runner`]).
 
+pub mod nexus;
 pub mod report;
 pub mod runner;
 pub mod setup;
@@ -44,11 +51,12 @@ use std::{
 use blockdev::{BlockDevice, DiskUri, OpenOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub use report::Report;
+pub use nexus::BackingSpec;
+pub use report::{Pairing, Report};
 pub use runner::{Region, Sample};
 pub use workload::Workload;
 
-use report::{MachineInfo, SessionInfo, TargetInfo, WorkloadResult};
+use report::{CopyResult, MachineInfo, SessionInfo, TargetInfo, WorkloadResult};
 
 /// Errors of a benchmark session.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +91,10 @@ pub enum BenchError {
     Task(String),
     #[error("cannot use NVMe/TCP target {uri}: {message}")]
     Nvmf { uri: String, message: String },
+    #[error("nexus setup failed: {0}")]
+    Nexus(#[source] io_engine::nexus::NexusError),
+    #[error("{0}")]
+    Rebuild(String),
 }
 
 /// What to measure.
@@ -95,6 +107,14 @@ pub enum Target {
     /// A pool replica on a RAM disk against a second RAM disk driven raw
     /// (isolates the replica layer's CPU cost).
     ReplicaVsRawMalloc,
+    /// A 1-child nexus against the bare replica it is built on.
+    NexusVsReplica(BackingSpec),
+    /// A 2-child nexus against a 1-child nexus (two pools: FILE and
+    /// FILE.2, or two RAM disks).
+    Nexus2Vs1(BackingSpec),
+    /// A full rebuild of a new nexus child against a raw copy of the same
+    /// bytes between the two backings (`rounds` of each, alternating).
+    RebuildVsCopy(BackingSpec),
 }
 
 /// Settings of a session.

@@ -1,6 +1,11 @@
 //! What a benchmark session found, as data (serialised with `-o json`) and
 //! as an aligned text table.
 //!
+//! A comparison session pits a *candidate* target against a *baseline*
+//! ([`Pairing`]: replica against raw, nexus against replica, 2-child
+//! nexus against 1-child nexus) and reports candidate/baseline ratios. The
+//! rebuild session reports copy throughputs instead ([`CopyResult`]).
+//!
 //! Threading model: plain values built after the measurements.
 
 use std::fmt::Write as _;
@@ -8,6 +13,56 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{runner::Region, workload::Workload};
+
+/// Which two targets a comparison session measures against each other, and
+/// the candidate/baseline IOPS ratio the project aims for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pairing {
+    /// A pool replica against the raw bytes under it.
+    ReplicaVsRaw,
+    /// A 1-child nexus against the bare replica it is built on.
+    NexusVsReplica,
+    /// A 2-child nexus against a 1-child nexus.
+    Nexus2Vs1,
+}
+
+impl Pairing {
+    /// Name of the target the ratios are relative to.
+    pub fn baseline(self) -> &'static str {
+        match self {
+            Pairing::ReplicaVsRaw => "raw",
+            Pairing::NexusVsReplica => "replica",
+            Pairing::Nexus2Vs1 => "nexus-1",
+        }
+    }
+
+    /// Name of the target being judged.
+    pub fn candidate(self) -> &'static str {
+        match self {
+            Pairing::ReplicaVsRaw => "replica",
+            Pairing::NexusVsReplica => "nexus",
+            Pairing::Nexus2Vs1 => "nexus-2",
+        }
+    }
+
+    /// `candidate/baseline`, as the ratio columns are titled.
+    pub fn label(self) -> String {
+        format!("{}/{}", self.candidate(), self.baseline())
+    }
+
+    /// The candidate/baseline IOPS ratio aimed for on `w`, if any: 97 % on
+    /// reads and 95 % on writes for a layer over the one below (queue
+    /// depth 1 is informational), and 92 % for the second child on 4k
+    /// random writes at queue depth 32 (the other workloads are
+    /// informational there).
+    pub fn target_ratio(self, w: Workload) -> Option<f64> {
+        match self {
+            Pairing::ReplicaVsRaw | Pairing::NexusVsReplica => w.target_ratio(),
+            Pairing::Nexus2Vs1 => (w == Workload::RandWrite4kQd32).then_some(0.92),
+        }
+    }
+}
 
 /// The machine the numbers come from.
 #[derive(Debug, Clone, Serialize)]
@@ -42,8 +97,10 @@ pub struct SessionInfo {
     pub rounds: u32,
     pub runtime_threads: usize,
     pub seed: u64,
-    /// Pool cluster size (replica-vs-raw mode).
+    /// Pool cluster size (pool-based modes).
     pub cluster_size_bytes: Option<u64>,
+    /// Bytes copied per step (rebuild-vs-copy mode).
+    pub segment_bytes: Option<u64>,
 }
 
 /// One workload on one target.
@@ -74,11 +131,11 @@ pub struct WorkloadResult {
     /// Measurements taken for this result (more than 1 when earlier ones
     /// were disturbed, see `--max-other-pct`); the last one is kept.
     pub attempts: u32,
-    /// Whether this target ran first in its replica/raw pair.
+    /// Whether this target ran first in its pair.
     pub ran_first: bool,
 }
 
-/// replica / raw for one workload of one round.
+/// candidate / baseline for one workload of one round.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub round: u32,
@@ -93,31 +150,36 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Compares `replica` against `raw` (same workload and round).
-    pub fn new(replica: &WorkloadResult, raw: &WorkloadResult) -> Self {
+    /// Compares `candidate` against `baseline` (same workload and round),
+    /// judged against `target`.
+    pub fn new(
+        candidate: &WorkloadResult,
+        baseline: &WorkloadResult,
+        target: Option<f64>,
+    ) -> Self {
         use crate::stats::ratio;
-        let iops_ratio = ratio(replica.iops, raw.iops);
-        let target = replica.workload.target_ratio();
+        let (c, b) = (candidate, baseline);
+        let iops_ratio = ratio(c.iops, b.iops);
         Comparison {
-            round: replica.round,
-            workload: replica.workload,
+            round: c.round,
+            workload: c.workload,
             iops_ratio,
-            p50_ratio: ratio(replica.p50_us, raw.p50_us),
-            p99_ratio: ratio(replica.p99_us, raw.p99_us),
-            cpu_per_io_ratio: ratio(replica.cpu_us_per_io, raw.cpu_us_per_io),
+            p50_ratio: ratio(c.p50_us, b.p50_us),
+            p99_ratio: ratio(c.p99_us, b.p99_us),
+            cpu_per_io_ratio: ratio(c.cpu_us_per_io, b.cpu_us_per_io),
             target_iops_ratio: target,
             meets_target: target.zip(iops_ratio).map(|(t, r)| r >= t),
         }
     }
 }
 
-/// replica / raw for one workload over all rounds.
+/// candidate / baseline for one workload over all rounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct RatioSummary {
     pub workload: Workload,
     pub rounds: usize,
-    pub raw_iops_median: f64,
-    pub replica_iops_median: f64,
+    pub baseline_iops_median: f64,
+    pub candidate_iops_median: f64,
     pub iops_ratio_median: Option<f64>,
     pub iops_ratio_min: Option<f64>,
     pub iops_ratio_max: Option<f64>,
@@ -129,16 +191,50 @@ pub struct RatioSummary {
     pub meets_target: Option<bool>,
 }
 
+/// How one copy of the whole working set went (rebuild-vs-copy mode).
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyResult {
+    pub round: u32,
+    /// `rebuild` (a full rebuild of a new nexus child) or `raw-copy` (the
+    /// same bytes copied between the backing devices).
+    pub method: String,
+    pub bytes: u64,
+    pub segment_bytes: u64,
+    pub elapsed_s: f64,
+    pub mib_per_s: f64,
+    /// Process CPU time per MiB copied, in microseconds.
+    pub cpu_us_per_mib: f64,
+    pub host_other_pct: Option<f64>,
+    pub ran_first: bool,
+}
+
+/// rebuild / raw-copy throughput of one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyComparison {
+    pub round: u32,
+    pub throughput_ratio: Option<f64>,
+    pub cpu_per_mib_ratio: Option<f64>,
+}
+
+/// Method names of [`CopyResult`].
+pub const REBUILD: &str = "rebuild";
+pub const RAW_COPY: &str = "raw-copy";
+
 /// Everything a session measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub machine: MachineInfo,
     pub session: SessionInfo,
+    /// The targets compared (comparison modes only).
+    pub pairing: Option<Pairing>,
     pub targets: Vec<TargetInfo>,
     pub results: Vec<WorkloadResult>,
     pub comparisons: Vec<Comparison>,
-    /// One line per workload, over all rounds (replica-vs-raw only).
+    /// One line per workload, over all rounds (comparison modes only).
     pub summary: Vec<RatioSummary>,
+    /// Rebuild and raw copy runs (rebuild-vs-copy mode only).
+    pub copies: Vec<CopyResult>,
+    pub copy_comparisons: Vec<CopyComparison>,
 }
 
 fn pct(r: Option<f64>) -> String {
@@ -165,23 +261,39 @@ fn verdict(target: Option<f64>, meets: Option<bool>) -> String {
 }
 
 impl Report {
-    /// Fills `comparisons` from `results` (pairs of `replica` and `raw`
-    /// with the same round and workload) and `summary` from those.
+    /// Fills `comparisons` from `results` (pairs of the pairing's candidate
+    /// and baseline with the same round and workload) and `summary` from
+    /// those, and `copy_comparisons` from `copies`.
     pub fn compare(&mut self) {
-        use crate::stats::median;
+        use crate::stats::{median, ratio};
+        self.copy_comparisons = self
+            .copies
+            .iter()
+            .filter(|c| c.method == REBUILD)
+            .filter_map(|rb| {
+                self.copies
+                    .iter()
+                    .find(|raw| raw.method == RAW_COPY && raw.round == rb.round)
+                    .map(|raw| CopyComparison {
+                        round: rb.round,
+                        throughput_ratio: ratio(rb.mib_per_s, raw.mib_per_s),
+                        cpu_per_mib_ratio: ratio(rb.cpu_us_per_mib, raw.cpu_us_per_mib),
+                    })
+            })
+            .collect();
+        let Some(pairing) = self.pairing else {
+            return;
+        };
+        let (cand, base) = (pairing.candidate(), pairing.baseline());
         self.comparisons = self
             .results
             .iter()
-            .filter(|r| r.target == "replica")
-            .filter_map(|rep| {
+            .filter(|r| r.target == cand)
+            .filter_map(|c| {
                 self.results
                     .iter()
-                    .find(|raw| {
-                        raw.target == "raw"
-                            && raw.round == rep.round
-                            && raw.workload == rep.workload
-                    })
-                    .map(|raw| Comparison::new(rep, raw))
+                    .find(|b| b.target == base && b.round == c.round && b.workload == c.workload)
+                    .map(|b| Comparison::new(c, b, pairing.target_ratio(c.workload)))
             })
             .collect();
         let mut workloads: Vec<Workload> = Vec::new();
@@ -210,12 +322,12 @@ impl Report {
                         .collect()
                 };
                 let iops_ratio_median = median(&iops);
-                let target = w.target_ratio();
+                let target = pairing.target_ratio(w);
                 RatioSummary {
                     workload: w,
                     rounds: cs.len(),
-                    raw_iops_median: median(&iops_of("raw")).unwrap_or(0.0),
-                    replica_iops_median: median(&iops_of("replica")).unwrap_or(0.0),
+                    baseline_iops_median: median(&iops_of(base)).unwrap_or(0.0),
+                    candidate_iops_median: median(&iops_of(cand)).unwrap_or(0.0),
                     iops_ratio_median,
                     iops_ratio_min: iops.iter().copied().reduce(f64::min),
                     iops_ratio_max: iops.iter().copied().reduce(f64::max),
@@ -261,14 +373,22 @@ impl Report {
                 t.region.len_bytes
             );
         }
-        let _ = writeln!(
-            s,
-            "runtime {}s per workload (after {}s untimed ramp), {} round(s), {} runtime threads\n",
-            self.session.runtime_s,
-            self.session.ramp_s,
-            self.session.rounds,
-            self.session.runtime_threads
-        );
+        if let Some(seg) = self.session.segment_bytes {
+            let _ = writeln!(
+                s,
+                "{} byte segments, one in flight, {} round(s), {} runtime threads\n",
+                seg, self.session.rounds, self.session.runtime_threads
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "runtime {}s per workload (after {}s untimed ramp), {} round(s), {} runtime threads\n",
+                self.session.runtime_s,
+                self.session.ramp_s,
+                self.session.rounds,
+                self.session.runtime_threads
+            );
+        }
         let rounds = self.session.rounds > 1;
         let round_col = |s: &mut String, r: Option<u32>| {
             if rounds {
@@ -280,12 +400,14 @@ impl Report {
                 }
             }
         };
-        round_col(&mut s, None);
-        let _ = writeln!(
-            s,
-            "{:<9} {:<18} {:>9} {:>9} {:>9} {:>9} {:>11} {:>8}",
-            "TARGET", "WORKLOAD", "IOPS", "MiB/s", "p50(us)", "p99(us)", "CPU/IO(us)", "OTHER%"
-        );
+        if !self.results.is_empty() {
+            round_col(&mut s, None);
+            let _ = writeln!(
+                s,
+                "{:<9} {:<18} {:>9} {:>9} {:>9} {:>9} {:>11} {:>8}",
+                "TARGET", "WORKLOAD", "IOPS", "MiB/s", "p50(us)", "p99(us)", "CPU/IO(us)", "OTHER%"
+            );
+        }
         for r in &self.results {
             round_col(&mut s, Some(r.round));
             let _ = writeln!(
@@ -298,26 +420,24 @@ impl Report {
                 us(r.p50_us),
                 us(r.p99_us),
                 us(r.cpu_us_per_io),
-                match (r.host_other_pct, r.attempts) {
-                    (None, _) => "-".to_string(),
-                    (Some(p), 1) => format!("{p:.0}"),
-                    (Some(p), n) => format!("{p:.0} x{n}"),
-                }
+                other(r.host_other_pct, r.attempts)
             );
         }
+        let pairing = self.pairing.unwrap_or(Pairing::ReplicaVsRaw);
+        let ratio_head = format!("{} IOPS", pairing.label());
         if !self.comparisons.is_empty() {
             s.push('\n');
             round_col(&mut s, None);
             let _ = writeln!(
                 s,
-                "{:<18} {:>18} {:>9} {:>9} {:>10} {:>14}",
-                "WORKLOAD", "replica/raw IOPS", "p50", "p99", "CPU/IO", "TARGET"
+                "{:<18} {:>20} {:>9} {:>9} {:>10} {:>14}",
+                "WORKLOAD", ratio_head, "p50", "p99", "CPU/IO", "TARGET"
             );
             for c in &self.comparisons {
                 round_col(&mut s, Some(c.round));
                 let _ = writeln!(
                     s,
-                    "{:<18} {:>18} {:>9} {:>9} {:>10} {:>14}",
+                    "{:<18} {:>20} {:>9} {:>9} {:>10} {:>14}",
                     c.workload.name(),
                     pct(c.iops_ratio),
                     pct(c.p50_ratio),
@@ -330,12 +450,12 @@ impl Report {
         if rounds && !self.summary.is_empty() {
             let _ = writeln!(
                 s,
-                "\nMEDIAN OVER {} ROUNDS\n{:<18} {:>10} {:>10} {:>18} {:>16} {:>9} {:>9} {:>10} {:>14}",
+                "\nMEDIAN OVER {} ROUNDS\n{:<18} {:>12} {:>12} {:>20} {:>16} {:>9} {:>9} {:>10} {:>14}",
                 self.session.rounds,
                 "WORKLOAD",
-                "raw IOPS",
-                "rep IOPS",
-                "replica/raw IOPS",
+                format!("{} IOPS", pairing.baseline()),
+                format!("{} IOPS", pairing.candidate()),
+                ratio_head,
                 "(min..max)",
                 "p50",
                 "p99",
@@ -345,10 +465,10 @@ impl Report {
             for m in &self.summary {
                 let _ = writeln!(
                     s,
-                    "{:<18} {:>10.0} {:>10.0} {:>18} {:>16} {:>9} {:>9} {:>10} {:>14}",
+                    "{:<18} {:>12.0} {:>12.0} {:>20} {:>16} {:>9} {:>9} {:>10} {:>14}",
                     m.workload.name(),
-                    m.raw_iops_median,
-                    m.replica_iops_median,
+                    m.baseline_iops_median,
+                    m.candidate_iops_median,
                     pct(m.iops_ratio_median),
                     format!("({}..{})", pct(m.iops_ratio_min), pct(m.iops_ratio_max)),
                     pct(m.p50_ratio_median),
@@ -358,7 +478,68 @@ impl Report {
                 );
             }
         }
+        if !self.copies.is_empty() {
+            round_col(&mut s, None);
+            let _ = writeln!(
+                s,
+                "{:<9} {:>12} {:>9} {:>9} {:>13} {:>8}",
+                "METHOD", "BYTES", "SECONDS", "MiB/s", "CPU/MiB(us)", "OTHER%"
+            );
+            for c in &self.copies {
+                round_col(&mut s, Some(c.round));
+                let _ = writeln!(
+                    s,
+                    "{:<9} {:>12} {:>9.2} {:>9.1} {:>13} {:>8}",
+                    c.method,
+                    c.bytes,
+                    c.elapsed_s,
+                    c.mib_per_s,
+                    us(c.cpu_us_per_mib),
+                    other(c.host_other_pct, 1)
+                );
+            }
+        }
+        if !self.copy_comparisons.is_empty() {
+            s.push('\n');
+            round_col(&mut s, None);
+            let _ = writeln!(
+                s,
+                "{:<24} {:>14}",
+                "rebuild/raw-copy MiB/s", "CPU/MiB"
+            );
+            for c in &self.copy_comparisons {
+                round_col(&mut s, Some(c.round));
+                let _ = writeln!(
+                    s,
+                    "{:<24} {:>14}",
+                    pct(c.throughput_ratio),
+                    pct(c.cpu_per_mib_ratio)
+                );
+            }
+            if self.copy_comparisons.len() > 1 {
+                let of = |f: fn(&CopyComparison) -> Option<f64>| -> Vec<f64> {
+                    self.copy_comparisons.iter().filter_map(f).collect()
+                };
+                let _ = writeln!(
+                    s,
+                    "median over {} rounds: rebuild/raw-copy MiB/s {}, CPU/MiB {}",
+                    self.copy_comparisons.len(),
+                    pct(crate::stats::median(&of(|c| c.throughput_ratio))),
+                    pct(crate::stats::median(&of(|c| c.cpu_per_mib_ratio)))
+                );
+            }
+        }
         s
+    }
+}
+
+/// The OTHER% cell: CPU use of other work, with the attempts when a
+/// measurement was repeated.
+fn other(pct: Option<f64>, attempts: u32) -> String {
+    match (pct, attempts) {
+        (None, _) => "-".to_string(),
+        (Some(p), 1) => format!("{p:.0}"),
+        (Some(p), n) => format!("{p:.0} x{n}"),
     }
 }
 

@@ -24,6 +24,10 @@
 //! drives a second malloc disk of the same size raw: with no disk noise the
 //! difference is the replica layer's CPU cost alone.
 //!
+//! The nexus modes (see [`crate::nexus`]) build one such arrangement per
+//! child on a shared [`PoolRegistry`] (`*_in` constructors, each pool with
+//! its own name) and release them one by one ([`ReplicaVsRaw::release`]).
+//!
 //! Threading model: set up and torn down on the caller's runtime; the
 //! handles are shared with the benchmark workers through `Arc`.
 
@@ -63,8 +67,11 @@ pub enum Backing {
 
 /// A pool, its replica and the raw view of the same bytes.
 pub struct ReplicaVsRaw {
-    registry: PoolRegistry,
+    registry: Arc<PoolRegistry>,
+    /// Name of the pool on the backing disk.
+    pub pool_name: String,
     pub replica: Arc<Replica>,
+    pub replica_uuid: Uuid,
     pub raw: Arc<Device>,
     /// Where the replica's clusters are on the backing disk.
     pub raw_region: Region,
@@ -97,8 +104,8 @@ fn backing_size(data_bytes: u64, block_size: u32, cs: u64) -> Result<u64, BenchE
 
 /// The pieces `prepare_on` builds.
 struct Parts {
-    registry: PoolRegistry,
     replica: Arc<Replica>,
+    replica_uuid: Uuid,
     raw: Arc<Device>,
     raw_region: Region,
     replica_region: Region,
@@ -127,6 +134,20 @@ impl ReplicaVsRaw {
         block_size: u32,
         opts: &OpenOptions,
     ) -> Result<Self, BenchError> {
+        let registry = Arc::new(PoolRegistry::new(opts.clone()));
+        Self::prepare_file_in(&registry, POOL_NAME, path, size_bytes, block_size, opts).await
+    }
+
+    /// [`Self::prepare_file`] with a pool named `pool_name` in `registry`
+    /// (which may hold other pools).
+    pub async fn prepare_file_in(
+        registry: &Arc<PoolRegistry>,
+        pool_name: &str,
+        path: &Path,
+        size_bytes: u64,
+        block_size: u32,
+        opts: &OpenOptions,
+    ) -> Result<Self, BenchError> {
         let cs = DEFAULT_CLUSTER_SIZE;
         let want = size_bytes.div_ceil(cs).max(1) * cs;
         let created = !path.exists();
@@ -145,8 +166,16 @@ impl ReplicaVsRaw {
         }
         let abs = std::fs::canonicalize(path).map_err(file_err)?;
         let disk_uri = format!("aio://{}?blk_size={block_size}", abs.display());
-        match Self::prepare_on(&disk_uri, &disk_uri, want, block_size, opts, true).await {
+        let on = On {
+            registry,
+            pool_name,
+            disk_uri: &disk_uri,
+            raw_uri: &disk_uri,
+        };
+        match on.prepare(want, block_size, opts, true).await {
             Ok(p) => Ok(Self::assemble(
+                registry,
+                pool_name,
                 p,
                 disk_uri,
                 Backing::File { path: abs, created },
@@ -167,19 +196,55 @@ impl ReplicaVsRaw {
         block_size: u32,
         opts: &OpenOptions,
     ) -> Result<Self, BenchError> {
+        let registry = Arc::new(PoolRegistry::new(opts.clone()));
+        Self::prepare_malloc_in(&registry, POOL_NAME, size_bytes, block_size, opts).await
+    }
+
+    /// [`Self::prepare_malloc`] with a pool named `pool_name` in
+    /// `registry`; the RAM disks are `<pool_name>-pool` and
+    /// `<pool_name>-raw`. A RAM disk costs memory only where it is
+    /// written, so an unused raw disk is free.
+    pub async fn prepare_malloc_in(
+        registry: &Arc<PoolRegistry>,
+        pool_name: &str,
+        size_bytes: u64,
+        block_size: u32,
+        opts: &OpenOptions,
+    ) -> Result<Self, BenchError> {
         let cs = DEFAULT_CLUSTER_SIZE;
         let want = size_bytes.div_ceil(cs).max(1) * cs;
         let size_mb = backing_size(want, block_size, cs)?.div_ceil(1 << 20);
-        let disk_uri = format!("malloc:///io-bench-pool?size_mb={size_mb}&blk_size={block_size}");
-        let raw_uri = format!("malloc:///io-bench-raw?size_mb={size_mb}&blk_size={block_size}");
-        let p = Self::prepare_on(&disk_uri, &raw_uri, want, block_size, opts, false).await?;
-        Ok(Self::assemble(p, disk_uri, Backing::Malloc))
+        let disk_uri =
+            format!("malloc:///{pool_name}-pool?size_mb={size_mb}&blk_size={block_size}");
+        let raw_uri = format!("malloc:///{pool_name}-raw?size_mb={size_mb}&blk_size={block_size}");
+        let on = On {
+            registry,
+            pool_name,
+            disk_uri: &disk_uri,
+            raw_uri: &raw_uri,
+        };
+        let p = on.prepare(want, block_size, opts, false).await?;
+        Ok(Self::assemble(
+            registry,
+            pool_name,
+            p,
+            disk_uri,
+            Backing::Malloc,
+        ))
     }
 
-    fn assemble(p: Parts, disk_uri: String, backing: Backing) -> Self {
+    fn assemble(
+        registry: &Arc<PoolRegistry>,
+        pool_name: &str,
+        p: Parts,
+        disk_uri: String,
+        backing: Backing,
+    ) -> Self {
         ReplicaVsRaw {
-            registry: p.registry,
+            registry: Arc::clone(registry),
+            pool_name: pool_name.to_string(),
             replica: p.replica,
+            replica_uuid: p.replica_uuid,
             raw: p.raw,
             raw_region: p.raw_region,
             replica_region: p.replica_region,
@@ -189,18 +254,82 @@ impl ReplicaVsRaw {
         }
     }
 
-    async fn prepare_on(
-        disk_uri: &str,
-        raw_uri: &str,
+    /// The pool registry the replica's pool is in.
+    pub fn registry(&self) -> &Arc<PoolRegistry> {
+        &self.registry
+    }
+
+    /// The URI a nexus opens this replica by (`bdev:///<uuid>?uuid=<uuid>`).
+    pub fn child_uri(&self) -> String {
+        format!("bdev:///{0}?uuid={0}", self.replica_uuid)
+    }
+
+    /// Destroys the replica and the pool, removes the backing file if
+    /// [`Self::prepare_file`] created it (unless `keep_file`), and shuts the
+    /// pool registry down.
+    pub async fn teardown(self, keep_file: bool) -> Result<(), BenchError> {
+        let registry = Arc::clone(&self.registry);
+        let released = self.release(keep_file).await;
+        registry.shutdown().await;
+        released
+    }
+
+    /// [`Self::teardown`] without shutting the registry down (other pools
+    /// in it stay usable).
+    pub async fn release(self, keep_file: bool) -> Result<(), BenchError> {
+        let ReplicaVsRaw {
+            registry,
+            pool_name,
+            replica,
+            raw,
+            backing,
+            ..
+        } = self;
+        drop(replica);
+        drop(raw);
+        registry
+            .destroy_pool(&pool_name)
+            .await
+            .map_err(pool_err)?;
+        if let Backing::File {
+            path,
+            created: true,
+        } = backing
+        {
+            if !keep_file {
+                std::fs::remove_file(&path).map_err(|source| BenchError::File { path, source })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where [`On::prepare`] puts a pool: its registry, name and disk, and the
+/// URI of the raw target.
+struct On<'a> {
+    registry: &'a PoolRegistry,
+    pool_name: &'a str,
+    disk_uri: &'a str,
+    raw_uri: &'a str,
+}
+
+impl On<'_> {
+    async fn prepare(
+        &self,
         want: u64,
         block_size: u32,
         opts: &OpenOptions,
         verify: bool,
     ) -> Result<Parts, BenchError> {
-        let registry = PoolRegistry::new(opts.clone());
+        let On {
+            registry,
+            pool_name,
+            disk_uri,
+            raw_uri,
+        } = *self;
         registry
             .create_pool(CreatePoolArgs {
-                name: POOL_NAME.to_string(),
+                name: pool_name.to_string(),
                 uuid: None,
                 disks: vec![disk_uri.to_string()],
                 cluster_size_bytes: None,
@@ -208,14 +337,14 @@ impl ReplicaVsRaw {
             .await
             .map_err(pool_err)?;
         let old = ReplicaSelector::Name {
-            pool: POOL_NAME.to_string(),
+            pool: pool_name.to_string(),
             name: REPLICA_NAME.to_string(),
         };
         if registry.replica(&old).is_ok() {
             registry.destroy_replica(&old).await.map_err(pool_err)?;
         }
         // Read after the old replica is gone, so its clusters count as free.
-        let pool = registry.pool(POOL_NAME).map_err(pool_err)?;
+        let pool = registry.pool(pool_name).map_err(pool_err)?;
         let cs = pool.cluster_size_bytes;
         let free = pool.capacity_bytes.saturating_sub(pool.used_bytes);
         let size = want.min(free / cs * cs);
@@ -226,7 +355,7 @@ impl ReplicaVsRaw {
         }
         let info = registry
             .create_replica(CreateReplicaArgs {
-                pool: POOL_NAME.to_string(),
+                pool: pool_name.to_string(),
                 name: REPLICA_NAME.to_string(),
                 uuid: Uuid::new_v4(),
                 size_bytes: size,
@@ -257,40 +386,13 @@ impl ReplicaVsRaw {
             verify_layout(&replica, &raw, raw_region, cs).await?;
         }
         Ok(Parts {
-            registry,
             replica,
+            replica_uuid: info.uuid,
             raw,
             raw_region,
             replica_region,
             cluster_size_bytes: cs,
         })
-    }
-
-    /// Destroys the replica and the pool, and removes the backing file if
-    /// [`Self::prepare_file`] created it (unless `keep_file`).
-    pub async fn teardown(self, keep_file: bool) -> Result<(), BenchError> {
-        let ReplicaVsRaw {
-            registry,
-            replica,
-            raw,
-            backing,
-            ..
-        } = self;
-        drop(replica);
-        drop(raw);
-        registry.destroy_pool(POOL_NAME).await.map_err(pool_err)?;
-        registry.shutdown().await;
-        drop(registry);
-        if let Backing::File {
-            path,
-            created: true,
-        } = backing
-        {
-            if !keep_file {
-                std::fs::remove_file(&path).map_err(|source| BenchError::File { path, source })?;
-            }
-        }
-        Ok(())
     }
 }
 

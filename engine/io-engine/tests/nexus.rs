@@ -282,7 +282,7 @@ impl ChildOpener for TestOpener {
                 .cloned()
                 .map(|device| OpenedChild {
                     device,
-                    controller: None,
+                    remote: None,
                 })
                 .ok_or_else(|| format!("no test device for {uri}"))
         })

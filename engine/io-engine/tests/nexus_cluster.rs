@@ -313,3 +313,76 @@ async fn remote_child_death_and_nexus_engine_death_lose_no_acknowledged_write() 
     let _ = ctrl.disconnect().await;
     run(&e1, &["nexus", "destroy", &nexus.to_string()]);
 }
+
+/// The new target of a volume preempts the old one's reservation on the
+/// replicas: the old nexus's writes fail from then on (it is fenced), and
+/// the new nexus's writes succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_target_fences_the_old_one_with_a_reservation_preempt() {
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let etcd = Etcd::start("127.0.1.30");
+    let old = start_engine("127.0.1.31", "node-old", &etcd);
+    let storage = start_engine("127.0.1.32", "node-storage", &etcd);
+    let new = start_engine("127.0.1.33", "node-new", &etcd);
+    let r = make_replica(&storage, dir.path(), "pf");
+    let u = share(
+        &storage,
+        &r,
+        &[&node_nqn("node-old"), &node_nqn("node-new")],
+    );
+    let volume = Uuid::new_v4().to_string();
+    let size_mib = (SIZE / MIB).to_string();
+    let create = |engine: &Engine, key: &str, preempt: Option<&str>| {
+        let nexus = Uuid::new_v4();
+        let id = nexus.to_string();
+        let mut args = vec![
+            "nexus",
+            "create",
+            &id,
+            "--name",
+            &volume,
+            "--size",
+            &size_mib,
+            "--resv-key",
+            key,
+            "--resv-type",
+            "exclusive-access",
+        ];
+        if let Some(p) = preempt {
+            args.extend(["--preempt-key", p]);
+        }
+        args.push(&u);
+        run(engine, &args);
+        let uri = run(
+            engine,
+            &[
+                "nexus",
+                "publish",
+                &nexus.to_string(),
+                "--allowed-host",
+                TEST_HOST,
+            ],
+        )
+        .trim()
+        .to_owned();
+        (nexus, uri)
+    };
+    let (_old_nexus, old_uri) = create(&old, "1", None);
+    let (c_old, d_old) = open(&old_uri).await;
+    let block = blockdev::DmaBuf::from_slice(&[7u8; 4096]);
+    d_old.write_at(0, &block).await.unwrap();
+
+    let (_new_nexus, new_uri) = create(&new, "2", Some("1"));
+    let (c_new, d_new) = open(&new_uri).await;
+    d_new.write_at(4096, &block).await.unwrap();
+    // The old target is fenced: its only child refuses its writes.
+    let fenced = d_old.write_at(8192, &block).await;
+    assert!(fenced.is_err(), "the old target could still write");
+    let mut buf = blockdev::DmaBuf::new(4096);
+    d_new.read_at(0, &mut buf).await.unwrap();
+    assert_eq!(&buf[..], &block[..]);
+    let _ = c_old.disconnect().await;
+    let _ = c_new.disconnect().await;
+}

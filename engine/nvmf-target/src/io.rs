@@ -38,10 +38,17 @@ pub(crate) const fn err(sct_: u8, sc_: u8) -> Status {
     Status::dnr(sct_, sc_)
 }
 
+/// Linux errno "no space left on device".
+const ENOSPC: i32 = 28;
+
 fn dev_status(e: &BlockDevError, write: bool) -> Status {
     match e {
         BlockDevError::OutOfRange { .. } => err(sct::GENERIC, sc::LBA_OUT_OF_RANGE),
         BlockDevError::Unaligned { .. } => err(sct::GENERIC, sc::INVALID_FIELD),
+        // A thin replica that cannot get a cluster: tell the host why.
+        BlockDevError::Io { source, .. } if source.raw_os_error() == Some(ENOSPC) => {
+            err(sct::GENERIC, sc::CAPACITY_EXCEEDED)
+        }
         BlockDevError::Io { .. } | BlockDevError::Short { .. } | BlockDevError::Injected { .. } => {
             if write {
                 Status::retry(sct::MEDIA, sc_media::WRITE_FAULT)

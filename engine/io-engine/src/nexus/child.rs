@@ -22,12 +22,14 @@ use std::{
 };
 
 use blockdev::dynamic::SharedDevice;
-use nvmf_host::{ConnectOptions, Controller};
+use nvmf_host::{
+    AcquireAction, ConnectOptions, Controller, Namespace, RegisterAction, ReservationType,
+};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::dirty::DirtyLog;
+use super::{dirty::DirtyLog, ReservationArgs};
 use crate::pool::PoolRegistry;
 
 /// State of a child.
@@ -97,8 +99,9 @@ pub struct ChildStatus {
 /// An open child device and what must be closed with it.
 pub struct OpenedChild {
     pub device: SharedDevice,
-    /// The NVMe/TCP controller of a remote child (disconnected on close).
-    pub controller: Option<Controller>,
+    /// The namespace of a remote child (its controller is disconnected on
+    /// close; reservations are taken through it).
+    pub remote: Option<Namespace>,
 }
 
 /// A boxed open future.
@@ -197,7 +200,7 @@ impl Child {
     pub(crate) fn close(&self) {
         let opened = self.device.write().take();
         if let Some(opened) = opened {
-            if let Some(ctrl) = opened.controller.clone() {
+            if let Some(ctrl) = opened.remote.as_ref().map(|ns| ns.controller().clone()) {
                 tokio::spawn(async move {
                     if let Err(e) = ctrl.disconnect().await {
                         tracing::debug!(error = %e, "child controller disconnect");
@@ -303,13 +306,18 @@ impl ChildOpener for DefaultOpener {
                     .map_err(|e| e.to_string())?;
                 return Ok(OpenedChild {
                     device: dev,
-                    controller: None,
+                    remote: None,
                 });
             }
             if uri.starts_with("nvmf://") {
                 let mut opts = ConnectOptions::from_uri(uri).map_err(|e| e.to_string())?;
                 if !has_param(uri, "hostnqn") {
                     opts.hostnqn = self.host_nqn.clone();
+                }
+                if !has_param(uri, "hostid") {
+                    // Stable across restarts, so that a restarted engine is
+                    // the same registrant of its children's reservations.
+                    opts.hostid = Uuid::new_v5(&Uuid::NAMESPACE_OID, opts.hostnqn.as_bytes());
                 }
                 if !has_param(uri, "io_timeout_ms") {
                     opts.io_timeout_ms = millis(self.io_timeout);
@@ -327,8 +335,8 @@ impl ChildOpener for DefaultOpener {
                 };
                 tracing::debug!(child = %uuid, uri, "remote child connected");
                 return Ok(OpenedChild {
-                    device: Arc::new(ns),
-                    controller: Some(ctrl),
+                    device: Arc::new(ns.clone()),
+                    remote: Some(ns),
                 });
             }
             Err(format!(
@@ -336,6 +344,43 @@ impl ChildOpener for DefaultOpener {
             ))
         })
     }
+}
+
+/// Takes the nexus's NVMe reservation on a remote child: registers `key`
+/// (replacing an older key of this host) and acquires the reservation,
+/// preempting `preempt_key` when one is given. That fences the previous
+/// target of the volume: its writes to the child fail from then on.
+/// Local children and a zero key need nothing.
+pub async fn take_reservation(resv: &ReservationArgs, opened: &OpenedChild) -> Result<(), String> {
+    let Some(ns) = &opened.remote else {
+        return Ok(());
+    };
+    if resv.key == 0 {
+        return Ok(());
+    }
+    if let Err(e) = ns
+        .resv_register(RegisterAction::Register, 0, resv.key, false)
+        .await
+    {
+        if !e.is_reservation_conflict() {
+            return Err(format!("reservation register failed: {e}"));
+        }
+        // Registered already with another key: replace it.
+        ns.resv_register(RegisterAction::Replace, 0, resv.key, true)
+            .await
+            .map_err(|e| format!("reservation register (replace) failed: {e}"))?;
+    }
+    let Some(rtype) = ReservationType::from_u8(resv.rtype) else {
+        return Ok(());
+    };
+    let result = if resv.preempt_key != 0 && resv.preempt_key != resv.key {
+        ns.resv_acquire(AcquireAction::Preempt, rtype, resv.key, resv.preempt_key)
+            .await
+    } else {
+        ns.resv_acquire(AcquireAction::Acquire, rtype, resv.key, 0)
+            .await
+    };
+    result.map_err(|e| format!("reservation acquire failed: {e}"))
 }
 
 fn millis(d: Duration) -> u32 {

@@ -737,7 +737,8 @@ impl Nexus {
             ChildState::Faulted => {}
         }
         if child.device().is_none() {
-            let opened = match self.opener.open(child.uri(), &child.uuid()).await {
+            let resv = *self.reservation.lock();
+            let opened = match self.open_reserved(child.uri(), &child.uuid(), &resv).await {
                 Ok(o) => o,
                 Err(e) => {
                     child.set_status(ChildState::Faulted, FaultReason::CannotOpen);
@@ -753,6 +754,26 @@ impl Nexus {
             child.set_device(opened);
         }
         self.start_rebuild_of(&child, max_bandwidth).await
+    }
+
+    /// Opens a child and takes the nexus's reservation on it.
+    async fn open_reserved(
+        &self,
+        uri: &str,
+        uuid: &Uuid,
+        resv: &ReservationArgs,
+    ) -> Result<OpenedChild, String> {
+        let opened = self.opener.open(uri, uuid).await?;
+        if let Err(e) = child::take_reservation(resv, &opened).await {
+            if let Some(ns) = &opened.remote {
+                let ctrl = ns.controller().clone();
+                tokio::spawn(async move {
+                    let _ = ctrl.disconnect().await;
+                });
+            }
+            return Err(e);
+        }
+        Ok(opened)
     }
 
     /// Checks a child device fits the nexus.
@@ -926,6 +947,8 @@ impl Nexus {
     }
 
     /// Adds a new child (it is rebuilt in full unless `norebuild`).
+    ///
+    /// The child takes the nexus's reservation like every child.
     pub(crate) async fn add_child(&self, uri: &str, norebuild: bool) -> Result<(), NexusError> {
         if self.is_shut_down() {
             return Err(NexusError::FailedPrecondition(format!(
@@ -944,10 +967,11 @@ impl Nexus {
                 self.uuid
             )));
         }
-        let opened =
-            self.opener.open(uri, &uuid).await.map_err(|e| {
-                NexusError::FailedPrecondition(format!("cannot open child {uri}: {e}"))
-            })?;
+        let resv = *self.reservation.lock();
+        let opened = self
+            .open_reserved(uri, &uuid, &resv)
+            .await
+            .map_err(|e| NexusError::FailedPrecondition(format!("cannot open child {uri}: {e}")))?;
         self.check_child_device(&opened.device)?;
         let child = Arc::new(Child::new(
             uri.to_owned(),

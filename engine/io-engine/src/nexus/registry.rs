@@ -24,12 +24,15 @@ use uuid::Uuid;
 
 use super::{
     check_child_uri,
-    child::{Child, ChildOpener, ChildState, ChildStatus, FaultReason, OpenedChild},
+    child::{
+        take_reservation, Child, ChildOpener, ChildState, ChildStatus, FaultReason, OpenedChild,
+    },
     info::{self, InfoStore, NexusInfo},
     rebuild::{Control, RebuildStats},
     Nexus, NexusConfig, NexusError, NexusView, Published,
 };
 use crate::share::{check_host_nqns, NvmfEndpoint, NQN_PREFIX};
+use nvmf_target::SubsystemOptions;
 
 /// NVMe reservation a nexus takes on its remote children.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -170,7 +173,9 @@ impl NexusRegistry {
                 .map_err(NexusError::Store)?,
             None => None,
         };
-        let (children, block_size) = self.open_children(&planned, prior.as_ref()).await?;
+        let (children, block_size) = self
+            .open_children(&planned, prior.as_ref(), &args.reservation)
+            .await?;
         if !args.size_bytes.is_multiple_of(u64::from(block_size)) {
             close_all(&children);
             return Err(NexusError::InvalidArgument(format!(
@@ -225,6 +230,7 @@ impl NexusRegistry {
         &self,
         planned: &[(String, Uuid)],
         prior: Option<&NexusInfo>,
+        resv: &ReservationArgs,
     ) -> Result<(Vec<Arc<Child>>, u32), NexusError> {
         if let Some(info) = prior {
             if !planned.iter().any(|(_, id)| info.is_healthy(id)) {
@@ -242,7 +248,13 @@ impl NexusRegistry {
                 Some(info) if info.clean_shutdown => info.is_healthy(uuid),
                 Some(info) => online == 0 && info.is_healthy(uuid),
             };
-            let opened: Result<OpenedChild, String> = self.opener.open(uri, uuid).await;
+            let mut opened: Result<OpenedChild, String> = self.opener.open(uri, uuid).await;
+            if let Ok(o) = &opened {
+                if let Err(e) = take_reservation(resv, o).await {
+                    close_opened(o);
+                    opened = Err(e);
+                }
+            }
             let (state, reason) = match &opened {
                 Err(e) => {
                     warn!(child = %uri, error = %e, "cannot open child");
@@ -370,7 +382,16 @@ impl NexusRegistry {
         let ns_uuid = nexus.name().parse::<Uuid>().unwrap_or(nexus.uuid());
         let dev: blockdev::dynamic::SharedDevice = nexus.clone();
         nvmf.target
-            .add_subsystem(&nqn, dev, ns_uuid, hosts.clone())
+            .add_subsystem_with(
+                &nqn,
+                dev,
+                ns_uuid,
+                SubsystemOptions {
+                    allowed_hosts: hosts.clone(),
+                    cntlid_min: args.min_cntlid,
+                    cntlid_max: args.max_cntlid,
+                },
+            )
             .map_err(|e| match e {
                 nvmf_target::TargetError::AlreadyExists { .. } => NexusError::AlreadyExists(
                     format!("subsystem {nqn} is exported already (another nexus of the volume?)"),
@@ -484,6 +505,15 @@ pub enum ChildAction {
     Online,
     Offline,
     Fault,
+}
+
+fn close_opened(o: &OpenedChild) {
+    if let Some(ns) = &o.remote {
+        let ctrl = ns.controller().clone();
+        tokio::spawn(async move {
+            let _ = ctrl.disconnect().await;
+        });
+    }
 }
 
 fn close_all(children: &[Arc<Child>]) {
