@@ -29,6 +29,7 @@ use crate::{
     grpc::{self, HostIdentity},
     nexus::{etcd::EtcdInfoStore, host_nqn, DefaultOpener, InfoStore, NexusConfig, NexusRegistry},
     pool::PoolRegistry,
+    registration::Registration,
     share::{advertised_ip, NvmfEndpoint, ShareManager},
 };
 
@@ -160,6 +161,16 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub child_reconnect_timeout_ms: u64,
 
+    /// Core agent to register with (HOST:PORT or http://HOST:PORT); the
+    /// engine re-registers every heartbeat interval.
+    #[arg(short = 'R', long, value_name = "ENDPOINT")]
+    pub registration_endpoint: Option<String>,
+
+    /// Heartbeat interval towards the core agent, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub heartbeat_interval_ms: u64,
+
     /// Default rebuild bandwidth limit in MiB/s (0: unlimited).
     #[arg(long, value_name = "MIB_PER_S", default_value_t = 0)]
     pub rebuild_bandwidth_mib: u64,
@@ -224,6 +235,27 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         "io-engine listening"
     );
 
+    let registration = config.registration_endpoint.clone().map(|core| {
+        let advertised = if endpoint.ip().is_unspecified() {
+            SocketAddr::new(
+                advertised_ip(endpoint.ip(), config.nvmf_advertise),
+                endpoint.port(),
+            )
+        } else {
+            endpoint
+        };
+        let reg = Registration {
+            endpoint: core,
+            node: node_name.clone(),
+            grpc_endpoint: advertised.to_string(),
+            instance_uuid: uuid::Uuid::new_v4().to_string(),
+            node_nqn: host_nqn(&node_name),
+            heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
+        };
+        let stop = shutdown.child_token();
+        tokio::spawn(reg.run(stop))
+    });
+
     let router = grpc::router(
         share.clone(),
         nexus.clone(),
@@ -248,6 +280,9 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     info!("gRPC server and nvmf target stopped; shutting nexuses down and exporting pools");
     nexus.shutdown_all().await;
     share.shutdown().await;
+    if let Some(reg) = registration {
+        let _ = reg.await;
+    }
     served.context("gRPC server failed")?;
     info!("io-engine stopped");
     Ok(())

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod grpc;
 pub mod nexus;
 pub mod pool;
+pub mod registration;
 pub mod share;
 pub mod stress;
 
