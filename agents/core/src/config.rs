@@ -1,0 +1,103 @@
+//! Command line and tunables of the core agent.
+
+use std::{net::SocketAddr, time::Duration};
+
+use crate::scheduler::ThinLimits;
+
+/// Command line of `agent-core`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "agent-core",
+    version,
+    about = "The core agent: registry, specs, scheduler and reconcilers; serves engine registration (gRPC) and the REST operations (HTTP) on one port."
+)]
+pub struct Args {
+    /// IP:PORT of the core agent (gRPC registration and the HTTP API).
+    #[arg(short = 'g', long, default_value = "0.0.0.0:50051")]
+    pub grpc_endpoint: SocketAddr,
+    /// Store endpoint (etcd, or the embedded store): HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    pub store: String,
+    /// Cluster uid in the store keys.
+    #[arg(long, default_value = "default")]
+    pub cluster_uid: String,
+    /// Namespace in the store keys.
+    #[arg(long, default_value = "mayastor")]
+    pub namespace: String,
+    /// A node whose engine has not registered for this long is Offline.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// How long a faulted child may come back for a partial rebuild before
+    /// it is replaced (full rebuild).
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    pub faulted_child_wait: Duration,
+    /// Period of the reconcile loop.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub reconcile_period: Duration,
+    /// How often engines are polled for their pools, replicas and nexuses.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub poll_period: Duration,
+    /// Orphaned replicas and nexuses are destroyed after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub gc_period: Duration,
+    /// TTL of the leader lease.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+    /// Timeout of one engine call.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub engine_timeout: Duration,
+    /// Thin pools: committed sizes may reach this percentage of capacity.
+    #[arg(long, default_value_t = 250)]
+    pub pool_commitment: u64,
+    /// Thin replicas added later need this percentage of their size free.
+    #[arg(long, default_value_t = 40)]
+    pub volume_commitment: u64,
+    /// Thin replicas of a new volume need this percentage of their size free.
+    #[arg(long, default_value_t = 40)]
+    pub volume_commitment_initial: u64,
+    /// Log format on stderr.
+    #[arg(long, default_value = "pretty")]
+    pub log_format: String,
+}
+
+impl Args {
+    pub fn limits(&self) -> ThinLimits {
+        ThinLimits {
+            pool_commitment_pct: self.pool_commitment,
+            volume_commitment_pct: self.volume_commitment,
+            volume_commitment_initial_pct: self.volume_commitment_initial,
+        }
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = t
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((t, "s"), |i| (&t[..i], &t[i..]));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

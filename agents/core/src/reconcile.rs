@@ -1,0 +1,553 @@
+//! Reconcilers: the loops that make the observed state follow the specs.
+//!
+//! Each is a small function run by [`step`] (every reconcile period, under
+//! the core's operation lock, only on the lease holder):
+//! - [`recover_ops`]: finishes or rolls back operations a crash interrupted
+//!   (create and publish are rolled back, destroy and unpublish finished);
+//! - [`restore_nodes`]: pools are created (imported) again and nexuses
+//!   recreated on engines that restarted — the engine's nexus info decides
+//!   which children come back online;
+//! - [`self_heal`]: a faulted child whose replica is reachable again within
+//!   the faulted-child wait is onlined (partial rebuild); after the wait, or
+//!   at once when it ran out of space, it is retired and replaced (full
+//!   rebuild) — but only when a replacement can be placed, so a volume
+//!   that cannot heal keeps its replicas and stays Degraded; replica counts
+//!   are brought to the spec (scale up, or down removing faulted first);
+//! - [`gc`]: specs left `Deleting`, specs left `Creating` by a crash, and
+//!   replicas and nexuses no spec knows (after one GC period) are removed;
+//! - [`drain`]: targets move off draining nodes.
+//!
+//! The poll loop ([`poll_loop`]) refreshes observed state and marks nodes
+//! without a heartbeat offline.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use io_engine_api::v1;
+use openapi::models::{DrainStatus, SpecStatus};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    core::{child_of, Core},
+    scheduler,
+    specs::VolumeOp,
+};
+
+/// State the reconcilers keep between steps.
+#[derive(Default)]
+pub struct ReconcileState {
+    /// Orphans first seen at.
+    orphans: Mutex<HashMap<String, Instant>>,
+}
+
+/// Refreshes observed state and expires nodes, every poll period.
+pub async fn poll_loop(core: Arc<Core>, stop: CancellationToken) {
+    loop {
+        for id in core.registry.expire(core.args.heartbeat_timeout) {
+            warn!(node = %id, "node offline: no heartbeat");
+        }
+        let nodes = core.registry.nodes();
+        futures::future::join_all(
+            nodes
+                .iter()
+                .filter(|n| n.online)
+                .map(|n| core.refresh(&n.id)),
+        )
+        .await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(core.args.poll_period) => {}
+        }
+    }
+}
+
+/// Runs the reconcilers every reconcile period until `stop`.
+pub async fn run(core: Arc<Core>, stop: CancellationToken) {
+    let state = ReconcileState::default();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(core.args.reconcile_period) => {}
+        }
+        step(&core, &state).await;
+    }
+}
+
+/// One pass of every reconciler.
+pub async fn step(core: &Core, state: &ReconcileState) {
+    let _g = core.op_lock.lock().await;
+    recover_ops(core).await;
+    restore_nodes(core).await;
+    self_heal(core).await;
+    gc(core, state).await;
+    drain(core).await;
+}
+
+/// Finishes or rolls back interrupted volume operations.
+pub async fn recover_ops(core: &Core) {
+    let pending: Vec<_> = core
+        .specs
+        .volumes
+        .read()
+        .values()
+        .filter(|r| r.op.is_some())
+        .cloned()
+        .collect();
+    for mut rec in pending {
+        let id = rec.spec.uuid.clone();
+        let result = match rec.op.clone() {
+            Some(VolumeOp::Create) => {
+                info!(volume = %id, "rolling back an interrupted create");
+                let mut r = Ok(());
+                for replica in core.specs.volume_replicas(&id) {
+                    if let Err(e) = core.destroy_replica(&replica).await {
+                        r = Err(e);
+                    }
+                }
+                match r {
+                    Ok(()) => core.specs.delete_volume(&id).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Some(VolumeOp::Destroy) => {
+                info!(volume = %id, "finishing an interrupted destroy");
+                core.finish_destroy(rec.clone()).await
+            }
+            Some(VolumeOp::Publish { nexus, .. }) => {
+                info!(volume = %id, "rolling back an interrupted publish");
+                let spec = core.specs.nexuses.read().get(&nexus).cloned();
+                match spec {
+                    Some(spec) => core.rollback_publish(&mut rec, &spec).await,
+                    None => {
+                        rec.op = None;
+                        rec.nexus = None;
+                        rec.spec.target = None;
+                        if let Err(e) = core.specs.put_volume(rec.clone()).await {
+                            warn!(volume = %id, error = %e, "cannot clear the publish");
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Some(VolumeOp::Unpublish) => {
+                info!(volume = %id, "finishing an interrupted unpublish");
+                match core.unpublish_locked(&mut rec).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            warn!(volume = %id, error = %e, "interrupted operation not settled yet");
+        }
+    }
+}
+
+/// Pools and nexuses back on engines that lost them (restarts).
+pub async fn restore_nodes(core: &Core) {
+    for node in core.registry.nodes().into_iter().filter(|n| n.online) {
+        let pools: Vec<_> = core
+            .specs
+            .pools
+            .read()
+            .values()
+            .filter(|p| p.node == node.id && p.status == SpecStatus::Created)
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for p in pools {
+            if node.pools.iter().any(|o| o.name == p.id) {
+                continue;
+            }
+            info!(pool = %p.id, node = %node.id, "importing a pool the engine lost");
+            match node
+                .client
+                .pool
+                .clone()
+                .create_pool(v1::CreatePoolRequest {
+                    name: p.id.clone(),
+                    uuid: None,
+                    disks: p.disks.clone(),
+                    cluster_size: None,
+                })
+                .await
+            {
+                Ok(_) => changed = true,
+                Err(e) => warn!(pool = %p.id, error = %e.message(), "cannot import the pool"),
+            }
+        }
+        if changed {
+            core.refresh(&node.id).await;
+        }
+        let node = core.registry.node(&node.id).unwrap_or(node);
+        let nexuses: Vec<_> = core
+            .specs
+            .nexuses
+            .read()
+            .values()
+            .filter(|n| n.node == node.id && n.status == SpecStatus::Created)
+            .cloned()
+            .collect();
+        for spec in nexuses {
+            if node.nexuses.iter().any(|o| o.uuid == spec.uuid) {
+                continue;
+            }
+            let Some(rec) = spec.owner.as_ref().and_then(|v| core.specs.volume(v)) else {
+                continue;
+            };
+            if rec.nexus.as_deref() != Some(spec.uuid.as_str()) {
+                continue;
+            }
+            info!(nexus = %spec.uuid, node = %node.id, volume = %rec.spec.uuid, "recreating a nexus the engine lost");
+            let replicas = core.specs.volume_replicas(&rec.spec.uuid);
+            if let Err(e) = core.start_nexus(&rec, &spec, 0, &replicas).await {
+                warn!(nexus = %spec.uuid, error = %e, "cannot recreate the nexus yet");
+            }
+        }
+    }
+}
+
+fn age_ms(ms: i64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Duration::from_millis(u64::try_from(now - ms).unwrap_or(0))
+}
+
+/// Faulted children and replica counts of published volumes.
+pub async fn self_heal(core: &Core) {
+    let volumes: Vec<_> = core
+        .specs
+        .volumes
+        .read()
+        .values()
+        .filter(|r| r.spec.status == SpecStatus::Created && r.op.is_none())
+        .cloned()
+        .collect();
+    for rec in volumes {
+        let id = rec.spec.uuid.clone();
+        let Some((target, nexus)) = core.observed_nexus(&rec) else {
+            continue;
+        };
+        let client = match core.registry.online_client(&target) {
+            Some(c) => c,
+            None => continue,
+        };
+        let replicas = core.specs.volume_replicas(&id);
+        for child in &nexus.children {
+            if child.state != v1::ChildState::ChildFaulted as i32 {
+                continue;
+            }
+            let Some(replica) = replicas.iter().find(|r| r.uuid == child.uuid) else {
+                // A child no spec knows: drop it.
+                let _ = client
+                    .nexus
+                    .clone()
+                    .remove_child_nexus(v1::RemoveChildNexusRequest {
+                        uuid: nexus.uuid.clone(),
+                        uri: child.uri.clone(),
+                    })
+                    .await;
+                continue;
+            };
+            // Reachable: its engine reports it and its pool is healthy (a
+            // pool whose disk returned errors must not take it back).
+            let reachable = core.registry.replica(&replica.uuid).is_some()
+                && core.registry.pools().iter().any(|(node, p)| {
+                    *node == replica.node
+                        && p.name == replica.pool
+                        && p.state == v1::PoolState::PoolOnline as i32
+                });
+            let waited = child.faulted_at_ms > 0
+                && age_ms(child.faulted_at_ms) >= core.args.faulted_child_wait;
+            let no_space = child.reason == v1::ChildStateReason::ChildReasonNoSpace as i32;
+            if reachable && !waited && !no_space {
+                // Back in time: online it (partial rebuild when it can).
+                if let Err(e) = client
+                    .nexus
+                    .clone()
+                    .child_operation(v1::ChildOperationRequest {
+                        nexus_uuid: nexus.uuid.clone(),
+                        uri: child.uri.clone(),
+                        action: v1::ChildAction::Online as i32,
+                    })
+                    .await
+                {
+                    warn!(volume = %id, child = %child.uri, error = %e.message(), "cannot online the child yet");
+                } else {
+                    info!(volume = %id, child = %child.uri, "child back: onlined for a rebuild");
+                }
+                continue;
+            }
+            if !waited && !no_space {
+                continue;
+            }
+            // Retire it, but only when a replacement can be placed.
+            let cluster = core.cluster();
+            let others: Vec<_> = cluster
+                .replicas
+                .iter()
+                .filter(|r| r.volume.as_deref() == Some(id.as_str()) && r.uuid != replica.uuid)
+                .cloned()
+                .collect();
+            let mut req = crate::core::Core::request_for(&rec.spec);
+            req.replicas = rec.spec.num_replicas;
+            if scheduler::place_additional_replica(&cluster, &req, &others).is_err() {
+                continue;
+            }
+            info!(volume = %id, child = %child.uri, no_space, "retiring a faulted replica");
+            if let Err(e) = core.remove_replica(&rec, &replica.uuid).await {
+                warn!(volume = %id, error = %e, "cannot retire the replica");
+            }
+        }
+        // Replica count.
+        let current = core
+            .specs
+            .volume_replicas(&id)
+            .into_iter()
+            .filter(|r| r.status != SpecStatus::Deleting)
+            .count();
+        let want = usize::from(rec.spec.num_replicas);
+        if current < want {
+            match core.add_replica(&rec).await {
+                Ok(r) => info!(volume = %id, replica = %r.uuid, node = %r.node, "replica added"),
+                Err(e) => {
+                    warn!(volume = %id, error = %e, "volume stays degraded: no replacement possible")
+                }
+            }
+        } else if current > want {
+            if let Some(victim) = scheduler::replica_to_remove(&core.cluster(), &id) {
+                if let Err(e) = core.remove_replica(&rec, &victim).await {
+                    warn!(volume = %id, error = %e, "cannot remove a surplus replica");
+                }
+            }
+        }
+        // Replicas that are reachable but not in the nexus (their node was
+        // away when the nexus was made): add them back (full rebuild).
+        if let Some((_, nexus)) = core.observed_nexus(&rec) {
+            for r in core.specs.volume_replicas(&id) {
+                if r.status != SpecStatus::Created || child_of(&nexus, &r.uuid).is_some() {
+                    continue;
+                }
+                if core.registry.replica(&r.uuid).is_none() {
+                    continue;
+                }
+                let Ok(uri) = core.child_uri(&r, &target).await else {
+                    continue;
+                };
+                match client
+                    .nexus
+                    .clone()
+                    .add_child_nexus(v1::AddChildNexusRequest {
+                        uuid: nexus.uuid.clone(),
+                        uri,
+                        norebuild: false,
+                    })
+                    .await
+                {
+                    Ok(_) => {
+                        info!(volume = %id, replica = %r.uuid, "replica added back to the target")
+                    }
+                    Err(e) => {
+                        warn!(volume = %id, error = %e.message(), "cannot add the replica back")
+                    }
+                }
+            }
+        }
+        core.refresh(&target).await;
+    }
+}
+
+/// Removes what specs no longer want and what no spec knows.
+pub async fn gc(core: &Core, state: &ReconcileState) {
+    // Specs left Deleting.
+    let deleting: Vec<_> = core
+        .specs
+        .replicas
+        .read()
+        .values()
+        .filter(|r| r.status == SpecStatus::Deleting)
+        .cloned()
+        .collect();
+    for r in deleting {
+        if core.registry.online_client(&r.node).is_some() {
+            if let Err(e) = core.destroy_replica(&r).await {
+                warn!(replica = %r.uuid, error = %e, "gc: cannot destroy replica");
+            }
+        }
+    }
+    let nexus_deleting: Vec<_> = core
+        .specs
+        .nexuses
+        .read()
+        .values()
+        .filter(|n| n.status == SpecStatus::Deleting)
+        .cloned()
+        .collect();
+    for n in nexus_deleting {
+        if let Some(client) = core.registry.online_client(&n.node) {
+            if client
+                .nexus
+                .clone()
+                .destroy_nexus(v1::DestroyNexusRequest {
+                    uuid: n.uuid.clone(),
+                })
+                .await
+                .is_ok()
+            {
+                let _ = core.specs.delete_nexus(&n.uuid).await;
+            }
+        }
+    }
+    // Specs left Creating by a crash (operations hold the lock we hold).
+    let creating: Vec<_> = core
+        .specs
+        .replicas
+        .read()
+        .values()
+        .filter(|r| r.status == SpecStatus::Creating)
+        .cloned()
+        .collect();
+    for r in creating {
+        info!(replica = %r.uuid, "gc: replica creation was interrupted; removing it");
+        if let Err(e) = core.destroy_replica(&r).await {
+            warn!(replica = %r.uuid, error = %e, "gc: cannot remove the replica");
+        }
+    }
+    let pools_creating: Vec<_> = core
+        .specs
+        .pools
+        .read()
+        .values()
+        .filter(|p| p.status == SpecStatus::Creating)
+        .cloned()
+        .collect();
+    for p in pools_creating {
+        // The engine may or may not have it: keep it when it does.
+        let exists = core.registry.pools().iter().any(|(_, o)| o.name == p.id);
+        let settled = if exists {
+            core.specs
+                .put_pool(openapi::models::PoolSpec {
+                    status: SpecStatus::Created,
+                    ..p.clone()
+                })
+                .await
+        } else if core.registry.online_client(&p.node).is_some() {
+            core.specs.delete_pool(&p.id).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = settled {
+            warn!(pool = %p.id, error = %e, "gc: cannot settle the pool spec");
+        }
+    }
+    // Orphans: replicas (named by their uuid, as the core names them) and
+    // nexuses that no spec knows, seen for a whole GC period.
+    let mut seen_now = Vec::new();
+    for (node, r) in core.registry.replicas() {
+        if r.name == r.uuid && !core.specs.replicas.read().contains_key(&r.uuid) {
+            seen_now.push((format!("replica/{}", r.uuid), node, r.uuid.clone(), true));
+        }
+    }
+    for (node, n) in core.registry.nexuses() {
+        if !core.specs.nexuses.read().contains_key(&n.uuid) {
+            seen_now.push((format!("nexus/{}", n.uuid), node, n.uuid.clone(), false));
+        }
+    }
+    let mut orphans = state.orphans.lock().clone();
+    orphans.retain(|k, _| seen_now.iter().any(|(key, ..)| key == k));
+    for (key, node, uuid, is_replica) in seen_now {
+        let first = *orphans.entry(key.clone()).or_insert_with(Instant::now);
+        if first.elapsed() < core.args.gc_period {
+            continue;
+        }
+        let Some(client) = core.registry.online_client(&node) else {
+            continue;
+        };
+        info!(what = %key, node = %node, "gc: destroying an orphan");
+        let done = if is_replica {
+            client
+                .replica
+                .clone()
+                .destroy_replica(v1::DestroyReplicaRequest {
+                    replica: Some(v1::destroy_replica_request::Replica::Uuid(uuid)),
+                })
+                .await
+                .is_ok()
+        } else {
+            client
+                .nexus
+                .clone()
+                .destroy_nexus(v1::DestroyNexusRequest { uuid })
+                .await
+                .is_ok()
+        };
+        if done {
+            orphans.remove(&key);
+            core.refresh(&node).await;
+        }
+    }
+    *state.orphans.lock() = orphans;
+}
+
+/// Moves targets off draining nodes; a node with none left is Drained.
+pub async fn drain(core: &Core) {
+    let draining: Vec<_> = core
+        .specs
+        .nodes
+        .read()
+        .values()
+        .filter(|n| n.cordon_drain_state.drain_status == Some(DrainStatus::Draining))
+        .cloned()
+        .collect();
+    for node in draining {
+        let volumes: Vec<_> = core
+            .specs
+            .volumes
+            .read()
+            .values()
+            .filter(|r| r.spec.target.as_ref().is_some_and(|t| t.node == node.id))
+            .cloned()
+            .collect();
+        let mut left = 0;
+        for mut rec in volumes {
+            let frontend = rec
+                .spec
+                .target
+                .as_ref()
+                .and_then(|t| t.frontend_nodes.first().cloned());
+            info!(volume = %rec.spec.uuid, node = %node.id, "drain: moving the target");
+            if let Err(e) = core.unpublish_locked(&mut rec).await {
+                warn!(volume = %rec.spec.uuid, error = %e, "drain: cannot remove the old target");
+                left += 1;
+                continue;
+            }
+            if let Err(e) = core
+                .publish_locked(
+                    rec.clone(),
+                    None,
+                    frontend.as_deref(),
+                    std::slice::from_ref(&node.id),
+                )
+                .await
+            {
+                warn!(volume = %rec.spec.uuid, error = %e, "drain: cannot publish elsewhere");
+                left += 1;
+            }
+        }
+        if left == 0 {
+            let mut spec = node.clone();
+            spec.cordon_drain_state.drain_status = Some(DrainStatus::Drained);
+            if core.specs.put_node(spec).await.is_ok() {
+                info!(node = %node.id, "node drained");
+            }
+        }
+    }
+}

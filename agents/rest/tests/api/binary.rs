@@ -1,0 +1,332 @@
+//! The `api-rest` binary as a real process: it forwards to a core endpoint
+//! (the router over the routing test double), answers over http and https
+//! (a self-signed certificate made here), checks its token, reports a
+//! taken port, and stops with exit code 0 on SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use openapi::models::*;
+use openapi::{CoreApi, ErrorKind, RestClient, RestClientOptions, RestError};
+
+use super::routing_double::*;
+use super::support::TestServer;
+
+const TOKEN: &str = "binary-test-token";
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("ephemeral port")
+        .port()
+}
+
+/// The process; killed if a test fails before stopping it.
+struct ApiRest {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl ApiRest {
+    fn spawn(args: &[String], dir: &Path) -> Self {
+        let stderr = dir.join(format!("api-rest-{}.log", free_port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_api-rest"))
+            .args(args)
+            .env_remove("REST_BEARER_TOKEN")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("api-rest starts");
+        Self { child, stderr }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until `/live` answers on `url` through `client`.
+    async fn wait_live(&mut self, client: &reqwest::Client, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = client.get(format!("{url}/live")).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("api-rest exited early ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "api-rest not live:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "api-rest did not exit:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM by pid, then the exit status.
+    async fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        self.wait_exit().await
+    }
+}
+
+impl Drop for ApiRest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A self-signed certificate for localhost / 127.0.0.1, as PEM files.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("certificate");
+    let cert_pem = certified.cert.pem();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, &cert_pem).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    (cert, key, cert_pem.into_bytes())
+}
+
+fn args(core: &str, http: SocketAddr) -> Vec<String> {
+    vec![
+        "--core-endpoint".into(),
+        core.into(),
+        "--http".into(),
+        http.to_string(),
+        "--request-timeout".into(),
+        "5s".into(),
+    ]
+}
+
+fn client(url: &str, opts: RestClientOptions) -> RestClient {
+    RestClient::new(url, opts).expect("client")
+}
+
+#[tokio::test]
+async fn forwards_over_http_and_https_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let core = TestServer::open().await;
+    let (cert, key, ca_pem) = self_signed(dir.path());
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut argv = args(&core.url(), http);
+    argv.extend([
+        "--https".into(),
+        https.to_string(),
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+        "--bearer-token-file".into(),
+        token_file.display().to_string(),
+        "--log-format".into(),
+        "json".into(),
+    ]);
+    let mut process = ApiRest::spawn(&argv, dir.path());
+    process
+        .wait_live(&reqwest::Client::new(), &format!("http://{http}"))
+        .await;
+
+    let with_token = RestClientOptions {
+        bearer_token: Some(TOKEN.into()),
+        ..Default::default()
+    };
+    let over_http = client(&format!("http://{http}"), with_token.clone());
+    let over_https = client(
+        &format!("https://{https}"),
+        RestClientOptions {
+            ca_pem: Some(ca_pem.clone()),
+            ..with_token.clone()
+        },
+    );
+
+    for api in [&over_http, &over_https] {
+        assert_eq!(api.get_nodes().await, core.double.get_nodes().await);
+        assert_eq!(
+            api.get_volume(VOLUME_1).await,
+            core.double.get_volume(VOLUME_1).await
+        );
+        assert_eq!(
+            api.get_volume(MISSING).await,
+            Err(RestError::not_found(format!("volume {MISSING}")))
+        );
+        let spec = api.get_spec_json().await.expect("spec");
+        assert!(spec["paths"]["/v0/volumes"].is_object());
+    }
+    let id = "55555555-5555-4555-8555-555555555555";
+    let created = over_https
+        .put_volume(
+            id,
+            CreateVolumeBody {
+                size: 1 << 20,
+                replicas: 1,
+                thin: false,
+                policy: VolumePolicy::default(),
+                topology: None,
+                labels: None,
+                affinity_group: None,
+            },
+        )
+        .await
+        .expect("created through the forwarder");
+    assert_eq!(Ok(created), core.double.get_volume(id).await);
+    over_http.del_volume(id).await.expect("deleted");
+    assert!(core.double.calls().contains(&format!("del_volume({id})")));
+
+    // Input checks happen in front of the forwarder too.
+    let bad = over_http
+        .put_volume_replica_count(VOLUME_1, 0)
+        .await
+        .expect_err("count 0");
+    assert_eq!(bad.kind, ErrorKind::InvalidArgument);
+    assert!(!core
+        .double
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("put_volume_replica_count")));
+
+    // The token is checked.
+    let anonymous = client(&format!("http://{http}"), RestClientOptions::default());
+    assert_eq!(
+        anonymous.get_nodes().await.expect_err("no token").kind,
+        ErrorKind::Unauthenticated
+    );
+    // An unknown CA is refused; insecure mode accepts it.
+    let unknown_ca = client(&format!("https://{https}"), with_token.clone());
+    let error = unknown_ca.get_nodes().await.expect_err("unknown CA");
+    assert_eq!(error.kind, ErrorKind::Unavailable, "{error:?}");
+    let insecure = client(
+        &format!("https://{https}"),
+        RestClientOptions {
+            insecure: true,
+            ..with_token.clone()
+        },
+    );
+    insecure.get_nodes().await.expect("insecure accepts");
+    // The name in the certificate is checked as well.
+    let by_name = client(
+        &format!("https://localhost:{}", https.port()),
+        RestClientOptions {
+            ca_pem: Some(ca_pem),
+            ..with_token
+        },
+    );
+    by_name
+        .get_nodes()
+        .await
+        .expect("localhost is in the certificate");
+
+    let status = process.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", process.log());
+    let log = process.log();
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(
+        std::net::TcpStream::connect(http).is_err(),
+        "the http port still answers"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_core_is_unavailable_and_not_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dead_core = format!("http://127.0.0.1:{}", free_port());
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut process = ApiRest::spawn(&args(&dead_core, http), dir.path());
+    process
+        .wait_live(&reqwest::Client::new(), &format!("http://{http}"))
+        .await;
+
+    let api = client(&format!("http://{http}"), RestClientOptions::default());
+    let error = api.get_nodes().await.expect_err("core is down");
+    assert_eq!(error.kind, ErrorKind::Unavailable);
+    assert!(error.message.contains(&dead_core), "{error:?}");
+
+    let ready = reqwest::get(format!("http://{http}/ready"))
+        .await
+        .expect("answer");
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+
+    let status = process.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", process.log());
+}
+
+#[tokio::test]
+async fn taken_port_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let mut process = ApiRest::spawn(&args("http://127.0.0.1:1", addr), dir.path());
+    let status = process.wait_exit().await;
+    assert_eq!(status.code(), Some(1));
+    let log = process.log();
+    assert!(
+        log.contains(&format!("cannot listen for http on {addr}")),
+        "{log}"
+    );
+    assert!(log.to_lowercase().contains("in use"), "{log}");
+    drop(taken);
+}
+
+#[tokio::test]
+async fn https_setup_errors_are_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let https = format!("127.0.0.1:{}", free_port());
+
+    // --https without --cert/--key is a usage error.
+    let mut argv = args("http://127.0.0.1:1", http);
+    argv.extend(["--https".into(), https.clone()]);
+    let mut process = ApiRest::spawn(&argv, dir.path());
+    assert_eq!(process.wait_exit().await.code(), Some(2));
+
+    // A certificate file that holds no PEM.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").expect("write");
+    let mut argv = args("http://127.0.0.1:1", http);
+    argv.extend([
+        "--https".into(),
+        https,
+        "--cert".into(),
+        junk.display().to_string(),
+        "--key".into(),
+        junk.display().to_string(),
+    ]);
+    let mut process = ApiRest::spawn(&argv, dir.path());
+    assert_eq!(process.wait_exit().await.code(), Some(1));
+    let log = process.log();
+    assert!(log.contains("junk.pem"), "{log}");
+}
