@@ -7,11 +7,14 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v fallocate >/dev/null || need_apt+=(util-linux)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
     else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
 fi
+# Schemathesis (in its own venv) for the REST API fuzz test.
+bash scripts/rest-fuzz.sh --install
 # The Linux NVMe/TCP host and target run in a throw-away VM for the interop
 # tests; build (or refresh) its image. It installs QEMU and friends itself.
 NVME_VM="$(pwd)/../shared/tools/nvme-vm"

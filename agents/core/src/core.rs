@@ -39,6 +39,23 @@ pub fn cntlid_window(gen: u64) -> (u32, u32) {
 
 pub type CoreResult<T> = Result<T, CoreError>;
 
+/// Volume sizes are whole blocks of this many bytes (the smallest block
+/// size of a nexus): a volume of any other size could never be published.
+pub const VOLUME_SIZE_ALIGN_BYTES: u64 = 512;
+
+fn check_volume_size(size: u64) -> CoreResult<()> {
+    if size == 0 {
+        return Err(rest(ErrorKind::InvalidArgument, "volume size must be > 0"));
+    }
+    if !size.is_multiple_of(VOLUME_SIZE_ALIGN_BYTES) {
+        return Err(rest(
+            ErrorKind::InvalidArgument,
+            format!("volume size {size} bytes is not a multiple of {VOLUME_SIZE_ALIGN_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
 /// The core agent.
 pub struct Core {
     pub args: Args,
@@ -512,6 +529,22 @@ impl Core {
                 "node {node}"
             ))));
         }
+        let holder = self
+            .specs
+            .pools
+            .read()
+            .values()
+            .find(|p| p.node == node && p.disks.iter().any(|d| body.disks.contains(d)))
+            .map(|p| p.id.clone());
+        if let Some(other) = holder {
+            return Err(rest(
+                ErrorKind::InUse,
+                format!(
+                    "disk {} of node {node} is already used by pool {other}",
+                    body.disks[0]
+                ),
+            ));
+        }
         let client = self.client(node)?;
         let spec = PoolSpec {
             node: node.to_owned(),
@@ -762,9 +795,7 @@ impl Core {
     }
 
     pub async fn create_volume(&self, id: &str, body: CreateVolumeBody) -> CoreResult<Volume> {
-        if body.size == 0 {
-            return Err(rest(ErrorKind::InvalidArgument, "volume size must be > 0"));
-        }
+        check_volume_size(body.size)?;
         let _g = self.op_lock.lock().await;
         if let Some(rec) = self.specs.volume(id) {
             let same = rec.spec.size == body.size
@@ -1268,6 +1299,7 @@ impl Core {
     }
 
     pub async fn resize_volume(&self, id: &str, size: u64) -> CoreResult<Volume> {
+        check_volume_size(size)?;
         let _g = self.op_lock.lock().await;
         let mut rec = self.volume_record(id)?;
         if size < rec.spec.size {

@@ -12,7 +12,8 @@
 //!   at once when it ran out of space, it is retired and replaced (full
 //!   rebuild) — but only when a replacement can be placed, so a volume
 //!   that cannot heal keeps its replicas and stays Degraded; replica counts
-//!   are brought to the spec (scale up, or down removing faulted first);
+//!   of published and unpublished volumes are brought to the spec (scale
+//!   up, or down removing faulted first);
 //! - [`gc`]: specs left `Deleting`, specs left `Creating` by a crash, and
 //!   replicas and nexuses no spec knows (after one GC period) are removed;
 //! - [`drain`]: targets move off draining nodes.
@@ -221,7 +222,8 @@ fn age_ms(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(now - ms).unwrap_or(0))
 }
 
-/// Faulted children and replica counts of published volumes.
+/// Faulted children of published volumes, and the replica count of every
+/// volume.
 pub async fn self_heal(core: &Core) {
     let volumes: Vec<_> = core
         .specs
@@ -233,6 +235,12 @@ pub async fn self_heal(core: &Core) {
         .collect();
     for rec in volumes {
         let id = rec.spec.uuid.clone();
+        if rec.spec.target.is_none() && rec.nexus.is_none() {
+            // Unpublished: only the replica count (a scale that stopped
+            // half way, e.g. by a crash, is finished here).
+            replica_count(core, &rec).await;
+            continue;
+        }
         let Some((target, nexus)) = core.observed_nexus(&rec) else {
             continue;
         };
@@ -307,28 +315,7 @@ pub async fn self_heal(core: &Core) {
                 warn!(volume = %id, error = %e, "cannot retire the replica");
             }
         }
-        // Replica count.
-        let current = core
-            .specs
-            .volume_replicas(&id)
-            .into_iter()
-            .filter(|r| r.status != SpecStatus::Deleting)
-            .count();
-        let want = usize::from(rec.spec.num_replicas);
-        if current < want {
-            match core.add_replica(&rec).await {
-                Ok(r) => info!(volume = %id, replica = %r.uuid, node = %r.node, "replica added"),
-                Err(e) => {
-                    warn!(volume = %id, error = %e, "volume stays degraded: no replacement possible")
-                }
-            }
-        } else if current > want {
-            if let Some(victim) = scheduler::replica_to_remove(&core.cluster(), &id) {
-                if let Err(e) = core.remove_replica(&rec, &victim).await {
-                    warn!(volume = %id, error = %e, "cannot remove a surplus replica");
-                }
-            }
-        }
+        replica_count(core, &rec).await;
         // Replicas that are reachable but not in the nexus (their node was
         // away when the nexus was made): add them back (full rebuild).
         if let Some((_, nexus)) = core.observed_nexus(&rec) {
@@ -362,6 +349,33 @@ pub async fn self_heal(core: &Core) {
             }
         }
         core.refresh(&target).await;
+    }
+}
+
+/// Brings a volume's replicas to its replica count: one replica added or
+/// one removed per step.
+async fn replica_count(core: &Core, rec: &crate::specs::VolumeRecord) {
+    let id = &rec.spec.uuid;
+    let current = core
+        .specs
+        .volume_replicas(id)
+        .into_iter()
+        .filter(|r| r.status != SpecStatus::Deleting)
+        .count();
+    let want = usize::from(rec.spec.num_replicas);
+    if current < want {
+        match core.add_replica(rec).await {
+            Ok(r) => info!(volume = %id, replica = %r.uuid, node = %r.node, "replica added"),
+            Err(e) => {
+                warn!(volume = %id, error = %e, "volume stays degraded: no replacement possible")
+            }
+        }
+    } else if current > want {
+        if let Some(victim) = scheduler::replica_to_remove(&core.cluster(), id) {
+            if let Err(e) = core.remove_replica(rec, &victim).await {
+                warn!(volume = %id, error = %e, "cannot remove a surplus replica");
+            }
+        }
     }
 }
 
@@ -523,6 +537,25 @@ pub async fn drain(core: &Core) {
                 .target
                 .as_ref()
                 .and_then(|t| t.frontend_nodes.first().cloned());
+            // Only move a target that has somewhere to go: otherwise the
+            // volume keeps its target and the node stays Draining.
+            let replica_nodes: Vec<String> = core
+                .specs
+                .volume_replicas(&rec.spec.uuid)
+                .into_iter()
+                .map(|r| r.node)
+                .collect();
+            if let Err(e) = scheduler::target_node(
+                &core.cluster(),
+                &rec.spec.uuid,
+                None,
+                &replica_nodes,
+                std::slice::from_ref(&node.id),
+            ) {
+                warn!(volume = %rec.spec.uuid, node = %node.id, error = %e, "drain: no node can take the target");
+                left += 1;
+                continue;
+            }
             info!(volume = %rec.spec.uuid, node = %node.id, "drain: moving the target");
             if let Err(e) = core.unpublish_locked(&mut rec).await {
                 warn!(volume = %rec.spec.uuid, error = %e, "drain: cannot remove the old target");

@@ -272,12 +272,20 @@ pub struct Topology {
     pub pool_topology: Option<LabelledTopology>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VolumePolicy {
     /// Replace faulted replicas automatically.
     #[serde(default = "yes")]
     pub self_heal: bool,
+}
+
+impl Default for VolumePolicy {
+    /// Self-healing is on unless asked otherwise (absent policy or absent
+    /// field alike).
+    fn default() -> Self {
+        Self { self_heal: true }
+    }
 }
 
 fn yes() -> bool {

@@ -74,6 +74,15 @@ impl MallocDevice {
             .num_blocks(*blk_size)
             .ok_or_else(|| invalid("size is zero or overflows 64 bits"))?;
         let size_bytes = num_blocks * u64::from(*blk_size);
+        // RAM disks are allocated lazily, but one larger than the machine's
+        // memory can only end in the engine being killed: refuse it now.
+        if let Some(total) = mem_total_bytes() {
+            if size_bytes > total {
+                return Err(invalid(&format!(
+                    "size {size_bytes} bytes exceeds this machine's memory ({total} bytes)"
+                )));
+            }
+        }
         let num_chunks = usize::try_from(size_bytes.div_ceil(CHUNK_BYTES))
             .map_err(|_| invalid("size does not fit in the address space"))?;
         let mut chunks = Vec::new();
@@ -258,4 +267,12 @@ mod tests {
     fn refuses_non_malloc_uris() {
         assert!(MallocDevice::new(&"/tmp/x".parse().unwrap()).is_err());
     }
+}
+
+/// `MemTotal` of /proc/meminfo, in bytes.
+fn mem_total_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }

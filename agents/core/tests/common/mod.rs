@@ -189,9 +189,24 @@ pub fn wait_port(addr: &str, what: &str) {
 
 /// A real etcd.
 pub fn etcd(ip: &str) -> (Proc, String) {
+    etcd_with_data(ip, tempfile::tempdir().unwrap().keep())
+}
+
+/// A real etcd whose data lives in memory (`/dev/shm` when there is one),
+/// removed when the returned directory is dropped: for tests that time the
+/// store, so that a slow disk shared with other work does not count.
+pub fn etcd_in_memory(ip: &str) -> (Proc, String, tempfile::TempDir) {
+    let data = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let (proc, ep) = etcd_with_data(ip, data.path().to_path_buf());
+    (proc, ep, data)
+}
+
+/// A real etcd keeping its data in `data`.
+pub fn etcd_with_data(ip: &str, data: PathBuf) -> (Proc, String) {
     let client = free_port(ip);
     let peer = free_port(ip);
-    let data = tempfile::tempdir().unwrap().keep();
     let c = format!("http://{ip}:{client}");
     let p = format!("http://{ip}:{peer}");
     let program = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
@@ -387,4 +402,84 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("timed out after {secs} s waiting for {what}: {last}");
+}
+
+// ------------------------------------------------- process and log helpers
+
+impl Proc {
+    /// The command line the process runs with.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; returns
+    /// its exit code (`None` when killed by a signal), or `Err(())` when it
+    /// is still running (then it keeps running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, ()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(c) = self.child.as_mut() else {
+                return Ok(None);
+            };
+            if let Some(st) = c.try_wait().unwrap() {
+                self.child = None;
+                return Ok(st.code());
+            }
+            if Instant::now() > deadline {
+                return Err(());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The log lines that contain `needle`, with their timestamps.
+    pub fn log_lines(&self, needle: &str) -> Vec<(std::time::SystemTime, String)> {
+        self.logs()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| Some((log_time(l)?, l.to_owned())))
+            .collect()
+    }
+}
+
+impl Cluster {
+    /// The gRPC endpoint of engine `i` (0-based, in start order).
+    pub fn engine_endpoint(&self, i: usize) -> String {
+        let args = self.engines[i].args();
+        let at = args.iter().position(|a| a == "--grpc-endpoint").unwrap();
+        args[at + 1].clone()
+    }
+}
+
+/// The timestamp a log line of ours starts with (RFC 3339 UTC, as the
+/// tracing formatter writes it: `2024-05-01T10:00:00.123456Z`).
+pub fn log_time(line: &str) -> Option<std::time::SystemTime> {
+    let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = stamp.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (hh, mm) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec = t.next()?;
+    let (ss, frac) = sec.split_once('.').unwrap_or((sec, ""));
+    let ss: i64 = ss.parse().ok()?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        let digits = &frac[..frac.len().min(9)];
+        digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32)
+    };
+    // Days since 1970-01-01 of a civil date.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(std::time::UNIX_EPOCH + Duration::new(u64::try_from(secs).ok()?, nanos))
 }
