@@ -192,6 +192,14 @@ impl BlockDevice for MallocDevice {
     }
 }
 
+/// `MemTotal` of /proc/meminfo, in bytes.
+fn mem_total_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,12 +275,4 @@ mod tests {
     fn refuses_non_malloc_uris() {
         assert!(MallocDevice::new(&"/tmp/x".parse().unwrap()).is_err());
     }
-}
-
-/// `MemTotal` of /proc/meminfo, in bytes.
-fn mem_total_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
 }
