@@ -63,6 +63,9 @@ pub struct Core {
     pub specs: SpecStore,
     /// Serialises changes (API operations and reconcile steps).
     pub op_lock: tokio::sync::Mutex<()>,
+    /// When this instance took over (engines re-register within one
+    /// heartbeat timeout of it).
+    pub started: std::time::Instant,
 }
 
 fn rest(kind: ErrorKind, message: impl Into<String>) -> CoreError {
@@ -80,6 +83,7 @@ impl Core {
             registry: Registry::new(),
             specs,
             op_lock: tokio::sync::Mutex::new(()),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -782,6 +786,15 @@ impl Core {
         let mut req = Self::request_for(spec);
         req.replicas = count;
         let usable = scheduler::usable_node_count(&self.cluster(), &req);
+        if usize::from(count) > usable && self.started.elapsed() < self.args.heartbeat_timeout {
+            return Err(rest(
+                ErrorKind::Unavailable,
+                format!(
+                    "the core agent just started and nodes are still registering; retry in {} s",
+                    self.args.heartbeat_timeout.as_secs().max(1)
+                ),
+            ));
+        }
         if usize::from(count) > usable {
             return Err(rest(
                 ErrorKind::InvalidArgument,
