@@ -309,11 +309,15 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
             runtime_threads: threads,
             seed: cfg.seed,
             cluster_size_bytes: None,
+            segment_bytes: None,
         },
+        pairing: None,
         targets: Vec::new(),
         results: Vec::new(),
         comparisons: Vec::new(),
         summary: Vec::new(),
+        copies: Vec::new(),
+        copy_comparisons: Vec::new(),
     };
     match &cfg.target {
         Target::Device(uri) if uri.starts_with("nvmf://") => {
@@ -385,8 +389,207 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
             let setup = setup::ReplicaVsRaw::prepare_malloc(cfg.size_bytes, bs, &cfg.open).await?;
             finish_comparison(cfg, setup, &mut report).await?;
         }
+        Target::NexusVsReplica(spec) => {
+            report.session.mode = mode_name("nexus-vs-replica", spec);
+            let setup = prepare_nexus_setup(cfg, spec, 1, &mut report).await?;
+            let result = nexus_vs_replica(cfg, &mut report, &setup).await;
+            finish_nexus(cfg, setup, result, &mut report).await?;
+        }
+        Target::Nexus2Vs1(spec) => {
+            report.session.mode = mode_name("nexus-2-vs-1", spec);
+            let setup = prepare_nexus_setup(cfg, spec, 2, &mut report).await?;
+            let result = nexus_2_vs_1(cfg, &mut report, &setup).await;
+            finish_nexus(cfg, setup, result, &mut report).await?;
+        }
+        Target::RebuildVsCopy(spec) => {
+            report.session.mode = mode_name("rebuild-vs-copy", spec);
+            let setup = prepare_nexus_setup(cfg, spec, 2, &mut report).await?;
+            let result = rebuild_vs_copy(cfg, &mut report, &setup).await;
+            finish_nexus(cfg, setup, result, &mut report).await?;
+        }
     }
     Ok(report)
+}
+
+/// `name`, with `-malloc` for RAM disks.
+fn mode_name(name: &str, spec: &BackingSpec) -> String {
+    match spec {
+        BackingSpec::File(_) => name.to_string(),
+        BackingSpec::Malloc => format!("{name}-malloc"),
+    }
+}
+
+/// Pools and replicas on `legs` backings, recorded in the report.
+async fn prepare_nexus_setup(
+    cfg: &BenchConfig,
+    spec: &BackingSpec,
+    legs: usize,
+    report: &mut Report,
+) -> Result<nexus::NexusSetup, BenchError> {
+    let bs = cfg.block_size.unwrap_or(512);
+    if *spec == BackingSpec::Malloc {
+        pin_mmap_threshold();
+    }
+    let setup = nexus::NexusSetup::prepare(spec, legs, cfg.size_bytes, bs, &cfg.open).await?;
+    report.machine.filesystem = setup.first_file().and_then(filesystem_of);
+    report.session.cluster_size_bytes = Some(setup.cluster_size_bytes());
+    Ok(setup)
+}
+
+/// Tears a nexus setup down whatever the outcome of the run, and adds the
+/// ratios.
+async fn finish_nexus(
+    cfg: &BenchConfig,
+    setup: nexus::NexusSetup,
+    result: Result<(), BenchError>,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let down = setup.teardown(cfg.keep_file).await;
+    result?;
+    down?;
+    report.compare();
+    Ok(())
+}
+
+/// The bare replica against a 1-child nexus over it.
+async fn nexus_vs_replica(
+    cfg: &BenchConfig,
+    report: &mut Report,
+    setup: &nexus::NexusSetup,
+) -> Result<(), BenchError> {
+    let pairing = Pairing::NexusVsReplica;
+    report.pairing = Some(pairing);
+    let leg = &setup.legs[0];
+    let replica = Subject {
+        name: pairing.baseline(),
+        dev: Arc::clone(&leg.replica),
+        region: leg.replica_region,
+    };
+    let nexus = Subject {
+        name: pairing.candidate(),
+        dev: setup.create_nexus(&[0]).await?,
+        region: setup.region(),
+    };
+    compare_pair(cfg, &replica, &nexus, true, report).await
+}
+
+/// A 1-child nexus (replica A) against a 2-child nexus (replicas A and B).
+async fn nexus_2_vs_1(
+    cfg: &BenchConfig,
+    report: &mut Report,
+    setup: &nexus::NexusSetup,
+) -> Result<(), BenchError> {
+    let pairing = Pairing::Nexus2Vs1;
+    report.pairing = Some(pairing);
+    let one = Subject {
+        name: pairing.baseline(),
+        dev: setup.create_nexus(&[0]).await?,
+        region: setup.region(),
+    };
+    let two = Subject {
+        name: pairing.candidate(),
+        dev: setup.create_nexus(&[0, 1]).await?,
+        region: setup.region(),
+    };
+    // Filling the 2-child nexus fills both replicas, so the 1-child one too.
+    compare_pair(cfg, &one, &two, true, report).await
+}
+
+/// A full rebuild of replica B into a nexus over replica A, against a raw
+/// copy of A's bytes onto B's, `cfg.rounds` times each, alternating which
+/// goes first.
+async fn rebuild_vs_copy(
+    cfg: &BenchConfig,
+    report: &mut Report,
+    setup: &nexus::NexusSetup,
+) -> Result<(), BenchError> {
+    let seg = setup.nexuses.config().rebuild_segment_bytes;
+    report.session.segment_bytes = Some(seg);
+    let (a, b) = (&setup.legs[0], &setup.legs[1]);
+    let shared = a.shares_storage();
+    // Fill the source, and write every destination byte once, so neither
+    // method writes to holes (files) or unallocated memory (RAM disks).
+    for (name, leg) in [("source", a), ("dest", b)] {
+        let replica = Subject {
+            name,
+            dev: Arc::clone(&leg.replica),
+            region: leg.replica_region,
+        };
+        replica.fill(cfg).await?;
+        if !shared {
+            let raw = Subject {
+                name,
+                dev: Arc::clone(&leg.raw),
+                region: leg.raw_region,
+            };
+            raw.fill(cfg).await?;
+        }
+    }
+    let nexus = setup.create_nexus(&[0]).await?;
+    let size = setup.size_bytes();
+    let uri = b.child_uri();
+    report.targets.push(
+        Subject {
+            name: "nexus",
+            dev: Arc::clone(&nexus),
+            region: setup.region(),
+        }
+        .info(),
+    );
+    for (name, leg) in [("source", a), ("dest", b)] {
+        report.targets.push(
+            Subject {
+                name,
+                dev: Arc::clone(&leg.raw),
+                region: Region {
+                    offset_bytes: leg.raw_region.offset_bytes,
+                    len_bytes: size,
+                },
+            }
+            .info(),
+        );
+    }
+    for round in 1..=cfg.rounds {
+        let rebuild_first = round % 2 == 1;
+        for rebuild in [rebuild_first, !rebuild_first] {
+            let (method, sample) = if rebuild {
+                let bar = new_bar(cfg, "ms", format!("round {round} rebuild"));
+                let s = nexus::rebuild_child(&setup.nexuses, &nexus, &uri).await?;
+                bar.finish_and_clear();
+                (report::REBUILD, s)
+            } else {
+                let bar = new_bar(cfg, "ms", format!("round {round} raw-copy"));
+                let s = nexus::raw_copy(
+                    &a.raw,
+                    a.raw_region.offset_bytes,
+                    &b.raw,
+                    b.raw_region.offset_bytes,
+                    size,
+                    seg,
+                )
+                .await?;
+                bar.finish_and_clear();
+                (report::RAW_COPY, s)
+            };
+            let mib = sample.bytes as f64 / f64::from(1u32 << 20);
+            report.copies.push(CopyResult {
+                round,
+                method: method.to_string(),
+                bytes: sample.bytes,
+                segment_bytes: seg,
+                elapsed_s: sample.elapsed.as_secs_f64(),
+                mib_per_s: stats::mib_per_second(sample.bytes, sample.elapsed),
+                cpu_us_per_mib: if mib > 0.0 {
+                    sample.cpu.total().as_secs_f64() * 1e6 / mib
+                } else {
+                    0.0
+                },
+                host_other_pct: sample.host.map(|h| h.other_pct),
+                ran_first: rebuild == rebuild_first,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Runs the comparison, tears the setup down and adds the ratios.
@@ -396,7 +599,22 @@ async fn finish_comparison(
     report: &mut Report,
 ) -> Result<(), BenchError> {
     report.session.cluster_size_bytes = Some(setup.cluster_size_bytes);
-    let result = compare(cfg, &setup, report).await;
+    let pairing = Pairing::ReplicaVsRaw;
+    report.pairing = Some(pairing);
+    let raw = Subject {
+        name: pairing.baseline(),
+        dev: Arc::clone(&setup.raw),
+        region: setup.raw_region,
+    };
+    let replica = Subject {
+        name: pairing.candidate(),
+        dev: Arc::clone(&setup.replica),
+        region: setup.replica_region,
+    };
+    // On a shared file the replica's clusters are the raw region (checked
+    // at setup).
+    let result = compare_pair(cfg, &raw, &replica, setup.shares_storage(), report).await;
+    drop((raw, replica));
     let down = setup.teardown(cfg.keep_file).await;
     result?;
     down?;
@@ -404,45 +622,43 @@ async fn finish_comparison(
     Ok(())
 }
 
-/// Runs every workload on the replica and on the raw target, alternating
+/// Runs every workload on the baseline and on the candidate, alternating
 /// which target goes first.
-async fn compare(
+///
+/// `shared`: both targets are views of the same bytes, so filling the
+/// candidate fills the baseline too.
+async fn compare_pair<B, C>(
     cfg: &BenchConfig,
-    setup: &setup::ReplicaVsRaw,
+    baseline: &Subject<B>,
+    candidate: &Subject<C>,
+    shared: bool,
     report: &mut Report,
-) -> Result<(), BenchError> {
-    let raw = Subject {
-        name: "raw",
-        dev: Arc::clone(&setup.raw),
-        region: setup.raw_region,
-    };
-    let replica = Subject {
-        name: "replica",
-        dev: Arc::clone(&setup.replica),
-        region: setup.replica_region,
-    };
-    report.targets.push(raw.info());
-    report.targets.push(replica.info());
+) -> Result<(), BenchError>
+where
+    B: BlockDevice + 'static,
+    C: BlockDevice + 'static,
+{
+    report.targets.push(baseline.info());
+    report.targets.push(candidate.info());
     // Fill before any measurement, so no run pays for another's fill
-    // write-back. On a shared file the replica's clusters are the raw
-    // region (checked at setup): one pass fills both.
-    replica.fill(cfg).await?;
-    if !setup.shares_storage() {
-        raw.fill(cfg).await?;
+    // write-back.
+    candidate.fill(cfg).await?;
+    if !shared {
+        baseline.fill(cfg).await?;
     }
     for round in 1..=cfg.rounds {
         for (i, &w) in cfg.workloads.iter().enumerate() {
             // Alternate which target goes first, per workload and per
             // round, so an even number of rounds balances any order effect.
-            let raw_first = (i + round as usize) % 2 == 1;
+            let baseline_first = (i + round as usize) % 2 == 1;
             let mut attempt = 1;
             loop {
-                let (mut a, mut b) = if raw_first {
-                    let a = raw.measure(cfg, w, round).await?;
-                    (a, replica.measure(cfg, w, round).await?)
+                let (mut a, mut b) = if baseline_first {
+                    let a = baseline.measure(cfg, w, round).await?;
+                    (a, candidate.measure(cfg, w, round).await?)
                 } else {
-                    let a = replica.measure(cfg, w, round).await?;
-                    (a, raw.measure(cfg, w, round).await?)
+                    let a = candidate.measure(cfg, w, round).await?;
+                    (a, baseline.measure(cfg, w, round).await?)
                 };
                 a.ran_first = true;
                 if !disturbed(cfg, &[&a, &b]) || attempt == MAX_ATTEMPTS {
@@ -808,5 +1024,83 @@ mod tests {
         let r = run(&c).await.unwrap();
         assert_eq!(r.comparisons.len(), 1);
         assert!(file.exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nexus_vs_replica_on_ram_disks() {
+        let mut c = cfg(
+            Target::NexusVsReplica(BackingSpec::Malloc),
+            vec![Workload::RandRead4kQd32, Workload::RandWrite4kQd32],
+        );
+        c.runtime = Duration::from_millis(150);
+        let r = run(&c).await.unwrap();
+        assert_eq!(r.session.mode, "nexus-vs-replica-malloc");
+        assert_eq!(r.pairing, Some(Pairing::NexusVsReplica));
+        let names: Vec<&str> = r.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["replica", "nexus"]);
+        assert_eq!(r.targets[1].backend, "nexus");
+        assert_eq!(r.results.len(), 4);
+        assert!(r.results.iter().all(|x| x.ops > 0));
+        assert_eq!(r.comparisons.len(), 2);
+        assert_eq!(r.comparisons[0].target_iops_ratio, Some(0.97));
+        assert_eq!(r.comparisons[1].target_iops_ratio, Some(0.95));
+        assert!(r.render_table().contains("nexus/replica IOPS"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nexus_2_vs_1_on_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n.img");
+        let mut c = cfg(
+            Target::Nexus2Vs1(BackingSpec::File(file.clone())),
+            vec![Workload::RandWrite4kQd32, Workload::SeqRead128kQd8],
+        );
+        c.runtime = Duration::from_millis(150);
+        let r = run(&c).await.unwrap();
+        assert_eq!(r.session.mode, "nexus-2-vs-1");
+        let names: Vec<&str> = r.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["nexus-1", "nexus-2"]);
+        assert_eq!(r.results.len(), 4);
+        assert!(r.results.iter().all(|x| x.ops > 0));
+        assert_eq!(r.comparisons.len(), 2);
+        assert_eq!(r.comparisons[0].target_iops_ratio, Some(0.92));
+        assert_eq!(r.comparisons[1].target_iops_ratio, None);
+        // Both backing files were created by the run, so both are gone.
+        assert!(!file.exists());
+        assert!(!dir.path().join("n.img.2").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rebuild_vs_copy_on_ram_disks() {
+        let mut c = cfg(
+            Target::RebuildVsCopy(BackingSpec::Malloc),
+            vec![Workload::RandRead4kQd1],
+        );
+        c.rounds = 2;
+        let r = run(&c).await.unwrap();
+        assert_eq!(r.session.mode, "rebuild-vs-copy-malloc");
+        assert_eq!(r.session.segment_bytes, Some(1 << 20));
+        assert!(r.results.is_empty());
+        let order: Vec<(u32, &str)> = r
+            .copies
+            .iter()
+            .map(|x| (x.round, x.method.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (1, "rebuild"),
+                (1, "raw-copy"),
+                (2, "raw-copy"),
+                (2, "rebuild")
+            ]
+        );
+        for x in &r.copies {
+            assert_eq!(x.bytes, 16 << 20, "{x:?}");
+            assert!(x.mib_per_s > 0.0, "{x:?}");
+        }
+        assert_eq!(r.copy_comparisons.len(), 2);
+        assert!(r.copy_comparisons[0].throughput_ratio.unwrap() > 0.0);
+        assert!(r.render_table().contains("rebuild/raw-copy"));
     }
 }

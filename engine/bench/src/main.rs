@@ -4,8 +4,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
-use io_bench::{BenchConfig, Target, Workload};
+use clap::{ArgGroup, Parser, ValueEnum};
+use io_bench::{BackingSpec, BenchConfig, Target, Workload};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Output {
@@ -14,20 +14,21 @@ enum Output {
 }
 
 /// Benchmark of the engine's data path: IOPS, MiB/s, p50/p99 latency and
-/// CPU per I/O of a raw device, or of a pool replica against the same file
-/// opened raw.
+/// CPU per I/O of a raw device, of a pool replica against the same file
+/// opened raw, or of a nexus against what it is built on; and the
+/// throughput of a full rebuild against a raw copy.
 #[derive(Debug, Parser)]
 #[command(name = "io-bench", version)]
+#[command(group(
+    ArgGroup::new("mode")
+        .required(true)
+        .args(["device", "replica_vs_raw", "nexus_vs_replica", "nexus_2_vs_1", "rebuild_vs_copy"])
+))]
 struct Args {
     /// Drive this blockdev URI raw (aio:///path, uring:///path,
     /// malloc:///name?size_mb=M), or any NVMe/TCP namespace through our
     /// initiator (nvmf://IP:PORT/<subsystem-nqn>?hostnqn=<nqn>).
-    #[arg(
-        long,
-        value_name = "URI",
-        conflicts_with = "replica_vs_raw",
-        required_unless_present = "replica_vs_raw"
-    )]
+    #[arg(long, value_name = "URI")]
     device: Option<String>,
 
     /// Create FILE (or use an existing file or device, overwriting it), put
@@ -36,6 +37,25 @@ struct Args {
     /// disks (the replica layer's CPU cost without disk noise).
     #[arg(long, value_name = "FILE")]
     replica_vs_raw: Option<PathBuf>,
+
+    /// Put a pool and a thick replica on FILE (as --replica-vs-raw) and
+    /// compare a 1-child nexus over the replica with the bare replica.
+    /// `malloc:` uses a RAM disk.
+    #[arg(long, value_name = "FILE")]
+    nexus_vs_replica: Option<PathBuf>,
+
+    /// Put a pool and a replica on FILE and on FILE.2 and compare a 2-child
+    /// nexus (both replicas) with a 1-child nexus (the first). `malloc:`
+    /// uses two RAM disks.
+    #[arg(long = "nexus-2-vs-1", value_name = "FILE")]
+    nexus_2_vs_1: Option<PathBuf>,
+
+    /// Put a pool and a replica on FILE and on FILE.2, and time a full
+    /// rebuild of the second replica into a nexus over the first against a
+    /// raw copy of the same bytes from FILE to FILE.2 (1 MiB segments, one
+    /// in flight; --rounds of each, alternating). `malloc:` uses RAM disks.
+    #[arg(long, value_name = "FILE")]
+    rebuild_vs_copy: Option<PathBuf>,
 
     /// Workload to run (repeatable), or `all`: randread-4k-qd1,
     /// randread-4k-qd32, randwrite-4k-qd1, randwrite-4k-qd32,
@@ -52,7 +72,8 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     ramp: f64,
 
-    /// Working set in MiB (the replica's size in replica-vs-raw mode).
+    /// Working set in MiB (the replica's size in the pool modes, the bytes
+    /// copied in rebuild-vs-copy mode).
     #[arg(long, value_name = "MiB", default_value_t = 1024)]
     size: u64,
 
@@ -105,6 +126,36 @@ struct Args {
     quiet: bool,
 }
 
+/// The mode the flags select (clap lets exactly one through).
+fn target(args: &Args) -> anyhow::Result<Target> {
+    let spec = |p: &PathBuf| BackingSpec::from_arg(p.clone());
+    Ok(match args {
+        Args {
+            device: Some(uri), ..
+        } => Target::Device(uri.clone()),
+        Args {
+            replica_vs_raw: Some(path),
+            ..
+        } => match spec(path) {
+            BackingSpec::Malloc => Target::ReplicaVsRawMalloc,
+            BackingSpec::File(path) => Target::ReplicaVsRaw(path),
+        },
+        Args {
+            nexus_vs_replica: Some(path),
+            ..
+        } => Target::NexusVsReplica(spec(path)),
+        Args {
+            nexus_2_vs_1: Some(path),
+            ..
+        } => Target::Nexus2Vs1(spec(path)),
+        Args {
+            rebuild_vs_copy: Some(path),
+            ..
+        } => Target::RebuildVsCopy(spec(path)),
+        _ => bail!("give one of --device, --replica-vs-raw, --nexus-vs-replica, --nexus-2-vs-1 and --rebuild-vs-copy"),
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -126,12 +177,7 @@ fn main() -> anyhow::Result<()> {
         .size
         .checked_mul(1 << 20)
         .context("--size is too large")?;
-    let target = match (args.device, args.replica_vs_raw) {
-        (Some(uri), None) => Target::Device(uri),
-        (None, Some(path)) if path.as_os_str() == "malloc:" => Target::ReplicaVsRawMalloc,
-        (None, Some(path)) => Target::ReplicaVsRaw(path),
-        _ => bail!("give exactly one of --device and --replica-vs-raw"),
-    };
+    let target = target(&args)?;
     let cfg = BenchConfig {
         target,
         workloads,
@@ -172,4 +218,53 @@ fn main() -> anyhow::Result<()> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Target, String> {
+        let a = Args::try_parse_from(std::iter::once("io-bench").chain(args.iter().copied()))
+            .map_err(|e| e.kind().to_string())?;
+        target(&a).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn modes_from_flags() {
+        assert!(matches!(
+            parse(&["--device", "malloc:///m?size_mb=8"]),
+            Ok(Target::Device(_))
+        ));
+        assert!(matches!(
+            parse(&["--replica-vs-raw", "malloc:"]),
+            Ok(Target::ReplicaVsRawMalloc)
+        ));
+        assert!(matches!(
+            parse(&["--nexus-vs-replica", "/tmp/x.img"]),
+            Ok(Target::NexusVsReplica(BackingSpec::File(p))) if p == std::path::Path::new("/tmp/x.img")
+        ));
+        assert!(matches!(
+            parse(&["--nexus-2-vs-1", "malloc:"]),
+            Ok(Target::Nexus2Vs1(BackingSpec::Malloc))
+        ));
+        assert!(matches!(
+            parse(&["--rebuild-vs-copy", "malloc:", "--rounds", "2"]),
+            Ok(Target::RebuildVsCopy(BackingSpec::Malloc))
+        ));
+    }
+
+    #[test]
+    fn exactly_one_mode() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&[
+            "--nexus-vs-replica",
+            "malloc:",
+            "--rebuild-vs-copy",
+            "malloc:"
+        ])
+        .is_err());
+        assert!(parse(&["--device", "x", "--nexus-2-vs-1", "malloc:"]).is_err());
+    }
 }

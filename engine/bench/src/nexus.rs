@@ -39,8 +39,8 @@ use std::{
 use blockdev::{BlockDevice, Device, DmaBuf, OpenOptions};
 use io_engine::{
     nexus::{
-        ChildState, CreateNexusArgs, DefaultOpener, Nexus, NexusConfig, NexusError,
-        NexusRegistry, RebuildState,
+        ChildState, CreateNexusArgs, DefaultOpener, Nexus, NexusConfig, NexusError, NexusRegistry,
+        RebuildState,
     },
     pool::PoolRegistry,
 };
@@ -102,7 +102,6 @@ pub struct NexusSetup {
     pub nexuses: NexusRegistry,
     /// One pool and replica per backing, in order.
     pub legs: Vec<ReplicaVsRaw>,
-    created: Vec<Uuid>,
 }
 
 impl NexusSetup {
@@ -155,7 +154,6 @@ impl NexusSetup {
             pools,
             nexuses,
             legs,
-            created: Vec::new(),
         })
     }
 
@@ -189,7 +187,7 @@ impl NexusSetup {
     }
 
     /// Creates a nexus over the replicas of the legs `children` names.
-    pub async fn create_nexus(&mut self, children: &[usize]) -> Result<Arc<Nexus>, BenchError> {
+    pub async fn create_nexus(&self, children: &[usize]) -> Result<Arc<Nexus>, BenchError> {
         let uuid = Uuid::new_v4();
         let uris = children
             .iter()
@@ -211,7 +209,6 @@ impl NexusSetup {
             })
             .await
             .map_err(nexus_err)?;
-        self.created.push(uuid);
         let nexus = self.nexuses.get(&uuid).map_err(nexus_err)?;
         let online = nexus
             .children()
@@ -235,11 +232,10 @@ impl NexusSetup {
             pools,
             nexuses,
             legs,
-            created,
         } = self;
         let mut first_err = None;
-        for uuid in &created {
-            if let Err(e) = nexuses.destroy(uuid).await {
+        for view in nexuses.list() {
+            if let Err(e) = nexuses.destroy(&view.uuid).await {
                 first_err.get_or_insert(nexus_err(e));
             }
         }
@@ -296,10 +292,7 @@ pub async fn rebuild_child(
 ) -> Result<CopySample, BenchError> {
     let uuid = nexus.uuid();
     if nexus.child(uri).is_ok() {
-        nexuses
-            .remove_child(&uuid, uri)
-            .await
-            .map_err(nexus_err)?;
+        nexuses.remove_child(&uuid, uri).await.map_err(nexus_err)?;
     }
     let expected = nexus.size_bytes();
     let mut stats = None;
@@ -330,10 +323,7 @@ pub async fn rebuild_child(
             "rebuild of {uri} ended {} after {} of {expected} bytes{}",
             stats.state,
             stats.bytes_transferred,
-            stats
-                .error
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
+            stats.error.map(|e| format!(": {e}")).unwrap_or_default()
         )));
     }
     Ok(sample)
@@ -341,12 +331,14 @@ pub async fn rebuild_child(
 
 /// Copies `len_bytes` from `src` at `src_offset` to `dst` at `dst_offset`:
 /// read one segment, write it, next segment (one I/O in flight, like the
-/// rebuild job). The destination is not flushed (the rebuild does not
-/// flush either).
+/// rebuild job). The copy runs as a task of the runtime, like the rebuild
+/// job, not on the thread that awaits it (a `block_on` thread is woken by
+/// another path than the workers). The destination is not flushed (the
+/// rebuild does not flush either).
 pub async fn raw_copy(
-    src: &Device,
+    src: &Arc<Device>,
     src_offset: u64,
-    dst: &Device,
+    dst: &Arc<Device>,
     dst_offset: u64,
     len_bytes: u64,
     segment_bytes: u64,
@@ -355,8 +347,9 @@ pub async fn raw_copy(
         .ok()
         .filter(|s| *s > 0)
         .ok_or_else(|| BenchError::Config(format!("bad segment size {segment_bytes}")))?;
-    let mut buf = DmaBuf::new(seg);
-    timed(async {
+    let (src, dst) = (Arc::clone(src), Arc::clone(dst));
+    let copy = async move {
+        let mut buf = DmaBuf::new(seg);
         let mut off = 0u64;
         while off < len_bytes {
             let n = segment_bytes.min(len_bytes - off);
@@ -378,6 +371,11 @@ pub async fn raw_copy(
             off += n;
         }
         Ok(len_bytes)
+    };
+    timed(async move {
+        tokio::spawn(copy)
+            .await
+            .map_err(|e| BenchError::Task(e.to_string()))?
     })
     .await
 }
@@ -389,10 +387,7 @@ mod tests {
 
     #[test]
     fn backing_arguments() {
-        assert_eq!(
-            BackingSpec::from_arg("malloc:".into()),
-            BackingSpec::Malloc
-        );
+        assert_eq!(BackingSpec::from_arg("malloc:".into()), BackingSpec::Malloc);
         assert_eq!(
             BackingSpec::from_arg("/tmp/b.img".into()),
             BackingSpec::File("/tmp/b.img".into())
@@ -407,7 +402,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rebuild_and_raw_copy_move_the_same_bytes() {
         let opts = OpenOptions::default();
-        let mut s = NexusSetup::prepare(&BackingSpec::Malloc, 2, 8 << 20, 512, &opts)
+        let s = NexusSetup::prepare(&BackingSpec::Malloc, 2, 8 << 20, 512, &opts)
             .await
             .unwrap();
         assert_eq!(s.legs.len(), 2);

@@ -24,6 +24,7 @@ pub enum Pairing {
     /// A 1-child nexus against the bare replica it is built on.
     NexusVsReplica,
     /// A 2-child nexus against a 1-child nexus.
+    #[serde(rename = "nexus-2-vs-1")]
     Nexus2Vs1,
 }
 
@@ -152,11 +153,7 @@ pub struct Comparison {
 impl Comparison {
     /// Compares `candidate` against `baseline` (same workload and round),
     /// judged against `target`.
-    pub fn new(
-        candidate: &WorkloadResult,
-        baseline: &WorkloadResult,
-        target: Option<f64>,
-    ) -> Self {
+    pub fn new(candidate: &WorkloadResult, baseline: &WorkloadResult, target: Option<f64>) -> Self {
         use crate::stats::ratio;
         let (c, b) = (candidate, baseline);
         let iops_ratio = ratio(c.iops, b.iops);
@@ -502,11 +499,7 @@ impl Report {
         if !self.copy_comparisons.is_empty() {
             s.push('\n');
             round_col(&mut s, None);
-            let _ = writeln!(
-                s,
-                "{:<24} {:>14}",
-                "rebuild/raw-copy MiB/s", "CPU/MiB"
-            );
+            let _ = writeln!(s, "{:<24} {:>14}", "rebuild/raw-copy MiB/s", "CPU/MiB");
             for c in &self.copy_comparisons {
                 round_col(&mut s, Some(c.round));
                 let _ = writeln!(
@@ -589,11 +582,15 @@ mod tests {
                 runtime_threads: 2,
                 seed: 1,
                 cluster_size_bytes: Some(4 << 20),
+                segment_bytes: None,
             },
+            pairing: Some(Pairing::ReplicaVsRaw),
             targets: Vec::new(),
             results,
             comparisons: Vec::new(),
             summary: Vec::new(),
+            copies: Vec::new(),
+            copy_comparisons: Vec::new(),
         }
     }
 
@@ -638,7 +635,8 @@ mod tests {
         assert!((m.iops_ratio_median.unwrap() - 0.99).abs() < 1e-9);
         assert!((m.iops_ratio_min.unwrap() - 0.90).abs() < 1e-9);
         assert!((m.iops_ratio_max.unwrap() - 1.01).abs() < 1e-9);
-        assert_eq!(m.replica_iops_median, 990.0);
+        assert_eq!(m.candidate_iops_median, 990.0);
+        assert_eq!(m.baseline_iops_median, 1000.0);
         assert_eq!(m.meets_target, Some(true));
         let t = r.render_table();
         assert!(t.contains("MEDIAN OVER 3 ROUNDS"), "{t}");
@@ -654,5 +652,91 @@ mod tests {
         r.compare();
         assert_eq!(r.comparisons[0].meets_target, Some(false));
         assert!(r.render_table().contains("BELOW"));
+    }
+
+    #[test]
+    fn pairings_name_their_targets_and_targets() {
+        use Workload::*;
+        let p = Pairing::NexusVsReplica;
+        assert_eq!((p.baseline(), p.candidate()), ("replica", "nexus"));
+        assert_eq!(p.target_ratio(RandRead4kQd32), Some(0.97));
+        assert_eq!(p.target_ratio(SeqWrite128kQd8), Some(0.95));
+        assert_eq!(p.target_ratio(RandWrite4kQd1), None);
+        let p = Pairing::Nexus2Vs1;
+        assert_eq!(p.label(), "nexus-2/nexus-1");
+        assert_eq!(p.target_ratio(RandWrite4kQd32), Some(0.92));
+        assert_eq!(p.target_ratio(SeqWrite128kQd8), None);
+        assert_eq!(p.target_ratio(RandRead4kQd32), None);
+        assert_eq!(
+            serde_json::to_value(Pairing::Nexus2Vs1).unwrap(),
+            "nexus-2-vs-1"
+        );
+        assert_eq!(Pairing::ReplicaVsRaw.label(), "replica/raw");
+    }
+
+    #[test]
+    fn nexus_pairs_are_compared_with_their_own_targets() {
+        let mut one = result("nexus-1", 1000.0, 100.0);
+        one.workload = Workload::RandWrite4kQd32;
+        let mut two = result("nexus-2", 910.0, 110.0);
+        two.workload = Workload::RandWrite4kQd32;
+        // Results of other targets are not paired.
+        let mut r = report(vec![one, two, result("raw", 1.0, 1.0)]);
+        r.pairing = Some(Pairing::Nexus2Vs1);
+        r.compare();
+        assert_eq!(r.comparisons.len(), 1);
+        let c = &r.comparisons[0];
+        assert_eq!(c.target_iops_ratio, Some(0.92));
+        assert_eq!(c.meets_target, Some(false));
+        let t = r.render_table();
+        assert!(t.contains("nexus-2/nexus-1 IOPS"), "{t}");
+        assert!(t.contains("91.0%"), "{t}");
+        assert!(t.contains(">=92% BELOW"), "{t}");
+    }
+
+    #[test]
+    fn copies_are_compared_per_round() {
+        let copy = |round: u32, method: &str, mib_per_s: f64, cpu: f64| CopyResult {
+            round,
+            method: method.into(),
+            bytes: 1 << 30,
+            segment_bytes: 1 << 20,
+            elapsed_s: 1024.0 / mib_per_s,
+            mib_per_s,
+            cpu_us_per_mib: cpu,
+            host_other_pct: Some(2.0),
+            ran_first: method == REBUILD,
+        };
+        let mut r = report(Vec::new());
+        r.pairing = None;
+        r.session.rounds = 2;
+        r.session.segment_bytes = Some(1 << 20);
+        r.copies = vec![
+            copy(1, REBUILD, 900.0, 300.0),
+            copy(1, RAW_COPY, 1000.0, 200.0),
+            copy(2, RAW_COPY, 1000.0, 200.0),
+            copy(2, REBUILD, 800.0, 200.0),
+        ];
+        r.compare();
+        assert!(r.comparisons.is_empty() && r.summary.is_empty());
+        let ratios: Vec<f64> = r
+            .copy_comparisons
+            .iter()
+            .map(|c| c.throughput_ratio.unwrap())
+            .collect();
+        assert_eq!(ratios.len(), 2);
+        assert!((ratios[0] - 0.9).abs() < 1e-9 && (ratios[1] - 0.8).abs() < 1e-9);
+        assert!((r.copy_comparisons[0].cpu_per_mib_ratio.unwrap() - 1.5).abs() < 1e-9);
+        let t = r.render_table();
+        assert!(t.contains("1048576 byte segments"), "{t}");
+        assert!(t.contains("rebuild/raw-copy MiB/s"), "{t}");
+        assert!(
+            t.contains("median over 2 rounds: rebuild/raw-copy MiB/s 85.0%"),
+            "{t}"
+        );
+        assert!(!t.contains("WORKLOAD"), "{t}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["copies"][0]["method"], "rebuild");
+        assert_eq!(json["session"]["segment_bytes"], 1 << 20);
     }
 }

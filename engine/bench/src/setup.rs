@@ -287,10 +287,7 @@ impl ReplicaVsRaw {
         } = self;
         drop(replica);
         drop(raw);
-        registry
-            .destroy_pool(&pool_name)
-            .await
-            .map_err(pool_err)?;
+        registry.destroy_pool(&pool_name).await.map_err(pool_err)?;
         if let Backing::File {
             path,
             created: true,
