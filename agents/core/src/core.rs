@@ -786,7 +786,16 @@ impl Core {
         let mut req = Self::request_for(spec);
         req.replicas = count;
         let usable = scheduler::usable_node_count(&self.cluster(), &req);
-        if usize::from(count) > usable && self.started.elapsed() < self.args.heartbeat_timeout {
+        // Right after a takeover, nodes the specs know may not have
+        // registered yet: that is a wait, not a bad request.
+        let registering = self.started.elapsed() < self.args.heartbeat_timeout
+            && self
+                .specs
+                .nodes
+                .read()
+                .keys()
+                .any(|id| self.registry.node(id).is_none());
+        if usize::from(count) > usable && registering {
             return Err(rest(
                 ErrorKind::Unavailable,
                 format!(
