@@ -235,6 +235,18 @@ impl PoolError {
                 {
                     ErrorKind::NotFound
                 }
+                // A directory, a character device or another path that is
+                // not a disk: the request named the wrong thing.
+                blockdev::BlockDevError::Open { source, .. }
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::IsADirectory
+                            | std::io::ErrorKind::InvalidInput
+                            | std::io::ErrorKind::Unsupported
+                    ) =>
+                {
+                    ErrorKind::InvalidArgument
+                }
                 blockdev::BlockDevError::TooSmall { .. } => ErrorKind::InvalidArgument,
                 _ => ErrorKind::Io,
             },

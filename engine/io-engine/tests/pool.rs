@@ -413,7 +413,22 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let pools_before = format!("{:?}", reg.list_pools());
     let replicas_before = format!("{:?}", reg.list_replicas());
 
+    let dir_uri = format!("aio://{}", dir.path().display());
     let cases: Vec<(&str, Result<(), PoolError>, ErrorKind)> = vec![
+        (
+            "a directory as the disk",
+            reg.create_pool(pool_args("dirpool", &dir_uri))
+                .await
+                .map(drop),
+            ErrorKind::InvalidArgument,
+        ),
+        (
+            "a character device as the disk",
+            reg.create_pool(pool_args("nullpool", "/dev/null"))
+                .await
+                .map(drop),
+            ErrorKind::InvalidArgument,
+        ),
         (
             "duplicate replica name",
             reg.create_replica(replica_args("tpool", "replica1", MIB, false))
