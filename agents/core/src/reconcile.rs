@@ -266,7 +266,9 @@ pub async fn self_heal(core: &Core) {
                 continue;
             };
             // Reachable: its engine reports it and its pool is healthy (a
-            // pool whose disk returned errors must not take it back).
+            // pool whose disk returned errors must not take it back). Ask
+            // the engine now: the last poll may predate the fault.
+            core.refresh(&replica.node).await;
             let reachable = core.registry.replica(&replica.uuid).is_some()
                 && core.registry.pools().iter().any(|(node, p)| {
                     *node == replica.node
