@@ -1,48 +1,61 @@
 #!/usr/bin/env bash
-# Main job: builds the engine, starts an io-engine with a file-backed pool
-# and walks through a client session (pools, thick and thin replicas,
-# check, sharing over NVMe/TCP, destroy). Leaves nothing running.
+# Main job: builds the binaries, starts a 3-node local cluster (store, core
+# agent, REST API and three io-engines with a file-backed pool each, on
+# 127.0.1.x), runs the demo (a 3-replica volume written and verified over
+# NVMe/TCP, an engine killed, the rebuild back to Online, the data verified
+# again) and shows the cluster's status. The cluster keeps running; stop it
+# with `mayastor-local down`.
+#
+# Environment:
+#   STATE_DIR=DIR   state directory of the cluster (default: mayastor-local's
+#                   own, ${XDG_DATA_HOME:-$HOME/.local/share}/mayastor-local)
+#   IP_PREFIX=A.B.C loopback addresses of a new cluster (default 127.0.1)
+#   NO_TUI=1        do not open the dashboard at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STATE_DIR="${STATE_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/mayastor-rs/run}"
-ENDPOINT="${ENDPOINT:-127.0.0.1:10124}"
-mkdir -p "$STATE_DIR"
+echo "== building io-engine, agent-core, api-rest, mayastor-store, mayastor-local, kubectl-mayastor"
+cargo build --quiet \
+    -p io-engine --bin io-engine \
+    -p agent-core --bin agent-core \
+    -p api-rest --bin api-rest \
+    -p store --bin mayastor-store \
+    -p mayastor-local --bin mayastor-local \
+    -p kubectl-mayastor --bin kubectl-mayastor
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+BIN="$TARGET_DIR/debug"
 
-echo "== building io-engine and io-engine-client"
-cargo build --quiet -p io-engine -p io-engine-client
-BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
-
-DISK="$STATE_DIR/disk.img"
-rm -f "$DISK"
-fallocate -l 100M "$DISK" 2>/dev/null || truncate -s 100M "$DISK"
-
-echo "== starting io-engine on $ENDPOINT (log: $STATE_DIR/io-engine.log)"
-"$BIN/io-engine" --grpc-endpoint "$ENDPOINT" --node-name "$(hostname)" >"$STATE_DIR/io-engine.log" 2>&1 &
-ENGINE_PID=$!
-trap 'kill -TERM $ENGINE_PID 2>/dev/null; wait $ENGINE_PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    if "$BIN/io-engine-client" --endpoint "$ENDPOINT" pool list >/dev/null 2>&1; then break; fi
-    if ! kill -0 $ENGINE_PID 2>/dev/null; then cat "$STATE_DIR/io-engine.log"; exit 1; fi
-    sleep 0.1
-done
-
-run() {
-    echo "\$ io-engine-client $*"
-    "$BIN/io-engine-client" --endpoint "$ENDPOINT" "$@"
+local_args=()
+if [ -n "${STATE_DIR:-}" ]; then local_args+=(--state-dir "$STATE_DIR"); fi
+mayastor_local() {
+    echo
+    echo "\$ mayastor-local $*"
+    "$BIN/mayastor-local" "${local_args[@]}" "$@"
 }
 
-run pool create tpool "aio://$DISK"
-run pool list
-run replica create tpool replica1 --size=10
-run replica create tpool replica2 --size=1000 --thin
-run replica list
-run pool check tpool
-run replica share tpool replica1 --allowed-host "nqn.2019-05.io.openebs:node-name:$(hostname)"
-run -o wide replica list
-run replica destroy tpool replica1
-run replica destroy tpool replica2
-run replica list
-run pool destroy tpool
-run pool list
-echo "== done; stopping io-engine"
+up_args=(--nodes 3)
+if [ -n "${IP_PREFIX:-}" ]; then up_args+=(--ip-prefix "$IP_PREFIX"); fi
+mayastor_local up "${up_args[@]}"
+mayastor_local demo
+mayastor_local status
+
+REST="$(cat "${STATE_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/mayastor-local}/rest-endpoint")"
+rest_flag=""
+if [ -n "${STATE_DIR:-}" ]; then rest_flag=" --rest $REST"; fi
+cat <<MSG
+
+== the cluster keeps running (REST endpoint: $REST)
+Use the kubectl plugin against it (it finds the local cluster by itself${STATE_DIR:+ in the default state directory only, hence --rest}):
+  $BIN/kubectl-mayastor${rest_flag} get volumes
+  $BIN/kubectl-mayastor${rest_flag} get volume-replica-topologies
+  $BIN/kubectl-mayastor${rest_flag} get pools
+  $BIN/kubectl-mayastor${rest_flag} get nodes
+Run the demo again:   $BIN/mayastor-local${STATE_DIR:+ --state-dir $STATE_DIR} demo
+Stop the cluster:     $BIN/mayastor-local${STATE_DIR:+ --state-dir $STATE_DIR} down   (add --wipe to delete its data)
+MSG
+
+# ---- dashboard --------------------------------------------------------------
+# On a terminal, open the live dashboard on the cluster (skip with NO_TUI=1).
+if [ -t 1 ] && [ -z "${NO_TUI:-}" ] && "$BIN/kubectl-mayastor" tui --help >/dev/null 2>&1; then
+    "$BIN/kubectl-mayastor" --rest "$REST" tui
+fi

@@ -1,6 +1,37 @@
-//! The live terminal dashboard (`kubectl mayastor tui`).
+//! The live terminal dashboard (`kubectl mayastor tui`): volumes and their
+//! replica topology, rebuild progress, pool capacity, nodes, and the
+//! events derived from successive polls, with confirmed actions (scale a
+//! volume, cordon, uncordon and drain a node).
+//!
+//! Structure (ratatui + crossterm):
+//! - [`snapshot`]: what one poll of the REST API returns;
+//! - [`app`]: the pure state (`apply` a snapshot, `on_key` -> action);
+//! - [`events`]: changes between two snapshots, as event lines;
+//! - [`ui`]: `draw(frame, &App)`;
+//! - [`poller`]: the tokio tasks that poll and run actions;
+//! - [`terminal`]: raw mode and the alternate screen, restored on exit,
+//!   on panic and on SIGTERM/SIGHUP/SIGINT.
+//!
+//! Threading: [`run`] blocks the calling thread, which draws and reads
+//! keys; a private tokio runtime polls the API and runs actions, reporting
+//! through a bounded channel the UI thread drains without waiting.
+//! The cluster is reached only through the REST client.
+
+pub mod app;
+pub mod events;
+pub mod format;
+pub mod model;
+pub mod poller;
+pub mod rebuild;
+pub mod snapshot;
+pub mod terminal;
+pub mod ui;
 
 use std::time::Duration;
+
+pub use app::{Action, App, Update, View};
+pub use snapshot::Snapshot;
+pub use ui::draw;
 
 /// How the dashboard reaches the cluster.
 #[derive(Debug, Clone)]
@@ -13,7 +44,7 @@ pub struct Options {
     pub timeout: Duration,
 }
 
-/// Runs the dashboard until the user quits.
-pub fn run(_opts: Options) -> anyhow::Result<()> {
-    anyhow::bail!("the dashboard is not available yet")
+/// Runs the dashboard until the user quits (or SIGTERM, SIGHUP, SIGINT).
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    terminal::run(opts)
 }

@@ -31,9 +31,34 @@ pub struct Args {
     /// it is replaced (full rebuild).
     #[arg(long, default_value = "600s", value_parser = parse_duration)]
     pub faulted_child_wait: Duration,
-    /// Period of the reconcile loop.
+    /// Period of every reconciler not given its own below.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub reconcile_period: Duration,
+    /// Period of the reconciler that finishes or rolls back interrupted
+    /// operations (default: --reconcile-period).
+    #[arg(long, value_parser = parse_duration)]
+    pub operations_reconcile_period: Option<Duration>,
+    /// Period of the pool reconciler: pools imported again on engines that
+    /// restarted (default: --reconcile-period).
+    #[arg(long, value_parser = parse_duration)]
+    pub pool_reconcile_period: Option<Duration>,
+    /// Period of the nexus reconciler: targets recreated on engines that
+    /// restarted (default: --reconcile-period).
+    #[arg(long, value_parser = parse_duration)]
+    pub nexus_reconcile_period: Option<Duration>,
+    /// Period of the volume reconciler: faulted children, replica counts
+    /// (default: --reconcile-period).
+    #[arg(long, value_parser = parse_duration)]
+    pub volume_reconcile_period: Option<Duration>,
+    /// Period of the thin-pool space reconciler (default: --reconcile-period).
+    #[arg(long, value_parser = parse_duration)]
+    pub space_reconcile_period: Option<Duration>,
+    /// Period of the garbage collector (default: --reconcile-period).
+    #[arg(long, value_parser = parse_duration)]
+    pub gc_reconcile_period: Option<Duration>,
+    /// Period of the drain reconciler (default: --reconcile-period).
+    #[arg(long, value_parser = parse_duration)]
+    pub drain_reconcile_period: Option<Duration>,
     /// How often engines are polled for their pools, replicas and nexuses.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub poll_period: Duration,

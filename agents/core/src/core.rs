@@ -56,6 +56,21 @@ fn check_volume_size(size: u64) -> CoreResult<()> {
     Ok(())
 }
 
+/// Most labels a node, a pool or a volume holds; also the most cordon
+/// labels and drain labels of a node, and labels in each side of a
+/// volume's topology.
+pub const MAX_LABELS: usize = 64;
+
+fn check_label_count(what: &str, count: usize) -> CoreResult<()> {
+    if count > MAX_LABELS {
+        return Err(rest(
+            ErrorKind::InvalidArgument,
+            format!("{what} would have {count} labels; at most {MAX_LABELS} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
 /// The core agent.
 pub struct Core {
     pub args: Args,
@@ -168,6 +183,7 @@ impl Core {
                 node: spec.node.clone(),
                 pool: spec.pool.clone(),
                 size: spec.size,
+                allocated: observed.get(&spec.uuid).map_or(0, |(_, r)| r.allocated),
                 online: observed.contains_key(&spec.uuid),
                 child,
             });
@@ -440,6 +456,7 @@ impl Core {
         if on {
             if !labels.iter().any(|l| l == label) {
                 labels.push(label.to_owned());
+                check_label_count(&format!("node {id}'s cordon"), labels.len())?;
             }
         } else {
             let had = labels.len();
@@ -469,6 +486,7 @@ impl Core {
         let st = &mut spec.cordon_drain_state;
         if !st.drain_labels.iter().any(|l| l == label) {
             st.drain_labels.push(label.to_owned());
+            check_label_count(&format!("node {id}'s drain"), st.drain_labels.len())?;
         }
         st.drain_status = Some(DrainStatus::Draining);
         self.specs.put_node(spec).await?;
@@ -483,6 +501,7 @@ impl Core {
         match value {
             Some(v) => {
                 spec.labels.insert(key.to_owned(), v.to_owned());
+                check_label_count(&format!("node {id}"), spec.labels.len())?;
             }
             None => {
                 if spec.labels.remove(key).is_none() {
@@ -512,6 +531,10 @@ impl Core {
                 "a pool takes exactly one disk",
             ));
         }
+        check_label_count(
+            &format!("pool {id}"),
+            body.labels.as_ref().map_or(0, |l| l.len()),
+        )?;
         let _g = self.op_lock.lock().await;
         if let Some(existing) = self.specs.pools.read().get(id).cloned() {
             if existing.node == node && existing.disks == body.disks {
@@ -635,6 +658,7 @@ impl Core {
         match value {
             Some(v) => {
                 spec.labels.insert(key.to_owned(), v.to_owned());
+                check_label_count(&format!("pool {id}"), spec.labels.len())?;
             }
             None => {
                 if spec.labels.remove(key).is_none() {
@@ -818,6 +842,24 @@ impl Core {
 
     pub async fn create_volume(&self, id: &str, body: CreateVolumeBody) -> CoreResult<Volume> {
         check_volume_size(body.size)?;
+        check_label_count(
+            &format!("volume {id}"),
+            body.labels.as_ref().map_or(0, |l| l.len()),
+        )?;
+        if let Some(t) = &body.topology {
+            for (side, lt) in [("node", &t.node_topology), ("pool", &t.pool_topology)] {
+                if let Some(lt) = lt {
+                    check_label_count(
+                        &format!("volume {id}'s {side} topology inclusion"),
+                        lt.inclusion.len(),
+                    )?;
+                    check_label_count(
+                        &format!("volume {id}'s {side} topology exclusion"),
+                        lt.exclusion.len(),
+                    )?;
+                }
+            }
+        }
         let _g = self.op_lock.lock().await;
         if let Some(rec) = self.specs.volume(id) {
             let same = rec.spec.size == body.size
@@ -972,7 +1014,12 @@ impl Core {
             ));
         }
         let _g = self.op_lock.lock().await;
-        let rec = self.volume_record(id)?;
+        let mut rec = self.volume_record(id)?;
+        if let Some(VolumeOp::Resize { size }) = rec.op {
+            // A grow that stopped half way ends before a target of the
+            // old size is made.
+            self.finish_resize(&mut rec, size).await?;
+        }
         if rec.spec.status != SpecStatus::Created {
             return Err(rest(
                 ErrorKind::FailedPrecondition,
@@ -1212,6 +1259,16 @@ impl Core {
             &existing,
         )
         .map_err(|e| rest(ErrorKind::ResourceExhausted, e.to_string()))?;
+        self.add_replica_on(rec, &place).await
+    }
+
+    /// Adds one replica of a volume on `place` (and to its nexus, which
+    /// rebuilds it).
+    pub(crate) async fn add_replica_on(
+        &self,
+        rec: &VolumeRecord,
+        place: &scheduler::Placement,
+    ) -> CoreResult<ReplicaSpec> {
         let replica = self
             .create_replica(&rec.spec, &place.node, &place.pool)
             .await?;
@@ -1345,7 +1402,29 @@ impl Core {
                 format!("volume {id} is published; unpublish it to resize"),
             ));
         }
+        // Every replica must be reachable before any grows: a replica that
+        // cannot be asked would leave the volume half grown.
         for r in self.specs.volume_replicas(id) {
+            self.client(&r.node)?;
+        }
+        // The intent first: should a grow fail or the agent die half way,
+        // the operations reconciler finishes it.
+        rec.op = Some(VolumeOp::Resize { size });
+        self.specs.put_volume(rec.clone()).await?;
+        self.finish_resize(&mut rec, size).await?;
+        drop(_g);
+        self.volume_view(id)
+            .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))))
+    }
+
+    /// Grows every replica of a volume not yet at `size`, then records the
+    /// size in the spec and clears the operation.
+    pub(crate) async fn finish_resize(&self, rec: &mut VolumeRecord, size: u64) -> CoreResult<()> {
+        let id = rec.spec.uuid.clone();
+        for r in self.specs.volume_replicas(&id) {
+            if r.size >= size {
+                continue;
+            }
             let client = self.client(&r.node)?;
             client
                 .replica
@@ -1362,10 +1441,10 @@ impl Core {
             self.refresh(&r.node).await;
         }
         rec.spec.size = size;
-        self.specs.put_volume(rec).await?;
-        drop(_g);
-        self.volume_view(id)
-            .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))))
+        rec.op = None;
+        self.specs.put_volume(rec.clone()).await?;
+        info!(volume = %id, size, "volume grown");
+        Ok(())
     }
 
     /// The rebuild history of a volume's current target.

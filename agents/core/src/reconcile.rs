@@ -1,29 +1,44 @@
 //! Reconcilers: the loops that make the observed state follow the specs.
 //!
-//! Each is a small function run by [`step`] (every reconcile period, under
-//! the core's operation lock, only on the lease holder):
-//! - [`recover_ops`]: finishes or rolls back operations a crash interrupted
-//!   (create and publish are rolled back, destroy and unpublish finished);
-//! - [`restore_nodes`]: pools are created (imported) again and nexuses
-//!   recreated on engines that restarted — the engine's nexus info decides
-//!   which children come back online;
-//! - [`self_heal`]: a faulted child whose replica is reachable again within
-//!   the faulted-child wait is onlined (partial rebuild); after the wait, or
-//!   at once when it ran out of space, it is retired and replaced (full
-//!   rebuild) — but only when a replacement can be placed, so a volume
-//!   that cannot heal keeps its replicas and stays Degraded; replica counts
-//!   of published and unpublished volumes are brought to the spec (scale
-//!   up, or down removing faulted first);
-//! - [`gc`]: specs left `Deleting`, specs left `Creating` by a crash, and
-//!   replicas and nexuses no spec knows (after one GC period) are removed;
-//! - [`drain`]: targets move off draining nodes.
+//! Each [`Reconciler`] is a small unit with its own period (its own
+//! command-line flag, defaulting to `--reconcile-period`) and its own loop;
+//! a pass runs under the core's operation lock, only on the lease holder:
+//! - [`Reconciler::Operations`] ([`recover_ops`]): finishes or rolls back
+//!   operations a crash interrupted (create and publish are rolled back,
+//!   destroy, unpublish and resize finished);
+//! - [`Reconciler::Pools`] ([`restore_pools`]): pools are created
+//!   (imported) again on engines that restarted;
+//! - [`Reconciler::Nexuses`] ([`restore_nexuses`]): targets are recreated
+//!   on engines that restarted — the engine's nexus info decides which
+//!   children come back online;
+//! - [`Reconciler::Volumes`] ([`self_heal`]): a faulted child whose replica
+//!   is reachable again within the faulted-child wait is onlined (partial
+//!   rebuild); after the wait it is retired and replaced (full rebuild) —
+//!   but only when a replacement can be placed, so a volume that cannot
+//!   heal keeps its replicas and stays Degraded; replica counts of
+//!   published and unpublished volumes are brought to the spec (scale up,
+//!   or down removing faulted first);
+//! - [`Reconciler::Space`] ([`thin_space`]): a thin pool that ran out of
+//!   space gets its largest replica moved to another pool, then the
+//!   children that ran out of space there are onlined again;
+//! - [`Reconciler::Gc`] ([`gc`]): specs left `Deleting`, specs left
+//!   `Creating` by a crash, and replicas and nexuses no spec knows (after
+//!   one GC period) are removed;
+//! - [`Reconciler::Drain`] ([`drain`]): targets move off draining nodes.
+//!
+//! When the core starts leading, one pass of every reconciler runs in the
+//! order above (interrupted operations are settled before anything else
+//! looks at the specs); then each runs on its own period.
 //!
 //! The poll loop ([`poll_loop`]) refreshes observed state and marks nodes
 //! without a heartbeat offline.
 
 use std::{
-    collections::HashMap,
-    sync::Arc,
+    collections::{BTreeMap, HashMap},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -31,19 +46,101 @@ use io_engine_api::v1;
 use openapi::models::{DrainStatus, SpecStatus};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
+    config::Args,
     core::{child_of, Core},
     scheduler,
     specs::VolumeOp,
 };
 
-/// State the reconcilers keep between steps.
+/// The reconcilers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reconciler {
+    Operations,
+    Pools,
+    Nexuses,
+    Volumes,
+    Space,
+    Gc,
+    Drain,
+}
+
+impl Reconciler {
+    /// Every reconciler, in the order of the first pass.
+    pub const ALL: [Reconciler; 7] = [
+        Reconciler::Operations,
+        Reconciler::Pools,
+        Reconciler::Nexuses,
+        Reconciler::Volumes,
+        Reconciler::Space,
+        Reconciler::Gc,
+        Reconciler::Drain,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reconciler::Operations => "operations",
+            Reconciler::Pools => "pools",
+            Reconciler::Nexuses => "nexuses",
+            Reconciler::Volumes => "volumes",
+            Reconciler::Space => "space",
+            Reconciler::Gc => "gc",
+            Reconciler::Drain => "drain",
+        }
+    }
+
+    /// Its period: its own flag, else `--reconcile-period`.
+    pub fn period(self, args: &Args) -> Duration {
+        let own = match self {
+            Reconciler::Operations => args.operations_reconcile_period,
+            Reconciler::Pools => args.pool_reconcile_period,
+            Reconciler::Nexuses => args.nexus_reconcile_period,
+            Reconciler::Volumes => args.volume_reconcile_period,
+            Reconciler::Space => args.space_reconcile_period,
+            Reconciler::Gc => args.gc_reconcile_period,
+            Reconciler::Drain => args.drain_reconcile_period,
+        };
+        own.unwrap_or(args.reconcile_period)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A replica being moved off a thin pool that ran out of space: its
+/// successor is rebuilt before it is removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub from: String,
+    pub to: String,
+    pub pool: String,
+    pub started: Instant,
+}
+
+/// State the reconcilers keep between passes (shared by all of them).
 #[derive(Default)]
 pub struct ReconcileState {
     /// Orphans first seen at.
     orphans: Mutex<HashMap<String, Instant>>,
+    /// Volume uuid -> the replica move in progress.
+    moves: Mutex<HashMap<String, Move>>,
+    /// Passes run, by reconciler.
+    passes: [AtomicU64; 7],
+}
+
+impl ReconcileState {
+    /// How many passes `r` has run.
+    pub fn passes(&self, r: Reconciler) -> u64 {
+        self.passes[r.index()].load(Ordering::Relaxed)
+    }
+
+    /// The replica moves in progress.
+    pub fn moves(&self) -> HashMap<String, Move> {
+        self.moves.lock().clone()
+    }
 }
 
 /// Refreshes observed state and expires nodes, every poll period.
@@ -67,26 +164,69 @@ pub async fn poll_loop(core: Arc<Core>, stop: CancellationToken) {
     }
 }
 
-/// Runs the reconcilers every reconcile period until `stop`.
+/// Runs the reconcilers until `stop`: after the shortest period, one pass
+/// of each in order, then each on its own period.
 pub async fn run(core: Arc<Core>, stop: CancellationToken) {
-    let state = ReconcileState::default();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(core.args.reconcile_period) => {}
-        }
-        step(&core, &state).await;
+    let state = Arc::new(ReconcileState::default());
+    let first = Reconciler::ALL
+        .iter()
+        .map(|r| r.period(&core.args))
+        .min()
+        .unwrap_or(core.args.reconcile_period);
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        _ = tokio::time::sleep(first) => {}
+    }
+    step(&core, &state).await;
+    let loops = Reconciler::ALL.map(|r| {
+        let (core, state, stop) = (core.clone(), state.clone(), stop.clone());
+        tokio::spawn(async move {
+            let period = r.period(&core.args);
+            info!(
+                reconciler = r.name(),
+                period_ms = period.as_millis() as u64,
+                "reconciler started"
+            );
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                pass(&core, &state, r).await;
+            }
+        })
+    });
+    for l in loops {
+        let _ = l.await;
     }
 }
 
-/// One pass of every reconciler.
+/// One pass of reconciler `r` under the operation lock.
+pub async fn pass(core: &Core, state: &ReconcileState, r: Reconciler) {
+    let _g = core.op_lock.lock().await;
+    run_locked(core, state, r).await;
+}
+
+async fn run_locked(core: &Core, state: &ReconcileState, r: Reconciler) {
+    match r {
+        Reconciler::Operations => recover_ops(core).await,
+        Reconciler::Pools => restore_pools(core).await,
+        Reconciler::Nexuses => restore_nexuses(core).await,
+        Reconciler::Volumes => self_heal(core, state).await,
+        Reconciler::Space => thin_space(core, state).await,
+        Reconciler::Gc => gc(core, state).await,
+        Reconciler::Drain => drain(core).await,
+    }
+    let n = state.passes[r.index()].fetch_add(1, Ordering::Relaxed) + 1;
+    debug!(reconciler = r.name(), passes = n, "reconcile pass");
+}
+
+/// One pass of every reconciler, in order, under one hold of the lock.
 pub async fn step(core: &Core, state: &ReconcileState) {
     let _g = core.op_lock.lock().await;
-    recover_ops(core).await;
-    restore_nodes(core).await;
-    self_heal(core).await;
-    gc(core, state).await;
-    drain(core).await;
+    for r in Reconciler::ALL {
+        run_locked(core, state, r).await;
+    }
 }
 
 /// Finishes or rolls back interrupted volume operations.
@@ -142,6 +282,10 @@ pub async fn recover_ops(core: &Core) {
                     Err(e) => Err(e),
                 }
             }
+            Some(VolumeOp::Resize { size }) => {
+                info!(volume = %id, size, "finishing an interrupted resize");
+                core.finish_resize(&mut rec, size).await
+            }
             None => Ok(()),
         };
         if let Err(e) = result {
@@ -150,8 +294,9 @@ pub async fn recover_ops(core: &Core) {
     }
 }
 
-/// Pools and nexuses back on engines that lost them (restarts).
-pub async fn restore_nodes(core: &Core) {
+/// Pools back on engines that lost them (restarts): imported from their
+/// disks.
+pub async fn restore_pools(core: &Core) {
     for node in core.registry.nodes().into_iter().filter(|n| n.online) {
         let pools: Vec<_> = core
             .specs
@@ -186,7 +331,13 @@ pub async fn restore_nodes(core: &Core) {
         if changed {
             core.refresh(&node.id).await;
         }
-        let node = core.registry.node(&node.id).unwrap_or(node);
+    }
+}
+
+/// Targets back on engines that lost them (restarts): the engine's nexus
+/// info decides which children come back online.
+pub async fn restore_nexuses(core: &Core) {
+    for node in core.registry.nodes().into_iter().filter(|n| n.online) {
         let nexuses: Vec<_> = core
             .specs
             .nexuses
@@ -223,8 +374,9 @@ fn age_ms(ms: i64) -> Duration {
 }
 
 /// Faulted children of published volumes, and the replica count of every
-/// volume.
-pub async fn self_heal(core: &Core) {
+/// volume. Children that ran out of space are left to [`thin_space`], and
+/// a volume with a replica move in progress keeps its extra replica.
+pub async fn self_heal(core: &Core, state: &ReconcileState) {
     let volumes: Vec<_> = core
         .specs
         .volumes
@@ -235,10 +387,13 @@ pub async fn self_heal(core: &Core) {
         .collect();
     for rec in volumes {
         let id = rec.spec.uuid.clone();
+        let moving = state.moves.lock().contains_key(&id);
         if rec.spec.target.is_none() && rec.nexus.is_none() {
             // Unpublished: only the replica count (a scale that stopped
             // half way, e.g. by a crash, is finished here).
-            replica_count(core, &rec).await;
+            if !moving {
+                replica_count(core, &rec).await;
+            }
             continue;
         }
         let Some((target, nexus)) = core.observed_nexus(&rec) else {
@@ -277,8 +432,11 @@ pub async fn self_heal(core: &Core) {
                 });
             let waited = child.faulted_at_ms > 0
                 && age_ms(child.faulted_at_ms) >= core.args.faulted_child_wait;
-            let no_space = child.reason == v1::ChildStateReason::ChildReasonNoSpace as i32;
-            if reachable && !waited && !no_space {
+            if child.reason == v1::ChildStateReason::ChildReasonNoSpace as i32 {
+                // Its pool is full: the space reconciler frees room first.
+                continue;
+            }
+            if reachable && !waited {
                 // Back in time: online it (partial rebuild when it can).
                 if let Err(e) = client
                     .nexus
@@ -296,7 +454,7 @@ pub async fn self_heal(core: &Core) {
                 }
                 continue;
             }
-            if !waited && !no_space {
+            if !waited {
                 continue;
             }
             // Retire it, but only when a replacement can be placed.
@@ -312,12 +470,14 @@ pub async fn self_heal(core: &Core) {
             if scheduler::place_additional_replica(&cluster, &req, &others).is_err() {
                 continue;
             }
-            info!(volume = %id, child = %child.uri, no_space, "retiring a faulted replica");
+            info!(volume = %id, child = %child.uri, "retiring a faulted replica");
             if let Err(e) = core.remove_replica(&rec, &replica.uuid).await {
                 warn!(volume = %id, error = %e, "cannot retire the replica");
             }
         }
-        replica_count(core, &rec).await;
+        if !moving {
+            replica_count(core, &rec).await;
+        }
         // Replicas that are reachable but not in the nexus (their node was
         // away when the nexus was made): add them back (full rebuild).
         if let Some((_, nexus)) = core.observed_nexus(&rec) {
@@ -351,6 +511,191 @@ pub async fn self_heal(core: &Core) {
             }
         }
         core.refresh(&target).await;
+    }
+}
+
+/// A child that ran out of space, waiting for room on its pool.
+struct OutOfSpace {
+    volume: String,
+    target: String,
+    nexus: String,
+    uri: String,
+    /// Bytes its replica still lacks to be fully allocated.
+    lacks: u64,
+}
+
+/// Thin pools that ran out of space. A child faulted `no_space` marks its
+/// replica's pool as full. For each such pool:
+/// 1. a move already under way from it is finished first ([`finish_moves`]);
+/// 2. when the pool has room again (free space of at least the
+///    volume-commitment share of what each waiting child still lacks), its
+///    out-of-space children are onlined: a partial rebuild copies what
+///    they missed;
+/// 3. otherwise the largest replica that can go elsewhere moves
+///    ([`scheduler::relieve_pool`]): a faulted one is retired and replaced
+///    at once, a healthy one gets its successor first and is removed once
+///    the successor is rebuilt, so its volume never loses a copy.
+pub async fn thin_space(core: &Core, state: &ReconcileState) {
+    finish_moves(core, state).await;
+    let volumes: Vec<_> = core
+        .specs
+        .volumes
+        .read()
+        .values()
+        .filter(|r| r.spec.status == SpecStatus::Created && r.op.is_none())
+        .cloned()
+        .collect();
+    let cluster = core.cluster();
+    let mut full: BTreeMap<String, Vec<OutOfSpace>> = BTreeMap::new();
+    for rec in &volumes {
+        let Some((target, nexus)) = core.observed_nexus(rec) else {
+            continue;
+        };
+        for child in &nexus.children {
+            if child.state != v1::ChildState::ChildFaulted as i32
+                || child.reason != v1::ChildStateReason::ChildReasonNoSpace as i32
+            {
+                continue;
+            }
+            let Some(replica) = cluster.replicas.iter().find(|r| r.uuid == child.uuid) else {
+                continue;
+            };
+            full.entry(replica.pool.clone())
+                .or_default()
+                .push(OutOfSpace {
+                    volume: rec.spec.uuid.clone(),
+                    target: target.clone(),
+                    nexus: nexus.uuid.clone(),
+                    uri: child.uri.clone(),
+                    lacks: replica.size.saturating_sub(replica.allocated),
+                });
+        }
+    }
+    let requests: BTreeMap<String, scheduler::VolumeRequest> = volumes
+        .iter()
+        .map(|r| (r.spec.uuid.clone(), Core::request_for(&r.spec)))
+        .collect();
+    for (pool, waiting) in full {
+        if state.moves.lock().values().any(|m| m.pool == pool) {
+            // Room is on its way.
+            continue;
+        }
+        let cluster = core.cluster();
+        let Some(p) = cluster.pools.iter().find(|p| p.id == pool) else {
+            continue;
+        };
+        let mut free = p.capacity.saturating_sub(p.used);
+        let mut stuck = 0;
+        for w in &waiting {
+            let need = (w.lacks.saturating_mul(cluster.limits.volume_commitment_pct) / 100).max(1);
+            if free < need {
+                stuck += 1;
+                continue;
+            }
+            free -= need;
+            let Some(client) = core.registry.online_client(&w.target) else {
+                continue;
+            };
+            match client
+                .nexus
+                .clone()
+                .child_operation(v1::ChildOperationRequest {
+                    nexus_uuid: w.nexus.clone(),
+                    uri: w.uri.clone(),
+                    action: v1::ChildAction::Online as i32,
+                })
+                .await
+            {
+                Ok(_) => {
+                    info!(volume = %w.volume, child = %w.uri, pool = %pool, "pool has room again: child onlined for a rebuild")
+                }
+                Err(e) => {
+                    warn!(volume = %w.volume, child = %w.uri, error = %e.message(), "cannot online the child yet")
+                }
+            }
+        }
+        if stuck == 0 {
+            continue;
+        }
+        let Some(relief) = scheduler::relieve_pool(&cluster, &pool, &requests) else {
+            warn!(pool = %pool, "thin pool out of space and no replica on it can move elsewhere");
+            continue;
+        };
+        let Some(rec) = volumes.iter().find(|r| r.spec.uuid == relief.volume) else {
+            continue;
+        };
+        let id = &rec.spec.uuid;
+        if relief.faulted {
+            info!(volume = %id, replica = %relief.replica, pool = %pool, to = %relief.to.pool, "thin pool out of space: replacing its largest replica elsewhere");
+            if let Err(e) = core.remove_replica(rec, &relief.replica).await {
+                warn!(volume = %id, error = %e, "cannot retire the replica");
+                continue;
+            }
+            if let Err(e) = core.add_replica_on(rec, &relief.to).await {
+                warn!(volume = %id, error = %e, "cannot place the successor; the volume reconciler retries");
+            }
+        } else {
+            info!(volume = %id, replica = %relief.replica, pool = %pool, to = %relief.to.pool, "thin pool out of space: moving its largest replica");
+            match core.add_replica_on(rec, &relief.to).await {
+                Ok(new) => {
+                    state.moves.lock().insert(
+                        id.clone(),
+                        Move {
+                            from: relief.replica,
+                            to: new.uuid,
+                            pool,
+                            started: Instant::now(),
+                        },
+                    );
+                }
+                Err(e) => warn!(volume = %id, error = %e, "cannot start the move"),
+            }
+        }
+    }
+}
+
+/// Moves under way: once the successor is an Online child (rebuilt), the
+/// old replica is removed. A successor that faulted, or a volume that lost
+/// its target, ends the move; the volume reconciler then brings the replica
+/// count back (faulted replicas go first).
+pub async fn finish_moves(core: &Core, state: &ReconcileState) {
+    for (volume, mv) in state.moves() {
+        let end = || {
+            state.moves.lock().remove(&volume);
+        };
+        let Some(rec) = core.specs.volume(&volume) else {
+            end();
+            continue;
+        };
+        let Some((_, nexus)) = core.observed_nexus(&rec) else {
+            if rec.nexus.is_none() {
+                end();
+            }
+            continue;
+        };
+        match child_of(&nexus, &mv.to) {
+            Some(c) if c.state == v1::ChildState::ChildOnline as i32 => {
+                match core.remove_replica(&rec, &mv.from).await {
+                    Ok(()) => {
+                        info!(volume = %volume, from = %mv.from, to = %mv.to, pool = %mv.pool, secs = mv.started.elapsed().as_secs(), "replica moved off the full pool");
+                        end();
+                    }
+                    Err(e) => {
+                        warn!(volume = %volume, error = %e, "cannot remove the moved replica yet")
+                    }
+                }
+            }
+            Some(c) if c.state == v1::ChildState::ChildFaulted as i32 => {
+                warn!(volume = %volume, replica = %mv.to, "the successor faulted: move abandoned");
+                end();
+            }
+            Some(_) => {}
+            None => {
+                if !core.specs.replicas.read().contains_key(&mv.to) {
+                    end();
+                }
+            }
+        }
     }
 }
 

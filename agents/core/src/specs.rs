@@ -26,8 +26,16 @@ use crate::CoreError;
 pub enum VolumeOp {
     Create,
     Destroy,
-    Publish { nexus: String, node: String },
+    Publish {
+        nexus: String,
+        node: String,
+    },
     Unpublish,
+    /// Growing to `size` bytes: rolled forward (replicas that are not
+    /// grown yet are grown, then the spec takes the size).
+    Resize {
+        size: u64,
+    },
 }
 
 /// What is stored for a volume.

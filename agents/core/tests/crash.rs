@@ -88,6 +88,7 @@ enum Op {
     Scale { id: String, count: u8 },
     Publish { id: String, node: String },
     Unpublish { id: String },
+    Resize { id: String, size: u64 },
 }
 
 impl Op {
@@ -98,6 +99,7 @@ impl Op {
             Op::Scale { .. } => "scale",
             Op::Publish { .. } => "publish",
             Op::Unpublish { .. } => "unpublish",
+            Op::Resize { .. } => "resize",
         }
     }
 }
@@ -114,7 +116,7 @@ fn pick_op(rng: &mut Rng, volumes: &[Volume], nodes: &[String]) -> Op {
         kinds.extend(["destroy", "scale", "scale"]);
     }
     if !unpublished.is_empty() {
-        kinds.extend(["publish", "publish"]);
+        kinds.extend(["publish", "publish", "resize"]);
     }
     if !published.is_empty() {
         kinds.extend(["unpublish", "unpublish"]);
@@ -136,6 +138,13 @@ fn pick_op(rng: &mut Rng, volumes: &[Volume], nodes: &[String]) -> Op {
             Op::Scale {
                 id: v.spec.uuid.clone(),
                 count,
+            }
+        }
+        "resize" => {
+            let v = rng.pick(&unpublished);
+            Op::Resize {
+                id: v.spec.uuid.clone(),
+                size: v.spec.size + (1 + rng.below(4)) * MIB,
             }
         }
         "publish" => Op::Publish {
@@ -179,6 +188,10 @@ async fn run_op(api: RestClient, op: Op) -> Result<(), RestError> {
             .await
             .map(drop),
         Op::Unpublish { id } => api.del_volume_target(&id, false).await.map(drop),
+        Op::Resize { id, size } => api
+            .put_volume_size(&id, ResizeVolumeBody { size })
+            .await
+            .map(drop),
     }
 }
 
@@ -354,6 +367,17 @@ async fn check_settled(
             .count();
         if have != want {
             return Err(format!("volume {id}: {have} replica specs, want {want}"));
+        }
+        // A resize is all or nothing: every replica has the volume's size.
+        if let Some(r) = specs
+            .replicas
+            .iter()
+            .find(|r| r.owners.volume.as_deref() == Some(id.as_str()) && r.size != v.spec.size)
+        {
+            return Err(format!(
+                "volume {id} is {} bytes but its replica {} is {}",
+                v.spec.size, r.uuid, r.size
+            ));
         }
         let online = v
             .state
@@ -631,6 +655,7 @@ async fn core_agent_killed_mid_operation_leaves_whole_volumes_and_no_orphans() {
         ("destroy finished", "finishing an interrupted destroy"),
         ("publish rolled back", "rolling back an interrupted publish"),
         ("unpublish finished", "finishing an interrupted unpublish"),
+        ("resize finished", "finishing an interrupted resize"),
         (
             "creating replica removed",
             "replica creation was interrupted",

@@ -350,6 +350,7 @@ async fn a_short_outage_is_healed_by_a_partial_rebuild_a_long_one_by_replacement
         Timers {
             faulted_child_wait: "8s",
             gc_period: "3s",
+            core_extra: &[],
         },
     );
     let api = rest(&c);

@@ -577,6 +577,36 @@ async fn every_endpoint_has_its_effect_through_api_rest() {
     api.del_volume(&zoned).await.unwrap();
     let n3 = api.label_node("node-3", "zone", None).await.unwrap();
     assert!(n3.spec.unwrap().labels.is_empty());
+    // At most 64 labels: the 65th is refused and changes nothing.
+    for i in 0..64 {
+        api.label_node("node-3", &format!("k{i}"), Some("v"))
+            .await
+            .unwrap();
+    }
+    let e = refused(
+        api.label_node("node-3", "k64", Some("v")).await,
+        ErrorKind::InvalidArgument,
+    );
+    assert!(e.message.contains("at most 64"), "{e:?}");
+    let n3 = api.get_node("node-3").await.unwrap();
+    assert_eq!(n3.spec.unwrap().labels.len(), 64);
+    // Overwriting an existing key is still fine.
+    api.label_node("node-3", "k0", Some("w")).await.unwrap();
+    let mut crowded = volume_body(VOL, 1);
+    crowded.labels = Some(
+        (0..65)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect(),
+    );
+    refused(
+        api.put_volume(&new_id(), crowded).await,
+        ErrorKind::InvalidArgument,
+    );
+    for i in 0..64 {
+        api.label_node("node-3", &format!("k{i}"), None)
+            .await
+            .unwrap();
+    }
 
     // Cordon node-3: a 3-replica volume no longer fits; uncordon: it does.
     let n3 = api.put_node_cordon("node-3", "maintenance").await.unwrap();

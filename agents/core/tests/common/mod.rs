@@ -244,6 +244,8 @@ pub fn etcd_with_data(ip: &str, data: PathBuf) -> (Proc, String) {
 pub struct Timers {
     pub faulted_child_wait: &'static str,
     pub gc_period: &'static str,
+    /// More `agent-core` flags (e.g. a reconciler's own period).
+    pub core_extra: &'static [&'static str],
 }
 
 impl Default for Timers {
@@ -251,6 +253,7 @@ impl Default for Timers {
         Self {
             faulted_child_wait: "4s",
             gc_period: "3s",
+            core_extra: &[],
         }
     }
 }
@@ -275,7 +278,7 @@ pub fn node_ip(prefix: &str, i: usize) -> String {
 
 pub fn core_args(prefix: &str, etcd_ep: &str, core_ep: &str, t: &Timers) -> Vec<String> {
     let _ = prefix;
-    [
+    let base = [
         "--grpc-endpoint",
         core_ep,
         "--store",
@@ -294,10 +297,16 @@ pub fn core_args(prefix: &str, etcd_ep: &str, core_ep: &str, t: &Timers) -> Vec<
         "3s",
         "--engine-timeout",
         "10s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ];
+    // A flag in `core_extra` replaces the default above.
+    let mut args: Vec<String> = base
+        .chunks(2)
+        .filter(|pair| !t.core_extra.contains(&pair[0]))
+        .flatten()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(t.core_extra.iter().map(|s| s.to_string()));
+    args
 }
 
 impl Cluster {

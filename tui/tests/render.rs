@@ -1,0 +1,285 @@
+//! Each view drawn from a fixed cluster state, at 80x24 and at 160x48,
+//! checked by the text on screen.
+
+mod common;
+
+use common::*;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use tui::View;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+fn key(app: &mut tui::App, code: KeyCode) -> Option<tui::Action> {
+    app.on_key(KeyEvent::from(code))
+}
+
+#[test]
+fn overview_shows_nodes_pool_gauges_and_volume_counts() {
+    let app = fixed_app();
+    for (w, h) in SIZES {
+        let s = render(&app, w, h);
+        assert_eq!(s.len(), h as usize);
+        assert_line(
+            &s,
+            &[
+                "[1 Overview]",
+                "2 Volumes",
+                "5 Events",
+                "connected, updated 10:00:00",
+            ],
+        );
+        assert_line(&s, &["Nodes (3)"]);
+        assert_line(&s, &["ID", "STATUS", "CORDON", "DRAIN"]);
+        assert_line(&s, &["node-1", "Online", "-", "-"]);
+        assert_line(&s, &["node-2", "Online", "Cordoned (maint)", "-"]);
+        assert_line(&s, &["Pools (3): capacity"]);
+        assert_line(
+            &s,
+            &["pool-1 Online", "used 40% · committed 60% · total 10.0 GiB"],
+        );
+        assert_line(&s, &["pool-2 Online", "used 50% · committed 50%"]);
+        // thin over-commitment is shown as it is, above 100 %
+        assert_line(&s, &["pool-3 Online", "used 10% · committed 150%"]);
+        assert_line(&s, &["2 volumes: Online 1 · Degraded 1 · Faulted 0"]);
+        assert_line(&s, &["rebuilds running: 1"]);
+        assert_line(&s, &["Events (newest first, UTC)"]);
+        assert_line(
+            &s,
+            &["10:00:00 connected to http://127.0.40.252:8081: 3 nodes, 3 pools, 2 volumes"],
+        );
+        assert_line(&s, &["q quit", "? help", "tab view"]);
+    }
+}
+
+#[test]
+fn volumes_list_and_replica_topology_tree() {
+    let mut app = fixed_app();
+    assert_eq!(key(&mut app, KeyCode::Tab), None);
+    assert_eq!(app.view, View::Volumes);
+    for (w, h) in SIZES {
+        let s = render(&app, w, h);
+        assert_line(&s, &["[2 Volumes]"]);
+        assert_line(&s, &["Volumes (2)"]);
+        assert_line(
+            &s,
+            &["ID", "STATUS", "REPLICAS", "TARGET-NODE", "SIZE", "THIN"],
+        );
+        assert_line(
+            &s,
+            &[
+                "> 1b4e28ba-2fa1",
+                "Degraded",
+                "3",
+                "node-1",
+                "1.0 GiB",
+                "yes",
+            ],
+        );
+        assert_line(&s, &["9f8e7d6c-5b4a", "Online", "1", "-", "2.0 GiB", "no"]);
+        // the tree of the selected (first) volume
+        assert_line(&s, &["Replica topology"]);
+        assert_line(&s, &[&format!("volume {V1}")]);
+        assert_line(
+            &s,
+            &["Degraded · 3 replicas · 1.0 GiB · thin · self-heal on"],
+        );
+        assert_line(
+            &s,
+            &["└─ nexus 5e3c1a2b on node-1: Degraded, published nvmf"],
+        );
+        assert_line(&s, &["   ├─ replica aaaaaaa1 on node-1 (pool-1): Online"]);
+        assert_line(
+            &s,
+            &["   ├─ replica bbbbbbb2 on node-2 (pool-2): Faulted, io_failure"],
+        );
+        assert_line(
+            &s,
+            &["   └─ replica ccccccc3 on node-3 (pool-3): Degraded, out_of_sync"],
+        );
+        assert_line(&s, &["      rebuild [", "] 55% (measuring rate)"]);
+    }
+    // a 20-cell bar where the pane allows, 10 cells below 68 columns
+    assert_line(
+        &render(&app, 80, 24),
+        &["rebuild [###########.........] 55%"],
+    );
+    assert_line(
+        &render(&app, 160, 48),
+        &["rebuild [###########.........] 55%"],
+    );
+    assert_line(&render(&app, 64, 24), &["rebuild [#####.....] 55%"]);
+    assert_line(
+        &render(&app, 160, 48),
+        &["> 1b4e28ba-2fa1-11d2-883f-0016d3cca427", "Degraded"],
+    );
+
+    // the second volume: unpublished, its replica straight under it
+    key(&mut app, KeyCode::Down);
+    let s = render(&app, 80, 24);
+    assert_line(&s, &["> 9f8e7d6c"]);
+    assert_line(&s, &["Online · 1 replicas · 2.0 GiB · thick"]);
+    assert_line(&s, &["├─ no target (not published)"]);
+    assert_line(&s, &["└─ replica ddddddd4 on node-2 (pool-2): Online"]);
+}
+
+#[test]
+fn pools_view_shows_table_and_capacity_gauges() {
+    let mut app = fixed_app();
+    key(&mut app, KeyCode::Char('3'));
+    assert_eq!(app.view, View::Pools);
+    for (w, h) in SIZES {
+        let s = render(&app, w, h);
+        assert_line(&s, &["[3 Pools]"]);
+        assert_line(
+            &s,
+            &["ID", "NODE", "STATUS", "TOTAL", "USED", "COMMITTED", "DISK"],
+        );
+        assert_line(
+            &s,
+            &[
+                "> pool-1", "node-1", "Online", "10.0 GiB", "4.0 GiB", "6.0 GiB",
+            ],
+        );
+        assert_line(
+            &s,
+            &[
+                "pool-3", "node-3", "Online", "10.0 GiB", "1.0 GiB", "15.0 GiB",
+            ],
+        );
+        assert_line(&s, &["Capacity of pool-1"]);
+        assert_line(&s, &["used 40% (4.0 GiB of 10.0 GiB)"]);
+        assert_line(&s, &["committed 60% (6.0 GiB of 10.0 GiB)"]);
+    }
+    key(&mut app, KeyCode::End);
+    let s = render(&app, 80, 24);
+    assert_line(&s, &["Capacity of pool-3"]);
+    assert_line(&s, &["committed 150% (15.0 GiB of 10.0 GiB)"]);
+}
+
+#[test]
+fn nodes_view_shows_status_cordon_and_detail() {
+    let mut app = fixed_app();
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Down);
+    let s = render(&app, 80, 24);
+    assert_line(&s, &["[4 Nodes]"]);
+    assert_line(&s, &["ID", "STATUS", "CORDON", "DRAIN"]);
+    assert_absent(&s, "GRPC ENDPOINT");
+    assert_line(&s, &["> node-2", "Online", "Cordoned (maint)"]);
+    assert_line(
+        &s,
+        &["node-2: Online · grpc 127.0.40.11:10124 · version 0.1.0"],
+    );
+    assert_line(&s, &["cordon: Cordoned (maint) · drain: -"]);
+    assert_line(&s, &["pools: pool-2 · volume targets: 0"]);
+    assert_line(&s, &["c cordon  u uncordon  d drain"]);
+
+    let s = render(&app, 160, 48);
+    assert_line(
+        &s,
+        &[
+            "ID",
+            "STATUS",
+            "GRPC ENDPOINT",
+            "CORDON",
+            "DRAIN",
+            "VERSION",
+        ],
+    );
+    assert_line(
+        &s,
+        &["node-3", "Online", "127.0.40.11:10124", "-", "-", "0.1.0"],
+    );
+}
+
+#[test]
+fn events_view_filter_help_and_dialogs() {
+    let mut app = fixed_app();
+    key(&mut app, KeyCode::Char('5'));
+    let s = render(&app, 80, 24);
+    assert_line(&s, &["[5 Events]"]);
+    assert_line(&s, &["Events, newest first, UTC (1)"]);
+    assert_line(&s, &["10:00:00 connected to"]);
+
+    // filter the volumes list
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('/'));
+    for c in "9f8e".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let s = render(&app, 80, 24);
+    assert_line(&s, &["filter: 9f8e_"]);
+    assert_line(&s, &["Volumes (1 of 2, filter: 9f8e)"]);
+    assert_absent(&s, "1b4e28ba-2fa1");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.selected_volume().map(|v| v.spec.uuid.as_str()),
+        Some(V2)
+    );
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.filter, "");
+
+    // help
+    key(&mut app, KeyCode::Char('?'));
+    for (w, h) in SIZES {
+        let s = render(&app, w, h);
+        assert_line(&s, &["Help"]);
+        assert_line(&s, &["/", "filter the list"]);
+        assert_line(&s, &["q, ctrl-c", "quit"]);
+    }
+    key(&mut app, KeyCode::Esc);
+
+    // scale dialog on the first volume
+    key(&mut app, KeyCode::Home);
+    key(&mut app, KeyCode::Char('s'));
+    for (w, h) in SIZES {
+        let s = render(&app, w, h);
+        assert_line(&s, &["Confirm: scale volume"]);
+        assert_line(&s, &["Scale volume 1b4e28ba"]);
+        assert_line(&s, &["replicas: 3 -> 4"]);
+        assert_line(&s, &["Enter or y: confirm", "Esc or n: cancel"]);
+    }
+}
+
+#[test]
+fn disconnected_banner_keeps_last_data() {
+    let mut app = fixed_app();
+    app.unreachable(
+        "Unavailable: cannot connect to http://127.0.40.252:8081/".into(),
+        at(7),
+    );
+    app.unreachable(
+        "Unavailable: cannot connect to http://127.0.40.252:8081/".into(),
+        at(9),
+    );
+    for (w, h) in SIZES {
+        let s = render(&app, w, h);
+        assert_line(&s, &["DISCONNECTED, retrying"]);
+        assert_line(
+            &s,
+            &["API unreachable since 10:00:07 (2 failed polls); last data kept; Unavailable"],
+        );
+        assert_line(&s, &["node-2", "Cordoned (maint)"]);
+        assert_line(
+            &s,
+            &["10:00:07 API unreachable: Unavailable: cannot connect"],
+        );
+    }
+    let fresh = tui::App::new("http://127.0.40.252:8081");
+    let s = render(&fresh, 80, 24);
+    assert_line(&s, &["connecting..."]);
+    assert_line(&s, &["connecting to http://127.0.40.252:8081..."]);
+}
+
+#[test]
+fn tiny_terminals_do_not_panic() {
+    let mut app = fixed_app();
+    for _view in 0..5 {
+        for (w, h) in [(1, 1), (10, 3), (20, 8), (80, 10), (200, 60)] {
+            render(&app, w, h);
+        }
+        key(&mut app, KeyCode::Tab);
+    }
+    key(&mut app, KeyCode::Char('?'));
+    render(&app, 5, 5);
+}

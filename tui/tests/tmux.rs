@@ -1,0 +1,315 @@
+//! End to end: the real `kubectl-mayastor tui` in tmux against a local
+//! cluster (`mayastor-local up --nodes 3 --ip-prefix 127.0.42`). Keys
+//! navigate to a volume and scale it with confirmation; the screen read
+//! with `capture-pane` shows the topology and the new replica count. An
+//! engine killed with SIGKILL shows as a faulted child, and the rebuild
+//! (when it comes back) as a progress bar or its events. Quitting and
+//! SIGTERM both leave the terminal restored.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::procs::bin;
+use openapi::models::{CreateVolumeBody, Protocol, PublishVolumeBody, VolumePolicy};
+use openapi::{CoreApi, RestClient, RestClientOptions};
+
+const PREFIX: &str = "127.0.42";
+const SESSION: &str = "tui-e2e-127-0-42";
+const VOLUME: &str = "7e57e2e0-0000-4000-8000-00000000aa01";
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn tmux(args: &[&str]) -> String {
+    String::from_utf8_lossy(&run(Command::new("tmux").args(args)).stdout).into_owned()
+}
+
+fn screen() -> String {
+    tmux(&["capture-pane", "-p", "-t", SESSION])
+}
+
+/// Captures the screen until `check` holds (at most `secs`); every capture
+/// is also given to `seen`.
+fn wait_screen(
+    what: &str,
+    secs: u64,
+    mut seen: impl FnMut(&str),
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = screen();
+        seen(&s);
+        if check(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} within {secs}s; screen:\n{s}"
+        );
+        sleep(Duration::from_millis(100));
+    }
+}
+
+fn keys(keys: &[&str]) {
+    let mut args = vec!["send-keys", "-t", SESSION];
+    args.extend_from_slice(keys);
+    tmux(&args);
+}
+
+/// Stops the cluster and the tmux session even when the test fails.
+struct Cleanup<'a> {
+    launcher: &'a Path,
+    state: &'a Path,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", SESSION])
+            .output();
+        let _ = Command::new(self.launcher)
+            .arg("--state-dir")
+            .arg(self.state)
+            .args(["down", "--wipe"])
+            .output();
+    }
+}
+
+fn start_tui(plugin: &Path, url: &str) {
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", SESSION])
+        .output();
+    let cmd = format!("{} --rest {url} tui --interval 500ms", plugin.display());
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        SESSION,
+        "-x",
+        "100",
+        "-y",
+        "32",
+        &cmd,
+    ]);
+    tmux(&["set-option", "-t", SESSION, "remain-on-exit", "on"]);
+}
+
+fn pane(format: &str) -> String {
+    tmux(&["display-message", "-p", "-t", SESSION, format])
+        .trim()
+        .to_string()
+}
+
+#[test]
+#[ignore = "not yet seen passing end to end (both runs so far were stopped by a full disk before the dashboard started); run with --run-ignored all"]
+fn dashboard_against_a_local_cluster_in_tmux() {
+    let launcher = bin("mayastor-local", "mayastor-local");
+    let plugin = bin("kubectl-mayastor", "kubectl-mayastor");
+    for (pkg, b) in [
+        ("store", "mayastor-store"),
+        ("agent-core", "agent-core"),
+        ("io-engine", "io-engine"),
+        ("api-rest", "api-rest"),
+    ] {
+        bin(pkg, b);
+    }
+    // Pools are files: keep them in memory when the machine has /dev/shm.
+    let state = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let _cleanup = Cleanup {
+        launcher: &launcher,
+        state: state.path(),
+    };
+    let up = || {
+        let out = run(Command::new(&launcher)
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["up", "--nodes", "3", "--ip-prefix", PREFIX]));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("REST endpoint: "))
+            .map(|u| u.trim().to_string())
+            .unwrap_or_else(|| panic!("no REST endpoint in:\n{stdout}"))
+    };
+    let url = up();
+    assert_eq!(url, format!("http://{PREFIX}.252:8081"));
+
+    // a published 2-replica volume, made through the REST client
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = RestClient::new(&url, RestClientOptions::default()).unwrap();
+    rt.block_on(async {
+        client
+            .put_volume(
+                VOLUME,
+                CreateVolumeBody {
+                    size: 256 << 20,
+                    replicas: 2,
+                    thin: false,
+                    policy: VolumePolicy::default(),
+                    topology: None,
+                    labels: None,
+                    affinity_group: None,
+                },
+            )
+            .await
+            .unwrap();
+        client
+            .put_volume_target(
+                VOLUME,
+                PublishVolumeBody {
+                    node: Some("node-1".into()),
+                    frontend_node: None,
+                    protocol: Protocol::Nvmf,
+                },
+            )
+            .await
+            .unwrap();
+    });
+
+    start_tui(&plugin, &url);
+    wait_screen(
+        "connected dashboard",
+        30,
+        |_| {},
+        |s| s.contains("connected, updated"),
+    );
+    let s = screen();
+    assert!(s.contains("node-1") && s.contains("pool-3"), "{s}");
+
+    // navigate to the volume: its topology has a nexus and two children
+    keys(&["2"]);
+    let s = wait_screen(
+        "volume topology",
+        10,
+        |_| {},
+        |s| {
+            s.contains("nexus ")
+                && s.matches("├─ replica").count() + s.matches("└─ replica").count() == 2
+        },
+    );
+    assert!(s.contains(&format!("> {VOLUME}")), "{s}");
+    assert!(s.contains("on node-1: "), "{s}");
+
+    // scale 2 -> 3 with confirmation
+    keys(&["s"]);
+    wait_screen(
+        "scale dialog",
+        5,
+        |_| {},
+        |s| s.contains("replicas: 2 -> 3"),
+    );
+    keys(&["Enter"]);
+    let mut rebuild_seen = false;
+    let s = wait_screen(
+        "scaled volume with three children",
+        60,
+        |s| rebuild_seen |= s.contains("rebuild [") || s.contains("rebuild of replica"),
+        |s| {
+            s.contains("volume 7e57e2e0 scaled to 3 replicas")
+                && s.matches("replica ").count() >= 3
+                && s.contains(" Online   3 ")
+        },
+    );
+    assert!(s.contains("REPLICAS"), "{s}");
+
+    // kill the engine of a replica that is not on the nexus's node
+    let victim = rt.block_on(async {
+        let v = client.get_volume(VOLUME).await.unwrap();
+        v.state
+            .replica_topology
+            .values()
+            .filter_map(|t| t.node.clone())
+            .find(|n| n != "node-1")
+            .unwrap()
+    });
+    let index = victim.trim_start_matches("node-");
+    let pid_file = state.path().join(format!("pids/io-engine-{index}.pid"));
+    let record = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = record.split_whitespace().next().unwrap();
+    run(Command::new("kill").args(["-KILL", pid]));
+    let mut faulted = false;
+    wait_screen(
+        "faulted child",
+        60,
+        |s| faulted |= s.contains(&format!("on {victim} (")) && s.contains("Faulted"),
+        |s| s.contains(&format!("node {victim} Offline")) || s.contains("Faulted"),
+    );
+    // bring it back: the child is rebuilt
+    up();
+    wait_screen(
+        "rebuilt volume",
+        120,
+        |s| {
+            faulted |= s.contains("Faulted");
+            rebuild_seen |= s.contains("rebuild [") || s.contains("rebuild of replica");
+        },
+        |s| {
+            s.lines()
+                .any(|l| l.contains(&format!("> {VOLUME}")) && l.contains(" Online "))
+        },
+    );
+    assert!(faulted, "the killed engine's child never showed as Faulted");
+    keys(&["5"]);
+    let events = screen();
+    rebuild_seen |= events.contains("rebuild of replica");
+    assert!(
+        rebuild_seen,
+        "no rebuild progress bar or rebuild event seen:\n{events}"
+    );
+
+    // q quits and leaves the alternate screen
+    keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pane("#{pane_dead}") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard did not quit:\n{}",
+            screen()
+        );
+        sleep(Duration::from_millis(100));
+    }
+    assert_eq!(pane("#{pane_dead_status}"), "0");
+    assert_eq!(pane("#{alternate_on}"), "0");
+
+    // SIGTERM also quits cleanly
+    start_tui(&plugin, &url);
+    wait_screen(
+        "connected dashboard",
+        30,
+        |_| {},
+        |s| s.contains("connected, updated"),
+    );
+    assert_eq!(pane("#{alternate_on}"), "1");
+    let pid = pane("#{pane_pid}");
+    run(Command::new("kill").args(["-TERM", &pid]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pane("#{pane_dead}") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not stop the dashboard"
+        );
+        sleep(Duration::from_millis(100));
+    }
+    assert_eq!(pane("#{pane_dead_status}"), "0");
+    assert_eq!(pane("#{alternate_on}"), "0");
+}
