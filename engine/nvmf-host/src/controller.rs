@@ -200,6 +200,13 @@ impl Controller {
         self.cntlid().is_some()
     }
 
+    /// Whether the controller is lost for good: its connection broke and
+    /// it could not reconnect within the reconnect timeout (every later
+    /// command fails).
+    pub fn is_lost(&self) -> bool {
+        matches!(&*self.inner.state.borrow(), State::Failed)
+    }
+
     /// Identifies namespace `nsid` (1-based).
     pub async fn identify_namespace(&self, nsid: u32) -> Result<NamespaceIdentity, HostError> {
         if nsid == 0 || nsid > self.inner.info.identity.nn {

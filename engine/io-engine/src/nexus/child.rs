@@ -167,6 +167,16 @@ impl Child {
         s.reason = reason;
     }
 
+    /// A remote child whose controller is lost for good (its target went
+    /// away and did not come back within the reconnect timeout).
+    pub fn remote_lost(&self) -> bool {
+        self.device
+            .read()
+            .as_ref()
+            .and_then(|o| o.remote.as_ref())
+            .is_some_and(|ns| ns.controller().is_lost())
+    }
+
     /// The device, when open.
     pub fn device(&self) -> Option<SharedDevice> {
         self.device.read().as_ref().map(|o| o.device.clone())

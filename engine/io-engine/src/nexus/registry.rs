@@ -213,6 +213,7 @@ impl NexusRegistry {
             return Err(e);
         }
         self.nexuses.lock().insert(args.uuid, nexus.clone());
+        watch_remote_children(Arc::downgrade(&nexus));
         info!(nexus = %args.uuid, name = nexus.name(), size = args.size_bytes,
             prior = prior.is_some(), state = %nexus.state(), "nexus created");
         for c in nexus.children().iter() {
@@ -497,6 +498,40 @@ impl NexusRegistry {
     pub fn rebuild_history(&self, uuid: &Uuid) -> Result<Vec<RebuildStats>, NexusError> {
         Ok(self.get(uuid)?.rebuild_history())
     }
+}
+
+/// How often a nexus looks for remote children whose controller is lost.
+const LOST_CHILD_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Faults the remote children whose target went away for good, even when
+/// no I/O reaches them (an idle volume still shows the lost replica, and
+/// the control plane can heal it). I/O to such a child would fail anyway;
+/// the dirty log is kept so a returning child gets a partial rebuild. Ends
+/// when the nexus is gone.
+fn watch_remote_children(nexus: std::sync::Weak<Nexus>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LOST_CHILD_CHECK).await;
+            let Some(n) = nexus.upgrade() else { return };
+            if n.is_shut_down() {
+                return;
+            }
+            for c in n.children().iter() {
+                if c.state() == ChildState::Faulted || !c.remote_lost() {
+                    continue;
+                }
+                match n.fault_on_io(c, FaultReason::IoFailure, None, true).await {
+                    Ok(true) => {
+                        info!(nexus = %n.uuid(), child = c.uri(), "remote child lost: faulted")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(nexus = %n.uuid(), child = c.uri(), error = %e, "cannot record the lost child")
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// A client's child operation.
