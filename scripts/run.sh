@@ -56,6 +56,7 @@ MSG
 
 # ---- dashboard --------------------------------------------------------------
 # On a terminal, open the live dashboard on the cluster (skip with NO_TUI=1).
-if [ -t 1 ] && [ -z "${NO_TUI:-}" ] && "$BIN/kubectl-mayastor" tui --help >/dev/null 2>&1; then
+if [ -t 0 ] && [ -t 1 ] && [ -z "${NO_TUI:-}" ]; then
+    echo "== opening the dashboard (q quits; the cluster keeps running)"
     "$BIN/kubectl-mayastor" --rest "$REST" tui
 fi

@@ -8,6 +8,10 @@ need_apt=()
 command -v fallocate >/dev/null || need_apt+=(util-linux)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# The kubectl plugin is tested through kubectl's own plugin discovery, and
+# the dashboard end to end in tmux.
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+command -v tmux >/dev/null || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"

@@ -128,7 +128,10 @@ fn wait_exit_status() {
             !s.contains("[dashboard exit status"),
             "the dashboard failed:\n{s}"
         );
-        assert!(Instant::now() < deadline, "the dashboard did not quit:\n{s}");
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard did not quit:\n{s}"
+        );
         sleep(Duration::from_millis(100));
     }
     assert_eq!(pane("#{alternate_on}"), "0");
@@ -317,7 +320,10 @@ fn dashboard_against_a_local_cluster_in_tmux() {
     let shell = pane("#{pane_pid}");
     let out = Command::new("pgrep").args(["-P", &shell]).output().unwrap();
     let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(!pid.is_empty(), "no dashboard process under the pane's shell");
+    assert!(
+        !pid.is_empty(),
+        "no dashboard process under the pane's shell"
+    );
     run(Command::new("kill").args(["-TERM", &pid]));
     wait_exit_status();
 }

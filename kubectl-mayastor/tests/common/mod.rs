@@ -1,0 +1,388 @@
+//! Helpers shared by the integration tests that drive the real
+//! `kubectl-mayastor` binary against real local clusters started with
+//! `mayastor-local`: building the cluster's binaries, a [`Cluster`] guard
+//! that runs `down --wipe` however the test ends, and parsers for the
+//! plugin's tables and error lines.
+
+// Each test binary uses a part of this kit.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kubectl_mayastor::table::Table;
+use openapi::models::*;
+use openapi::{CoreApi, RestClient, RestClientOptions};
+
+static BUILT: Mutex<bool> = Mutex::new(false);
+
+/// The launcher, with every binary it starts built beside it in this
+/// test's target directory (same cargo and profile; one `cargo build` per
+/// test process, a no-op when up to date).
+pub fn launcher() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let path = profile_dir.join("mayastor-local");
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if *built {
+        return path;
+    }
+    let target_dir = profile_dir.parent().unwrap().to_path_buf();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .args(["build", "--quiet", "--profile", &profile])
+        .args(["-p", "store", "--bin", "mayastor-store"])
+        .args(["-p", "agent-core", "--bin", "agent-core"])
+        .args(["-p", "api-rest", "--bin", "api-rest"])
+        .args(["-p", "io-engine", "--bin", "io-engine"])
+        .args(["-p", "mayastor-local", "--bin", "mayastor-local"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "building the cluster's binaries failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) if path.exists() => eprintln!("cannot run {cargo} ({e}); using {}", path.display()),
+        Err(e) => panic!("cannot run {cargo} to build the cluster's binaries: {e}"),
+    }
+    assert!(path.exists(), "{} is missing", path.display());
+    *built = true;
+    path
+}
+
+/// Another of the cluster's binaries (`api-rest`, ...), built beside the
+/// launcher by [`launcher`].
+pub fn cluster_binary(name: &str) -> PathBuf {
+    let path = launcher().parent().unwrap().join(name);
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// A running local cluster; `down --wipe` when dropped.
+pub struct Cluster {
+    pub launcher: PathBuf,
+    /// XDG_DATA_HOME of the launcher and of the plugin runs.
+    pub data_home: PathBuf,
+    pub state_dir: PathBuf,
+    pub rest: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `up --nodes N --ip-prefix PREFIX` with the state directory where the
+    /// plugin finds the endpoint file.
+    pub fn up(prefix: &str, nodes: u32) -> Cluster {
+        let launcher = launcher();
+        let dir = tempfile::tempdir().unwrap();
+        let data_home = dir.path().join("data");
+        let state_dir = data_home.join("mayastor-local");
+        std::fs::create_dir_all(&data_home).unwrap();
+        let out = Command::new(&launcher)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["up", "--nodes", &nodes.to_string(), "--ip-prefix", prefix])
+            .env("XDG_DATA_HOME", &data_home)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let rest = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("REST endpoint: "))
+            .map(|u| u.trim().to_string());
+        let cluster = Cluster {
+            launcher,
+            data_home,
+            state_dir,
+            rest: rest.clone().unwrap_or_default(),
+            _dir: dir,
+        };
+        assert!(
+            out.status.success() && rest.is_some(),
+            "mayastor-local up failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(cluster.rest, format!("http://{prefix}.252:8081"));
+        cluster
+    }
+
+    pub fn client(&self) -> RestClient {
+        RestClient::new(&self.rest, RestClientOptions::default()).unwrap()
+    }
+
+    /// Runs the plugin with this cluster's data home (so it finds the
+    /// endpoint file) and no kubeconfig.
+    pub fn plugin(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kubectl-mayastor"))
+            .args(args)
+            .env("XDG_DATA_HOME", &self.data_home)
+            .env("HOME", self._dir.path())
+            .env("KUBECONFIG", self._dir.path().join("no-kubeconfig"))
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap()
+    }
+
+    /// The plugin's stdout; the command must succeed with nothing on
+    /// stderr.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.plugin(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "kubectl-mayastor {args:?}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status
+        );
+        stdout
+    }
+
+    /// The plugin's single stderr line; the command must fail.
+    pub fn fails(&self, args: &[&str]) -> String {
+        failing_line(self.plugin(args), args)
+    }
+
+    /// The table printed by `args`, split into cells at the header's
+    /// column starts (so a misaligned cell shows up garbled), with uuids
+    /// and the state directory masked in each cell, data rows sorted
+    /// (replica order follows random uuids), and aligned again.
+    pub fn table(&self, args: &[&str]) -> String {
+        let text = self.ok(args);
+        let header: Vec<String> = header_columns(&text);
+        let mut cells: Vec<Vec<String>> = rows(&text)
+            .into_iter()
+            .map(|row| {
+                header
+                    .iter()
+                    .map(|name| mask(&row[name], &self.state_dir))
+                    .collect()
+            })
+            .collect();
+        cells.sort();
+        let mut table = Table::new(&header);
+        for row in cells {
+            table.push(row);
+        }
+        table.render()
+    }
+
+    pub fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    pub fn create_volume(&self, id: &str, replicas: u8, publish_on: Option<&str>) -> Volume {
+        let client = self.client();
+        self.block_on(async {
+            let mut volume = client
+                .put_volume(
+                    id,
+                    CreateVolumeBody {
+                        size: 64 << 20,
+                        replicas,
+                        thin: false,
+                        policy: VolumePolicy::default(),
+                        topology: None,
+                        labels: None,
+                        affinity_group: None,
+                    },
+                )
+                .await
+                .unwrap();
+            if let Some(node) = publish_on {
+                volume = client
+                    .put_volume_target(
+                        id,
+                        PublishVolumeBody {
+                            node: Some(node.to_string()),
+                            frontend_node: None,
+                            protocol: Protocol::Nvmf,
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+            volume
+        })
+    }
+
+    pub fn volume(&self, id: &str) -> Volume {
+        let client = self.client();
+        self.block_on(async { client.get_volume(id).await.unwrap() })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_logs(&self.state_dir.join("logs"));
+        }
+        let out = Command::new(&self.launcher)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(["down", "--wipe"])
+            .env("XDG_DATA_HOME", &self.data_home)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "mayastor-local down --wipe failed: {}\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("cannot run mayastor-local down: {e}"),
+        }
+    }
+}
+
+pub fn print_logs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        eprintln!("==== {} (last lines)", entry.path().display());
+        for line in tail.into_iter().rev() {
+            eprintln!("{line}");
+        }
+    }
+}
+
+pub fn failing_line(out: Output, args: &[&str]) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "kubectl-mayastor {args:?} should fail with exit code 1\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.is_empty(), "{args:?}: nothing on stdout: {stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: one line on stderr: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{args:?}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{args:?}: {stderr}"
+    );
+    lines[0].to_string()
+}
+
+pub fn is_uuid_at(bytes: &[u8], at: usize) -> bool {
+    const DASHES: [usize; 4] = [8, 13, 18, 23];
+    bytes.len() >= at + 36
+        && (0..36).all(|i| {
+            let c = bytes[at + i];
+            if DASHES.contains(&i) {
+                c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// Replaces every uuid with `<uuid>` and the state directory with
+/// `<state>`.
+pub fn mask(text: &str, state_dir: &Path) -> String {
+    let text = text.replace(&state_dir.display().to_string(), "<state>");
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if is_uuid_at(bytes, i) {
+            out.push_str("<uuid>");
+            i += 36;
+        } else {
+            let c = text[i..].chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// Where each column of a table starts, from its header: column names
+/// hold single spaces ("GRPC ENDPOINT"), columns are two or more apart.
+pub fn column_starts(header: &str) -> Vec<usize> {
+    let bytes = header.as_bytes();
+    let mut starts = vec![0];
+    for i in 2..bytes.len() {
+        if bytes[i] != b' ' && bytes[i - 1] == b' ' && bytes[i - 2] == b' ' {
+            starts.push(i);
+        }
+    }
+    starts
+}
+
+pub fn header_columns(table: &str) -> Vec<String> {
+    let header = table.lines().next().unwrap();
+    let starts = column_starts(header);
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let end = starts.get(k + 1).copied().unwrap_or(header.len());
+            header[s..end].trim().to_string()
+        })
+        .collect()
+}
+
+/// The cells of a table's data rows by column name.
+pub fn rows(table: &str) -> Vec<BTreeMap<String, String>> {
+    let header = table.lines().next().unwrap();
+    let starts = column_starts(header);
+    let names = header_columns(table);
+    table
+        .lines()
+        .skip(1)
+        .map(|line| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(k, name)| {
+                    let start = starts[k].min(line.len());
+                    let end = starts
+                        .get(k + 1)
+                        .copied()
+                        .unwrap_or(line.len())
+                        .min(line.len());
+                    let cell = &line[start..end];
+                    // A cell starts exactly at its column and ends with the
+                    // padding before the next one.
+                    assert!(
+                        !cell.starts_with(' ') || cell.trim().is_empty(),
+                        "misaligned cell {cell:?} in column {name}:\n{table}"
+                    );
+                    (name.clone(), cell.trim().to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}

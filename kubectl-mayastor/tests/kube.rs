@@ -1,0 +1,495 @@
+//! The real `kubectl-mayastor` binary finding the REST endpoint through a
+//! real Kubernetes API server (kube-local: etcd and kube-apiserver on
+//! 127.0.0.1), with neither `--rest` nor a local cluster's endpoint file.
+//!
+//! Kubernetes refuses loopback addresses in Endpoints, so the REST API is
+//! also served on an address of a veth pair the test creates, with its
+//! peer in a network namespace of the test's own: `10.251.N.1/30` on the
+//! host end (a second `api-rest` listens there, forwarding to the local
+//! cluster's core agent on 127.0.35.251) and `10.251.N.2/30` on the
+//! namespace end, where nothing listens. The API server's service range is
+//! `10.251.N.0/24` and the `api-rest` Service's cluster IP is
+//! `10.251.N.2`, so a connection to the cluster IP is refused at once
+//! and no packet leaves the machine.
+//!
+//! Needs root (`ip netns`, `ip link`) and kube-local built:
+//! `shared/tools/kube-local/build` beside the workspace, or the directory
+//! in `KUBE_LOCAL_TOOL`. Everything is stopped and removed by guards
+//! however the test ends.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cluster_binary, failing_line, rows, Cluster};
+use openapi::models::Volume;
+
+/// The local cluster's loopback prefix (127.0.35.*).
+const PREFIX: &str = "127.0.35";
+const VOLUME: &str = "8d7f3a51-2c4b-4e8e-9a6f-0b1c2d3e4f50";
+
+// ------------------------------------------------------------- kube-local --
+
+/// The kube-local tool directory: `KUBE_LOCAL_TOOL`, else
+/// `shared/tools/kube-local` beside the workspace.
+fn kube_local_tool() -> PathBuf {
+    std::env::var_os("KUBE_LOCAL_TOOL")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/kube-local")
+        })
+}
+
+/// Fails (never skips) when kube-local is missing or not built.
+fn require_kube_local() -> PathBuf {
+    let tool = kube_local_tool();
+    assert!(
+        tool.join("start").is_file(),
+        "kube-local not found at {}: set KUBE_LOCAL_TOOL to its directory",
+        tool.display()
+    );
+    let bin = std::env::var_os("KUBE_LOCAL_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("KUBE_LOCAL_CACHE")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from("/var/cache/kube-local"), PathBuf::from)
+                .join("bin")
+        });
+    let missing: Vec<&str> = ["kube-apiserver", "kube-controller-manager", "kubectl"]
+        .into_iter()
+        .filter(|b| !bin.join(b).is_file())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "kube-local is not built ({} has no {}): run `{}/build` as root before this test \
+         (6-10 minutes the first time, cached afterwards)",
+        bin.display(),
+        missing.join(", "),
+        tool.display()
+    );
+    tool
+}
+
+/// A running kube-local instance; `stop` when dropped.
+struct KubeLocal {
+    tool: PathBuf,
+    state: PathBuf,
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+}
+
+impl KubeLocal {
+    fn start(tool: &Path, state: &Path, service_range: &str) -> KubeLocal {
+        let started = Instant::now();
+        let out = Command::new(tool.join("start"))
+            .arg("--state-dir")
+            .arg(state)
+            .arg(format!(
+                "--apiserver-arg=--service-cluster-ip-range={service_range}"
+            ))
+            // A crashed run leaks nothing for long.
+            .args(["--ttl", "1800"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let value = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(PathBuf::from)
+        };
+        let state = value("KUBE_LOCAL_STATE").unwrap_or_else(|| state.to_path_buf());
+        let kube = KubeLocal {
+            tool: tool.to_path_buf(),
+            kubeconfig: value("KUBECONFIG").unwrap_or_else(|| state.join("kubeconfig")),
+            kubectl: value("KUBE_LOCAL_KUBECTL").unwrap_or_default(),
+            state,
+        };
+        assert!(
+            out.status.success() && kube.kubeconfig.is_file() && kube.kubectl.is_file(),
+            "kube-local start failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("kube-local ready in {:.1?}", started.elapsed());
+        kube
+    }
+
+    /// `kubectl apply -f -` with `yaml`.
+    fn apply(&self, yaml: &str) {
+        use std::io::Write;
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}\n{}\n{}\n{yaml}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for KubeLocal {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_tail(&self.state.join("kube-apiserver.log"));
+        }
+        let out = Command::new(self.tool.join("stop"))
+            .arg("--state-dir")
+            .arg(&self.state)
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "kube-local stop failed: {}\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("cannot run kube-local stop: {e}"),
+        }
+    }
+}
+
+/// The last lines of a log, on a failure.
+fn print_tail(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    eprintln!("==== {} (last lines)", path.display());
+    for line in tail.into_iter().rev() {
+        eprintln!("{line}");
+    }
+}
+
+// ------------------------------------------------------------ veth pair --
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip (iproute2): {e}"));
+    assert!(
+        out.status.success(),
+        "ip {} failed: {}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A network namespace of this test with a veth pair into it; deleting the
+/// namespace deletes the pair.
+struct Link {
+    netns: String,
+    host_if: String,
+    /// N in 10.251.N.0/30.
+    net: u32,
+}
+
+impl Link {
+    fn create() -> Link {
+        let pid = std::process::id();
+        let used =
+            ip(&["-4", "-o", "addr", "show"]) + &ip(&["-4", "route", "show", "table", "all"]);
+        let net = (0..250)
+            .map(|k| (pid + k) % 250)
+            .find(|n| !used.contains(&format!("10.251.{n}.")))
+            .expect("no free 10.251.N.0/30 on this machine");
+        let link = Link {
+            netns: format!("ms-kube-{pid}"),
+            host_if: format!("mskube{pid}"),
+            net,
+        };
+        let peer_if = format!("mskubep{pid}");
+        ip(&["netns", "add", &link.netns]);
+        ip(&[
+            "link",
+            "add",
+            &link.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer_if,
+        ]);
+        ip(&["link", "set", &peer_if, "netns", &link.netns]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", link.host_ip()),
+            "dev",
+            &link.host_if,
+        ]);
+        ip(&["link", "set", &link.host_if, "up"]);
+        let peer_cidr = format!("{}/30", link.peer_ip());
+        ip(&[
+            "-n",
+            &link.netns,
+            "addr",
+            "add",
+            &peer_cidr,
+            "dev",
+            &peer_if,
+        ]);
+        ip(&["-n", &link.netns, "link", "set", &peer_if, "up"]);
+        ip(&["-n", &link.netns, "link", "set", "lo", "up"]);
+        link
+    }
+
+    /// The host end, where the second `api-rest` listens.
+    fn host_ip(&self) -> String {
+        format!("10.251.{}.1", self.net)
+    }
+
+    /// The namespace end: nothing listens there.
+    fn peer_ip(&self) -> String {
+        format!("10.251.{}.2", self.net)
+    }
+
+    fn service_range(&self) -> String {
+        format!("10.251.{}.0/24", self.net)
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for args in [
+            vec!["netns", "del", self.netns.as_str()],
+            // Only there when moving the peer into the namespace failed.
+            vec!["link", "del", self.host_if.as_str()],
+        ] {
+            let _ = Command::new("ip")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+// -------------------------------------------------------------- api-rest --
+
+/// A second `api-rest` of the local cluster on another address; stopped by
+/// its PID when dropped.
+struct RestServer {
+    child: Child,
+    log: PathBuf,
+}
+
+impl RestServer {
+    fn start(core: &str, listen: SocketAddr, log: PathBuf) -> RestServer {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(cluster_binary("api-rest"))
+            .args(["--core-endpoint", core])
+            .args(["--http", &listen.to_string()])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let mut server = RestServer { child, log };
+        let start = Instant::now();
+        loop {
+            if TcpStream::connect_timeout(&listen, Duration::from_millis(500)).is_ok() {
+                return server;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "api-rest on {listen} exited: {status}\n{}",
+                    std::fs::read_to_string(&server.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "api-rest does not listen on {listen} after 30s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for RestServer {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            print_tail(&self.log);
+        }
+    }
+}
+
+// ----------------------------------------------------------------- test --
+
+/// The plugin with no `--rest`, an empty data home (no local cluster's
+/// endpoint file), and the kubeconfig only where `env` says.
+fn plugin(empty: &Path, env: &[(&str, &Path)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kubectl-mayastor"));
+    command
+        .args(args)
+        .env("XDG_DATA_HOME", empty)
+        .env("HOME", empty)
+        .env_remove("KUBECONFIG")
+        .env_remove("RUST_BACKTRACE");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn succeeds(out: Output, args: &[&str]) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "kubectl-mayastor {args:?}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+fn endpoints_yaml(ready: &[&str], not_ready: &[&str]) -> String {
+    let list = |ips: &[&str]| {
+        ips.iter()
+            .map(|ip| format!("{{ip: \"{ip}\"}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"apiVersion: v1
+kind: Endpoints
+metadata: {{name: api-rest, namespace: mayastor}}
+subsets:
+- addresses: [{}]
+  notReadyAddresses: [{}]
+  ports:
+  - {{name: https, port: 8080, protocol: TCP}}
+  - {{name: http, port: 8081, protocol: TCP}}
+"#,
+        list(ready),
+        list(not_ready)
+    )
+}
+
+/// `get nodes` and `-o json get volumes` through the `api-rest` Service's
+/// ready endpoint; `-n` without the Service; the cluster IP when no
+/// endpoint is ready.
+#[test]
+fn endpoint_found_through_the_kubernetes_api() {
+    let tool = require_kube_local();
+    let dir = tempfile::tempdir().unwrap();
+
+    let cluster = Cluster::up(PREFIX, 1);
+    cluster.create_volume(VOLUME, 1, None);
+
+    let link = Link::create();
+    let listen: SocketAddr = format!("{}:8081", link.host_ip()).parse().unwrap();
+    let _rest = RestServer::start(
+        &format!("http://{PREFIX}.251:50051"),
+        listen,
+        dir.path().join("api-rest.log"),
+    );
+
+    let kube = KubeLocal::start(&tool, &dir.path().join("kube"), &link.service_range());
+    kube.apply(&format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: mayastor}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api-rest, namespace: mayastor}}
+spec:
+  clusterIP: "{cluster_ip}"
+  ports:
+  - {{name: https, port: 8080, protocol: TCP, targetPort: 8080}}
+  - {{name: http, port: 8081, protocol: TCP, targetPort: 8081}}
+---
+{endpoints}"#,
+        cluster_ip = link.peer_ip(),
+        endpoints = endpoints_yaml(&[&link.host_ip()], &[&link.peer_ip()]),
+    ));
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let k = kube.kubeconfig.to_str().unwrap();
+
+    // The ready address with the `http` port (not the first port, https).
+    let args = ["-k", k, "get", "nodes"];
+    let table = succeeds(plugin(&empty, &[], &args), &args);
+    let nodes = rows(&table);
+    assert_eq!(nodes.len(), 1, "{table}");
+    assert_eq!(nodes[0]["ID"], "node-1");
+    assert_eq!(nodes[0]["GRPC ENDPOINT"], format!("{PREFIX}.1:10124"));
+    assert_eq!(nodes[0]["STATUS"], "Online");
+
+    let args = ["-k", k, "-o", "json", "get", "volumes"];
+    let json = succeeds(plugin(&empty, &[], &args), &args);
+    let volumes: Vec<Volume> = serde_json::from_str(&json).unwrap();
+    assert_eq!(volumes.len(), 1, "{json}");
+    assert_eq!(volumes[0].spec.uuid, VOLUME);
+    assert_eq!(volumes[0].spec.size, 64 << 20);
+
+    // KUBECONFIG instead of -k.
+    let args = ["get", "volume", VOLUME];
+    let table = succeeds(
+        plugin(&empty, &[("KUBECONFIG", &kube.kubeconfig)], &args),
+        &args,
+    );
+    assert_eq!(rows(&table)[0]["ID"], VOLUME, "{table}");
+
+    // No api-rest Service in the namespace: one line naming both.
+    let args = ["-k", k, "-n", "other", "get", "nodes"];
+    let line = failing_line(plugin(&empty, &[], &args), &args);
+    assert!(
+        line.contains("no Service api-rest in namespace other") && line.contains("--rest"),
+        "{line}"
+    );
+
+    // No ready address: the cluster IP and the Service's http port, where
+    // nothing listens.
+    kube.apply(&endpoints_yaml(&[], &[&link.host_ip()]));
+    let url = format!("http://{}:8081", link.peer_ip());
+    let args = ["-k", k, "get", "nodes"];
+    let line = failing_line(plugin(&empty, &[], &args), &args);
+    assert!(
+        line.contains(&format!("cannot connect to {url}/v0/nodes"))
+            && line.contains(&format!(
+                "(the REST endpoint {url} of the api-rest Service in namespace mayastor)"
+            )),
+        "{line}"
+    );
+}
