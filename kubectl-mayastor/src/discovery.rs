@@ -110,6 +110,7 @@ pub async fn from_kubernetes(
 ) -> anyhow::Result<Endpoint> {
     let config = kube_config(kubeconfig, timeout).await?;
     let server = config.cluster_url.to_string();
+    let server = server.trim_end_matches('/');
     let client = kube::Client::try_from(config)
         .context("cannot set up a Kubernetes client from the kubeconfig")?;
     let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), namespace);
@@ -119,7 +120,7 @@ pub async fn from_kubernetes(
         .map_err(|e| anyhow!("cannot read Service {namespace}/{SERVICE_NAME} from {server}: {e}"))?
         .ok_or_else(|| {
             anyhow!(
-                "no Service {SERVICE_NAME} in namespace {namespace} (use -n for another namespace)"
+                "no Service {SERVICE_NAME} in namespace {namespace} of {server} (use -n for another namespace)"
             )
         })?;
     let endpoints: kube::Api<Endpoints> = kube::Api::namespaced(client, namespace);
@@ -162,45 +163,53 @@ async fn kube_config(path: Option<&Path>, timeout: Duration) -> anyhow::Result<k
 }
 
 /// The REST URL from the Service and its Endpoints: the first ready
-/// address with the `http` port (8081 when unnamed), else the cluster IP
-/// with the Service's `http` port.
+/// address of a subset that has the Service's `http` port, with that
+/// port's number there; else the cluster IP with the Service's `http`
+/// port.
+///
+/// The Service's `http` port is the one named `http`, else the one
+/// numbered 8081, else its only port. Endpoints name their ports as the
+/// Service does, so a subset's port is matched by that name (a Service
+/// with a single unnamed port has a single unnamed port in its
+/// Endpoints); a subset without it (only `https`, say) is not used.
 pub fn endpoint_url(service: &Service, endpoints: Option<&Endpoints>) -> Option<String> {
     let service_ports = service
         .spec
         .as_ref()
-        .and_then(|s| s.ports.as_ref())
-        .cloned()
+        .and_then(|s| s.ports.as_deref())
         .unwrap_or_default();
     let service_port = service_ports
         .iter()
         .find(|p| p.name.as_deref() == Some("http"))
         .or_else(|| service_ports.iter().find(|p| p.port == REST_HTTP_PORT))
-        .or_else(|| service_ports.first());
+        .or(match service_ports {
+            [only] => Some(only),
+            _ => None,
+        });
+    let port_name = |name: Option<&str>| name.filter(|n| !n.is_empty()).map(str::to_string);
+    // Without a Service port to match (none declared), the Endpoints' own
+    // `http` port, else 8081.
+    let wanted = service_port.map(|sp| port_name(sp.name.as_deref()));
 
     for subset in endpoints
-        .and_then(|e| e.subsets.as_ref())
-        .into_iter()
-        .flatten()
+        .and_then(|e| e.subsets.as_deref())
+        .unwrap_or_default()
     {
-        let ports = subset.ports.clone().unwrap_or_default();
-        let port = ports
-            .iter()
-            .find(|p| p.name.as_deref() == Some("http"))
-            .or_else(|| {
-                service_port
-                    .and_then(|sp| sp.name.as_deref())
-                    .and_then(|name| ports.iter().find(|p| p.name.as_deref() == Some(name)))
-            })
-            .or_else(|| ports.iter().find(|p| p.port == REST_HTTP_PORT))
-            .or_else(|| ports.first())
-            .map(|p| p.port);
+        let ports = subset.ports.as_deref().unwrap_or_default();
+        let port = match &wanted {
+            Some(name) => ports.iter().find(|p| port_name(p.name.as_deref()) == *name),
+            None => ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some("http"))
+                .or_else(|| ports.iter().find(|p| p.port == REST_HTTP_PORT)),
+        };
         let address = subset
             .addresses
-            .as_ref()
-            .and_then(|addresses| addresses.first())
-            .map(|a| a.ip.clone());
+            .as_deref()
+            .and_then(<[_]>::first)
+            .map(|a| a.ip.as_str());
         if let (Some(ip), Some(port)) = (address, port) {
-            return Some(http_url(&ip, port));
+            return Some(http_url(ip, port.port));
         }
     }
 
@@ -302,6 +311,54 @@ mod tests {
         );
         let headless = service(Some("None"), &[("http", 8081)]);
         assert_eq!(endpoint_url(&headless, None), None);
+    }
+
+    #[test]
+    fn subset_without_the_http_port_is_not_used() {
+        let svc = service(Some("10.0.0.9"), &[("https", 8080), ("http", 8081)]);
+        let https_only = endpoints(&["10.1.1.1"], &[], &[("https", 8080)]);
+        let both = endpoints(&["10.1.1.2"], &[], &[("https", 8080), ("http", 8081)]);
+        let mut eps = https_only.clone();
+        eps.subsets.as_mut().unwrap().extend(both.subsets.unwrap());
+        assert_eq!(
+            endpoint_url(&svc, Some(&eps)).as_deref(),
+            Some("http://10.1.1.2:8081")
+        );
+        // Not the https port as plain http: the cluster IP instead.
+        assert_eq!(
+            endpoint_url(&svc, Some(&https_only)).as_deref(),
+            Some("http://10.0.0.9:8081")
+        );
+    }
+
+    #[test]
+    fn single_unnamed_port() {
+        // Service port 80 to target port 8081: the Endpoints hold 8081.
+        let svc = service(Some("10.0.0.9"), &[("", 80)]);
+        let eps = endpoints(&["10.1.1.1"], &[], &[("", 8081)]);
+        assert_eq!(
+            endpoint_url(&svc, Some(&eps)).as_deref(),
+            Some("http://10.1.1.1:8081")
+        );
+        let not_ready = endpoints(&[], &["10.1.1.1"], &[("", 8081)]);
+        assert_eq!(
+            endpoint_url(&svc, Some(&not_ready)).as_deref(),
+            Some("http://10.0.0.9:80")
+        );
+    }
+
+    #[test]
+    fn service_without_ports() {
+        let svc = service(Some("10.0.0.9"), &[]);
+        let eps = endpoints(&["10.1.1.1"], &[], &[("metrics", 9090), ("", 8081)]);
+        assert_eq!(
+            endpoint_url(&svc, Some(&eps)).as_deref(),
+            Some("http://10.1.1.1:8081")
+        );
+        assert_eq!(
+            endpoint_url(&svc, None).as_deref(),
+            Some("http://10.0.0.9:8081")
+        );
     }
 
     #[test]

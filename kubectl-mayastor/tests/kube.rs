@@ -42,7 +42,9 @@ fn kube_local_tool() -> PathBuf {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/kube-local")
+            let beside =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/kube-local");
+            std::fs::canonicalize(&beside).unwrap_or(beside)
         })
 }
 
@@ -202,8 +204,8 @@ fn ip(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-/// A network namespace of this test with a veth pair into it; deleting the
-/// namespace deletes the pair.
+/// A network namespace of this test with a veth pair into it; both are
+/// deleted when dropped.
 struct Link {
     netns: String,
     host_if: String,
@@ -278,10 +280,11 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
+        // Deleting the host end deletes the pair at once (deleting the
+        // namespace would too, but later, in the background).
         for args in [
-            vec!["netns", "del", self.netns.as_str()],
-            // Only there when moving the peer into the namespace failed.
             vec!["link", "del", self.host_if.as_str()],
+            vec!["netns", "del", self.netns.as_str()],
         ] {
             let _ = Command::new("ip")
                 .args(&args)
@@ -475,7 +478,8 @@ spec:
     let args = ["-k", k, "-n", "other", "get", "nodes"];
     let line = failing_line(plugin(&empty, &[], &args), &args);
     assert!(
-        line.contains("no Service api-rest in namespace other") && line.contains("--rest"),
+        line.contains("no Service api-rest in namespace other of https://127.0.0.1:")
+            && line.contains("--rest"),
         "{line}"
     );
 

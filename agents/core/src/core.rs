@@ -1396,12 +1396,6 @@ impl Core {
                 .volume_view(id)
                 .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))));
         }
-        if rec.spec.target.is_some() {
-            return Err(rest(
-                ErrorKind::FailedPrecondition,
-                format!("volume {id} is published; unpublish it to resize"),
-            ));
-        }
         // Every replica must be reachable before any grows: a replica that
         // cannot be asked would leave the volume half grown.
         for r in self.specs.volume_replicas(id) {
@@ -1412,6 +1406,34 @@ impl Core {
         rec.op = Some(VolumeOp::Resize { size });
         self.specs.put_volume(rec.clone()).await?;
         self.finish_resize(&mut rec, size).await?;
+        if let Some(t) = rec.spec.target.clone() {
+            // A nexus does not grow: its target is made again, on the same
+            // node and at the new size (as a drain moves one). Hosts
+            // reconnect to the same NQN and see the new capacity.
+            info!(volume = id, node = %t.node, size, "recreating the target at the new size");
+            let frontend = t.frontend_nodes.first().cloned();
+            self.unpublish_locked(&mut rec).await?;
+            // A replica's NVMe/TCP namespace keeps the size it was shared
+            // with: share the grown replicas afresh.
+            for r in self.specs.volume_replicas(id) {
+                if r.share == Protocol::None {
+                    continue;
+                }
+                self.client(&r.node)?
+                    .replica
+                    .clone()
+                    .unshare_replica(v1::UnshareReplicaRequest {
+                        replica: Some(v1::unshare_replica_request::Replica::Uuid(r.uuid.clone())),
+                    })
+                    .await
+                    .map_err(engine_err(&r.node))?;
+                let mut unshared = r.clone();
+                unshared.share = Protocol::None;
+                self.specs.put_replica(unshared).await?;
+            }
+            self.publish_locked(rec, Some(&t.node), frontend.as_deref(), &[])
+                .await?;
+        }
         drop(_g);
         self.volume_view(id)
             .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))))
