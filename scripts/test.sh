@@ -12,6 +12,8 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # the dashboard end to end in tmux.
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 command -v tmux >/dev/null || need_apt+=(tmux)
+# Network namespaces and veth pairs for the plugin's Kubernetes discovery test.
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
@@ -27,6 +29,15 @@ if [ ! -x "$NVME_VM/build-image" ]; then
     exit 1
 fi
 if [ "$(id -u)" -eq 0 ]; then "$NVME_VM/build-image"; else sudo "$NVME_VM/build-image"; fi
+
+# A real Kubernetes API server (kube-local, built from Debian's source
+# package and cached) for the kubectl plugin's discovery test.
+KUBE_LOCAL="$(pwd)/../shared/tools/kube-local"
+if [ ! -x "$KUBE_LOCAL/build" ]; then
+    echo "error: $KUBE_LOCAL is missing (../shared must sit beside the project)" >&2
+    exit 1
+fi
+if [ "$(id -u)" -eq 0 ]; then "$KUBE_LOCAL/build"; else sudo "$KUBE_LOCAL/build"; fi
 
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 

@@ -477,6 +477,7 @@ spec:
     // No api-rest Service in the namespace: one line naming both.
     let args = ["-k", k, "-n", "other", "get", "nodes"];
     let line = failing_line(plugin(&empty, &[], &args), &args);
+    eprintln!("-n other: {line}");
     assert!(
         line.contains("no Service api-rest in namespace other of https://127.0.0.1:")
             && line.contains("--rest"),
@@ -489,6 +490,7 @@ spec:
     let url = format!("http://{}:8081", link.peer_ip());
     let args = ["-k", k, "get", "nodes"];
     let line = failing_line(plugin(&empty, &[], &args), &args);
+    eprintln!("no ready address: {line}");
     assert!(
         line.contains(&format!("cannot connect to {url}/v0/nodes"))
             && line.contains(&format!(

@@ -157,7 +157,16 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     result
 }
 
-/// Sets `stop` on SIGTERM, SIGHUP or SIGINT.
+/// How often the runtime checks that the controlling terminal still exists.
+const TTY_CHECK: Duration = Duration::from_millis(500);
+/// How long the UI thread has to stop by itself once asked.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Sets `stop` on SIGTERM, SIGHUP or SIGINT, or when the terminal goes
+/// away (its window closed, its tmux session killed). A UI thread that
+/// does not stop within [`STOP_GRACE`] (reading a terminal that is gone
+/// can keep it busy) is not waited for: the terminal is restored as far as
+/// it still can be and the process exits.
 async fn watch_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     for kind in [
@@ -169,11 +178,30 @@ async fn watch_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         let stop = Arc::clone(&stop);
         tokio::spawn(async move {
             if s.recv().await.is_some() {
-                stop.store(true, Ordering::SeqCst);
+                stop_or_exit(&stop).await;
+            }
+        });
+    }
+    // (Only a process that has a controlling terminal can lose it.)
+    if std::fs::File::open("/dev/tty").is_ok() {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TTY_CHECK).await;
+                if std::fs::File::open("/dev/tty").is_err() {
+                    stop_or_exit(&stop).await;
+                    return;
+                }
             }
         });
     }
     Ok(())
+}
+
+async fn stop_or_exit(stop: &AtomicBool) {
+    stop.store(true, Ordering::SeqCst);
+    tokio::time::sleep(STOP_GRACE).await;
+    restore();
+    std::process::exit(0);
 }
 
 fn event_loop(

@@ -116,11 +116,11 @@ fn start_tui(plugin: &Path, url: &str) {
 }
 
 /// Waits for the dashboard to end with status 0, out of the alternate
-/// screen.
+/// screen. The status line may have scrolled into the pane's history.
 fn wait_exit_status() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = screen();
+        let s = tmux(&["capture-pane", "-p", "-S", "-", "-t", SESSION]);
         if s.contains("[dashboard exit status 0]") {
             break;
         }
@@ -326,4 +326,29 @@ fn dashboard_against_a_local_cluster_in_tmux() {
     );
     run(Command::new("kill").args(["-TERM", &pid]));
     wait_exit_status();
+
+    // Closing its terminal (the tmux session killed) ends it too.
+    start_tui(&plugin, &url);
+    wait_screen(
+        "connected dashboard",
+        30,
+        |_| {},
+        |s| s.contains("connected, updated"),
+    );
+    let shell = pane("#{pane_pid}");
+    let out = Command::new("pgrep").args(["-P", &shell]).output().unwrap();
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!pid.is_empty(), "no dashboard process");
+    tmux(&["kill-session", "-t", SESSION]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|st| st.split_whitespace().nth(2) == Some("Z"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard (pid {pid}) keeps running after its terminal closed"
+        );
+        sleep(Duration::from_millis(100));
+    }
 }

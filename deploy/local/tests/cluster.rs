@@ -8,7 +8,8 @@
 //!   data written before read back and verified;
 //! - `up` with a port already taken: a clear error naming it and nothing
 //!   left running;
-//! - the etcd store: `up`, `down`, `up` again with the pools back.
+//! - the etcd store: `up`, `down`, `up` again with the pools back;
+//! - `scripts/run.sh`, the README's first command, end to end.
 //!
 //! A guard runs `down` when a test ends, passing or failing.
 
@@ -475,4 +476,54 @@ async fn etcd_store_brings_the_pools_back() {
         .as_ref()
         .is_some_and(|s| s.status == PoolStatus::Online)));
     l.ok(&["down"]);
+}
+
+/// The README's first command, as a user runs it (with its own state
+/// directory and addresses, and no terminal for the dashboard): the
+/// cluster comes up, the demo ends with the volume Online, and the
+/// cluster keeps running until `down`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_main_command_brings_up_the_cluster_and_runs_the_demo() {
+    let l = Launcher::new("127.0.24");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/run.sh");
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("STATE_DIR", l.dir())
+        .env("IP_PREFIX", l.prefix)
+        .env("NO_TUI", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "$ scripts/run.sh ({:.1} s, {})\n{stdout}{}",
+        started.elapsed().as_secs_f64(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line == "REST endpoint: http://127.0.24.252:8081"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("re-verified all 64 MiB"), "{stdout}");
+    for name in COMPONENTS {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.split_whitespace().next() == Some(name)
+                    && line.ends_with("running")),
+            "status shows no running {name}:\n{stdout}"
+        );
+    }
+    let v = l.api().get_volume(DEMO_VOLUME).await.unwrap();
+    assert_eq!(v.state.status, VolumeStatus::Online, "{v:?}");
+    assert!(healthy(&v), "{v:?}");
+    let pids = l.pids();
+    assert_eq!(names(&pids), COMPONENTS);
+    l.ok(&["down"]);
+    assert_all_gone(&pids);
+    assert_nothing_listens("127.0.24");
 }
