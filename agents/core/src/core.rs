@@ -1413,24 +1413,6 @@ impl Core {
             info!(volume = id, node = %t.node, size, "recreating the target at the new size");
             let frontend = t.frontend_nodes.first().cloned();
             self.unpublish_locked(&mut rec).await?;
-            // A replica's NVMe/TCP namespace keeps the size it was shared
-            // with: share the grown replicas afresh.
-            for r in self.specs.volume_replicas(id) {
-                if r.share == Protocol::None {
-                    continue;
-                }
-                self.client(&r.node)?
-                    .replica
-                    .clone()
-                    .unshare_replica(v1::UnshareReplicaRequest {
-                        replica: Some(v1::unshare_replica_request::Replica::Uuid(r.uuid.clone())),
-                    })
-                    .await
-                    .map_err(engine_err(&r.node))?;
-                let mut unshared = r.clone();
-                unshared.share = Protocol::None;
-                self.specs.put_replica(unshared).await?;
-            }
             self.publish_locked(rec, Some(&t.node), frontend.as_deref(), &[])
                 .await?;
         }

@@ -351,6 +351,28 @@ impl ShareManager {
         }
     }
 
+    /// Grows a replica. A shared replica's subsystem is made again with
+    /// the same allowed hosts, since a namespace keeps the size it was
+    /// exported with: connected hosts reconnect (the initiator retries
+    /// what was in flight) and see the new size.
+    pub async fn resize_replica(
+        &self,
+        sel: &ReplicaSelector,
+        size_bytes: u64,
+    ) -> Result<ReplicaInfo, ShareError> {
+        let _guard = self.op_lock.lock().await;
+        let before = self.registry.replica(sel)?;
+        let info = self.registry.resize_replica(sel, size_bytes).await?;
+        if let Some(nvmf) = &self.nvmf {
+            if info.size_bytes != before.size_bytes && self.is_exported(&info.uuid) {
+                self.withdraw(nvmf, &info.uuid).await;
+                self.export(nvmf, &info.uuid, info.allowed_hosts.clone())?;
+                info!(replica = %info.uuid, size = info.size_bytes, "shared replica exported again at its new size");
+            }
+        }
+        Ok(self.present(info))
+    }
+
     /// Stops sharing a replica. Unsharing a replica that is not shared
     /// returns it unchanged.
     pub async fn unshare_replica(&self, sel: &ReplicaSelector) -> Result<ReplicaInfo, ShareError> {

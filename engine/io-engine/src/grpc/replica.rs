@@ -221,7 +221,6 @@ impl ReplicaRpc for ReplicaService {
         }
         let replica = self
             .share
-            .registry()
             .resize_replica(&ReplicaSelector::Uuid(uuid), req.requested_size)
             .await
             .map_err(error_status)?;
