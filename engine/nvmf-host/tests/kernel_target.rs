@@ -385,7 +385,9 @@ fn kernel_target_reconnect() {
 }
 
 async fn reconnect_body(addr: SocketAddr, nqn: String) {
-    const RECONNECT_MS: u32 = 8_000;
+    // Generous: the target runs in an emulated VM, where a new connection
+    // can take several seconds to be accepted under load.
+    const RECONNECT_MS: u32 = 20_000;
     let proxy = Proxy::start(addr).await;
     // Through a nexus-child style URI (the uuid is ignored).
     let uri = format!(
