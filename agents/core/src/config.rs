@@ -83,6 +83,14 @@ pub struct Args {
     /// Log format on stderr.
     #[arg(long, default_value = "pretty")]
     pub log_format: String,
+    /// File holding the bearer token every HTTP request must carry (or
+    /// set REST_BEARER_TOKEN): give it the same token as `api-rest`, which
+    /// then forwards it. With a token, no HTTP route answers without it
+    /// (the probes and the spec included); engine registration (gRPC) is
+    /// not covered. Without either, the HTTP API is open to whoever
+    /// reaches the port.
+    #[arg(long, value_name = "FILE")]
+    pub bearer_token_file: Option<std::path::PathBuf>,
 }
 
 impl Args {

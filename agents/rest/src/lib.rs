@@ -21,6 +21,7 @@ pub mod handlers;
 pub mod router;
 pub mod server;
 pub mod spec;
+pub mod token;
 
 pub use error::ApiError;
 pub use router::{router, RouterOptions};

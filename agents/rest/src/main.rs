@@ -10,9 +10,6 @@ use std::time::Duration;
 use api_rest::server::{self, ServerConfig, TlsEndpoint};
 use clap::{Parser, ValueEnum};
 
-/// Environment variable holding the bearer token (instead of a file).
-const TOKEN_ENV: &str = "REST_BEARER_TOKEN";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "api-rest",
@@ -75,7 +72,7 @@ fn main() -> ExitCode {
 
 fn start(args: Args) -> anyhow::Result<()> {
     let config = ServerConfig {
-        bearer_token: bearer_token(args.bearer_token_file.as_deref())?,
+        bearer_token: api_rest::token::load_bearer_token(args.bearer_token_file.as_deref())?,
         core_endpoint: args.core_endpoint,
         http: args.http,
         https: match (args.https, args.cert, args.key) {
@@ -93,31 +90,6 @@ fn start(args: Args) -> anyhow::Result<()> {
         server::run(config, shutdown).await?;
         Ok(())
     })
-}
-
-/// The token from `--bearer-token-file` or `REST_BEARER_TOKEN`.
-fn bearer_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
-    let from_env = std::env::var(TOKEN_ENV).ok();
-    let token = match (file, from_env) {
-        (Some(_), Some(_)) => {
-            anyhow::bail!(
-                "give the bearer token either with --bearer-token-file or {TOKEN_ENV}, not both"
-            )
-        }
-        (Some(path), None) => std::fs::read_to_string(path).map_err(|error| {
-            anyhow::anyhow!(
-                "cannot read the bearer token file {}: {error}",
-                path.display()
-            )
-        })?,
-        (None, Some(token)) => token,
-        (None, None) => return Ok(None),
-    };
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        anyhow::bail!("the bearer token is empty");
-    }
-    Ok(Some(token))
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -24,6 +24,10 @@ pub struct RouterOptions {
     /// When set, every request but the spec and the probes must carry
     /// `Authorization: Bearer <token>`.
     pub bearer_token: Option<String>,
+    /// With a token set, the spec and the probes need it too: for the core
+    /// agent's HTTP API, which only `api-rest` calls, so that no route of
+    /// it answers without the token.
+    pub guard_every_route: bool,
 }
 
 impl std::fmt::Debug for RouterOptions {
@@ -33,6 +37,7 @@ impl std::fmt::Debug for RouterOptions {
                 "bearer_token",
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("guard_every_route", &self.guard_every_route)
             .finish()
     }
 }
@@ -90,9 +95,14 @@ pub fn router(api: Arc<dyn CoreApi>, opts: RouterOptions) -> Router {
     let routes = match opts.bearer_token {
         Some(token) => {
             let token: Arc<str> = Arc::from(token);
+            let open_paths: &'static [&'static str] = if opts.guard_every_route {
+                &[]
+            } else {
+                &UNAUTHENTICATED_PATHS
+            };
             routes.layer(middleware::from_fn(move |req: Request, next: Next| {
                 let token = token.clone();
-                async move { check_bearer(&token, req, next).await }
+                async move { check_bearer(&token, open_paths, req, next).await }
             }))
         }
         None => routes,
@@ -122,8 +132,8 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
-async fn check_bearer(token: &str, req: Request, next: Next) -> Response {
-    if UNAUTHENTICATED_PATHS.contains(&req.uri().path()) {
+async fn check_bearer(token: &str, open_paths: &[&str], req: Request, next: Next) -> Response {
+    if open_paths.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     let Some(header) = req.headers().get(header::AUTHORIZATION) else {
@@ -186,6 +196,7 @@ mod tests {
     fn debug_hides_the_token() {
         let opts = RouterOptions {
             bearer_token: Some("hush".into()),
+            ..Default::default()
         };
         assert!(!format!("{opts:?}").contains("hush"));
     }

@@ -33,7 +33,8 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     /// Optional https listener.
     pub https: Option<TlsEndpoint>,
-    /// Token clients must present (see [`RouterOptions`]).
+    /// Token clients must present (see [`RouterOptions`]); also sent to the
+    /// core agent with every forwarded call.
     pub bearer_token: Option<String>,
     /// Timeout of one call forwarded to the core agent.
     pub request_timeout: Duration,
@@ -103,6 +104,8 @@ pub async fn run(
         &config.core_endpoint,
         RestClientOptions {
             timeout: config.request_timeout,
+            // The core agent, given the same token, refuses calls without it.
+            bearer_token: config.bearer_token.clone(),
             ..Default::default()
         },
     )
@@ -112,6 +115,7 @@ pub async fn run(
         api,
         RouterOptions {
             bearer_token: config.bearer_token.clone(),
+            guard_every_route: false,
         },
     );
 

@@ -49,6 +49,8 @@ async fn connect_store(endpoint: &str) -> SharedStore {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(&args.log_format);
+    // Read before anything starts: a bad token source is a clear error.
+    let bearer_token = api_rest::token::load_bearer_token(args.bearer_token_file.as_deref())?;
     let stop = CancellationToken::new();
     {
         let stop = stop.clone();
@@ -86,7 +88,10 @@ async fn main() -> anyhow::Result<()> {
     let registration = RegistrationRpcServer::new(RegistrationService::new(core.clone()));
     let app = api_rest::router(
         Arc::new(CoreService(core.clone())),
-        api_rest::RouterOptions::default(),
+        api_rest::RouterOptions {
+            guard_every_route: bearer_token.is_some(),
+            bearer_token,
+        },
     )
     .route_service("/io_engine.v1.RegistrationRpc/{*method}", registration);
     let served_stop = stop.clone();

@@ -13,6 +13,7 @@ const TOKEN: &str = "s3cret-token";
 async fn guarded() -> TestServer {
     TestServer::start(RouterOptions {
         bearer_token: Some(TOKEN.to_string()),
+        ..Default::default()
     })
     .await
 }
