@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::io::{err, exec, put_c2h, Done, IoCtx};
 use crate::subsystem::{ConnGuard, Controller, HostKey, Subsystem};
-use crate::Inner;
+use crate::{locks, Inner};
 
 /// Why a connection ends.
 #[derive(Debug)]
@@ -417,7 +417,9 @@ impl Conn {
                         sqe.cid,
                         Pending {
                             sqe,
-                            buf: BytesMut::with_capacity(expected as usize),
+                            // Grown per R2T window as data arrives, so a
+                            // command that never sends its data costs nothing.
+                            buf: BytesMut::new(),
                             expected,
                             r2t_end: first,
                         },
@@ -463,6 +465,9 @@ impl Conn {
         let end = u64::from(d.datao) + d.data.len() as u64;
         if u64::from(d.datao) != got || end > u64::from(p.r2t_end) {
             return Err(term(fes::DATA_OUT_OF_RANGE, 12));
+        }
+        if p.buf.capacity() < p.r2t_end as usize {
+            p.buf.reserve(p.r2t_end as usize - p.buf.len());
         }
         p.buf.extend_from_slice(&d.data);
         if end < u64::from(p.r2t_end) {
@@ -659,9 +664,7 @@ impl Conn {
                 cancel: parent,
             });
             let guard = subsys.as_ref().map(|s| {
-                if let Ok(mut m) = s.ctrls.lock() {
-                    m.insert(cntlid, ctrl.clone());
-                }
+                locks::lock("controllers", &s.ctrls).insert(cntlid, ctrl.clone());
                 s.attach()
             });
             self.inner
@@ -687,23 +690,17 @@ impl Conn {
         if cmd.qid > cfg.max_io_queues {
             return Err(ip(inval, false, fabrics::CONNECT_SQE_QID_OFFSET));
         }
-        let ctrl = s
-            .ctrls
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&cd.cntlid).cloned())
-            .ok_or_else(|| ip(inval, true, fabrics::CONNECT_DATA_CNTLID_OFFSET))?;
+        let found = locks::lock("controllers", &s.ctrls)
+            .get(&cd.cntlid)
+            .cloned();
+        let ctrl = found.ok_or_else(|| ip(inval, true, fabrics::CONNECT_DATA_CNTLID_OFFSET))?;
         if ctrl.host.hostnqn != cd.hostnqn {
             return Err(ip(inval, true, fabrics::CONNECT_DATA_HOSTNQN_OFFSET));
         }
         if ctrl.cancel.is_cancelled() {
             return Err(ip(inval, true, fabrics::CONNECT_DATA_CNTLID_OFFSET));
         }
-        let fresh = ctrl
-            .io_queues
-            .lock()
-            .map(|mut q| q.insert(cmd.qid))
-            .unwrap_or(false);
+        let fresh = locks::lock("i/o queues", &ctrl.io_queues).insert(cmd.qid);
         if !fresh {
             return Err(ip(inval, false, fabrics::CONNECT_SQE_QID_OFFSET));
         }
@@ -732,16 +729,12 @@ impl Conn {
     fn teardown(&mut self) {
         let Some(q) = self.q.take() else { return };
         if q.qid != 0 {
-            if let Ok(mut s) = q.ctrl.io_queues.lock() {
-                s.remove(&q.qid);
-            }
+            locks::lock("i/o queues", &q.ctrl.io_queues).remove(&q.qid);
             return;
         }
         q.ctrl.cancel.cancel();
         if let Some(s) = &q.ctrl.subsys {
-            if let Ok(mut m) = s.ctrls.lock() {
-                m.remove(&q.ctrl.cntlid);
-            }
+            locks::lock("controllers", &s.ctrls).remove(&q.ctrl.cntlid);
         }
         self.inner
             .free_cntlid(q.ctrl.subsys.as_deref(), q.ctrl.cntlid);
@@ -758,6 +751,14 @@ impl Conn {
         };
         let ctrl = q.ctrl.clone();
         let _ = data;
+        // Every length the host supplies is checked before a page is built
+        // or a buffer allocated: the transfer (SGL length) against MDTS and
+        // the command's own length field against the transfer.
+        if sqe.data_direction() == 2 {
+            if let Err(s) = self.check_c2h_transfer(&sqe) {
+                return self.complete(sqe.cid, s).await;
+            }
+        }
         let r: Result<(u32, Option<Vec<u8>>), Status> = match sqe.opcode {
             admin_opc::IDENTIFY => self.identify(&ctrl, &sqe).map(|d| (0, Some(d))),
             admin_opc::GET_LOG_PAGE => self.get_log(&ctrl, &sqe).map(|d| (0, Some(d))),
@@ -799,6 +800,28 @@ impl Conn {
             }
             Err(s) => self.complete(sqe.cid, s).await,
         }
+    }
+
+    /// Checks the data a controller-to-host admin command asks for: a
+    /// transport SGL of at most MDTS, and for Get Log Page a NUMD that
+    /// fits in it (a log page is never built larger than the transfer).
+    fn check_c2h_transfer(&self, sqe: &Sqe) -> Result<(), Status> {
+        if sqe.dptr.len == 0 {
+            return Ok(());
+        }
+        if sqe.dptr.id != sgl::TRANSPORT_DATA_BLOCK {
+            return Err(err(sct::GENERIC, sc::SGL_DESCRIPTOR_TYPE_INVALID));
+        }
+        if sqe.dptr.len > self.inner.cfg.mdts_bytes {
+            return Err(err(sct::GENERIC, sc::DATA_SGL_LENGTH_INVALID));
+        }
+        if sqe.opcode == admin_opc::GET_LOG_PAGE {
+            let g = adm::GetLogPageCmd::from_sqe(sqe);
+            if g.len_bytes > u64::from(sqe.dptr.len) {
+                return Err(err(sct::GENERIC, sc::DATA_SGL_LENGTH_INVALID));
+            }
+        }
+        Ok(())
     }
 
     fn identify(&self, ctrl: &Controller, sqe: &Sqe) -> Result<Vec<u8>, Status> {
@@ -921,16 +944,20 @@ impl Conn {
             (lid::DISCOVERY, None) => self.discovery_log(&ctrl.host.hostnqn),
             _ => return Err(err(sct::COMMAND_SPECIFIC, sc_cmd::INVALID_LOG_PAGE)),
         };
-        g.window(&page).ok_or(err(sct::GENERIC, sc::INVALID_FIELD))
+        // `len_bytes` was checked against the transfer (<= MDTS) before
+        // the page was built; the window is a slice, zero padding is added
+        // by the C2HData encoder up to the transfer length.
+        g.window(&page)
+            .map(<[u8]>::to_vec)
+            .ok_or(err(sct::GENERIC, sc::INVALID_FIELD))
     }
 
     fn discovery_log(&self, hostnqn: &str) -> Vec<u8> {
-        let subs: Vec<Arc<Subsystem>> = self
-            .inner
-            .subsystems
-            .read()
-            .map(|m| m.values().filter(|s| s.allows(hostnqn)).cloned().collect())
-            .unwrap_or_default();
+        let subs: Vec<Arc<Subsystem>> = locks::read("subsystems", &self.inner.subsystems)
+            .values()
+            .filter(|s| s.allows(hostnqn))
+            .cloned()
+            .collect();
         let mut entries: Vec<adm::DiscoveryEntry> = subs
             .iter()
             .map(|s| adm::DiscoveryEntry {

@@ -89,15 +89,20 @@ pub(crate) fn put_c2h(
 }
 
 impl IoCtx {
-    fn allowed(&self, write: bool) -> bool {
+    /// Whether the reservation lets this host read (`write` false) or
+    /// write: `Err` is the status to complete with (a conflict, or an
+    /// internal error when the reservation lock is poisoned: the state of
+    /// a multi-step update is unknown, so the command fails closed rather
+    /// than reading the poison as "no reservation").
+    fn allowed(&self, write: bool) -> Result<(), Status> {
         if !self.subsys.resv_active.load(Ordering::Acquire) {
-            return true;
+            return Ok(());
         }
-        self.subsys
-            .resv
-            .lock()
-            .map(|r| r.allows(&self.host, write))
-            .unwrap_or(false)
+        match self.subsys.resv.lock() {
+            Ok(r) if r.allows(&self.host, write) => Ok(()),
+            Ok(_) => Err(err(sct::GENERIC, sc::RESERVATION_CONFLICT)),
+            Err(_) => Err(Status::retry(sct::GENERIC, sc::INTERNAL)),
+        }
     }
 
     /// Checks NSID and LBA range of a Read/Write/Write Zeroes; returns
@@ -154,9 +159,7 @@ async fn run(ctx: &IoCtx, sqe: &Sqe, data: &Bytes, buf: &mut BytesMut) -> Result
             if u64::from(sqe.dptr.len) != len {
                 return Err(err(sct::GENERIC, sc::DATA_SGL_LENGTH_INVALID));
             }
-            if !ctx.allowed(false) {
-                return Err(err(sct::GENERIC, sc::RESERVATION_CONFLICT));
-            }
+            ctx.allowed(false)?;
             let h = DataHeader {
                 ty: PduType::C2HData,
                 cccid: sqe.cid,
@@ -182,9 +185,7 @@ async fn run(ctx: &IoCtx, sqe: &Sqe, data: &Bytes, buf: &mut BytesMut) -> Result
             if data.len() as u64 != len {
                 return Err(err(sct::GENERIC, sc::DATA_SGL_LENGTH_INVALID));
             }
-            if !ctx.allowed(true) {
-                return Err(err(sct::GENERIC, sc::RESERVATION_CONFLICT));
-            }
+            ctx.allowed(true)?;
             dev.write_at(off, data)
                 .await
                 .map_err(|e| dev_status(&e, true))?;
@@ -196,16 +197,12 @@ async fn run(ctx: &IoCtx, sqe: &Sqe, data: &Bytes, buf: &mut BytesMut) -> Result
             if sqe.nsid != 1 && sqe.nsid != 0xffff_ffff {
                 return Err(err(sct::GENERIC, sc::INVALID_NAMESPACE));
             }
-            if !ctx.allowed(true) {
-                return Err(err(sct::GENERIC, sc::RESERVATION_CONFLICT));
-            }
+            ctx.allowed(true)?;
             dev.flush().await.map_err(|e| dev_status(&e, true))
         }
         io_opc::WRITE_ZEROES => {
             let (off, len) = ctx.range(sqe, None)?;
-            if !ctx.allowed(true) {
-                return Err(err(sct::GENERIC, sc::RESERVATION_CONFLICT));
-            }
+            ctx.allowed(true)?;
             dev.write_zeroes(off, len)
                 .await
                 .map_err(|e| dev_status(&e, true))
@@ -221,9 +218,7 @@ async fn run(ctx: &IoCtx, sqe: &Sqe, data: &Bytes, buf: &mut BytesMut) -> Result
             if sqe.cdw11 & (1 << 2) == 0 {
                 return Ok(()); // only hints: nothing to do
             }
-            if !ctx.allowed(true) {
-                return Err(err(sct::GENERIC, sc::RESERVATION_CONFLICT));
-            }
+            ctx.allowed(true)?;
             let info = dev.info();
             let bs = u64::from(info.block_size);
             for r in dsm_ranges(&data[..nr * 16]) {
@@ -292,6 +287,15 @@ async fn run(ctx: &IoCtx, sqe: &Sqe, data: &Bytes, buf: &mut BytesMut) -> Result
             if sqe.dptr.id != sgl::TRANSPORT_DATA_BLOCK {
                 return Err(err(sct::GENERIC, sc::SGL_DESCRIPTOR_TYPE_INVALID));
             }
+            // NUMD and the SGL length are the host's to choose: both are
+            // checked before anything is built or allocated.
+            if sqe.dptr.len > mdts {
+                return Err(err(sct::GENERIC, sc::DATA_SGL_LENGTH_INVALID));
+            }
+            let want = (u64::from(sqe.cdw10) + 1) * 4;
+            if want > u64::from(sqe.dptr.len) {
+                return Err(err(sct::GENERIC, sc::DATA_SGL_LENGTH_INVALID));
+            }
             let eds = sqe.cdw11 & REPORT_EDS != 0;
             let live = ctx.subsys.live_cntlids();
             let (gen, t, regs) = match ctx.subsys.resv.lock() {
@@ -299,8 +303,7 @@ async fn run(ctx: &IoCtx, sqe: &Sqe, data: &Bytes, buf: &mut BytesMut) -> Result
                 Err(_) => return Err(Status::retry(sct::GENERIC, sc::INTERNAL)),
             };
             let page = reservation_status(gen, t, &regs, eds);
-            let want = ((sqe.cdw10 as u64 + 1) * 4).min(u64::from(sqe.dptr.len)) as u32;
-            put_c2h(buf, sqe.cid, &page, want, ctx.opts);
+            put_c2h(buf, sqe.cid, &page, want as u32, ctx.opts);
             Ok(())
         }
         _ => Err(err(sct::GENERIC, sc::INVALID_OPCODE)),

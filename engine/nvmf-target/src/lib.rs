@@ -36,6 +36,7 @@
 
 mod conn;
 mod io;
+mod locks;
 mod subsystem;
 
 use std::{
@@ -172,7 +173,9 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn subsystem(&self, nqn: &str) -> Option<Arc<Subsystem>> {
-        self.subsystems.read().ok()?.get(nqn).cloned()
+        locks::read("subsystems", &self.subsystems)
+            .get(nqn)
+            .cloned()
     }
 
     /// A controller id for a new controller of `subsys` (`None`: the
@@ -180,20 +183,18 @@ impl Inner {
     /// one, else from the target's. `None` when the window is exhausted.
     pub(crate) fn alloc_cntlid(&self, subsys: Option<&Subsystem>) -> Option<u16> {
         match subsys.and_then(|s| s.own_cntlids.as_ref()) {
-            Some(a) => a.lock().ok()?.alloc(),
-            None => self.cntlids.lock().ok()?.alloc(),
+            Some(a) => locks::lock("cntlids", a).alloc(),
+            None => locks::lock("cntlids", &self.cntlids).alloc(),
         }
     }
 
     /// Returns `id` to the allocator it came from.
     pub(crate) fn free_cntlid(&self, subsys: Option<&Subsystem>, id: u16) {
-        let a = match subsys.and_then(|s| s.own_cntlids.as_ref()) {
-            Some(a) => a.lock(),
-            None => self.cntlids.lock(),
+        let mut a = match subsys.and_then(|s| s.own_cntlids.as_ref()) {
+            Some(a) => locks::lock("cntlids", a),
+            None => locks::lock("cntlids", &self.cntlids),
         };
-        if let Ok(mut a) = a {
-            a.free(id);
-        }
+        a.free(id);
     }
 }
 
@@ -276,10 +277,7 @@ impl Target {
     /// connection and waits (bounded) for their tasks. A second call
     /// returns at once.
     pub async fn serve(&self, cancel: CancellationToken) {
-        let listener = match self.inner.listener.lock() {
-            Ok(mut l) => l.take(),
-            Err(_) => None,
-        };
+        let listener = locks::lock("listener", &self.inner.listener).take();
         let Some(listener) = listener else {
             tracing::warn!("nvmf target: serve called twice");
             return;
@@ -359,11 +357,7 @@ impl Target {
         } else {
             None
         };
-        let mut map = self
-            .inner
-            .subsystems
-            .write()
-            .map_err(|_| TargetError::InvalidConfig("subsystem table poisoned".into()))?;
+        let mut map = locks::write("subsystems", &self.inner.subsystems);
         if map.contains_key(nqn) {
             return Err(TargetError::AlreadyExists {
                 nqn: nqn.to_owned(),
@@ -408,15 +402,10 @@ impl Target {
     /// Removes a subsystem: its controllers are torn down (outstanding I/O
     /// is dropped, connections close). Waits at most 5 s for them.
     pub async fn remove_subsystem(&self, nqn: &str) -> Result<(), TargetError> {
-        let s = self
-            .inner
-            .subsystems
-            .write()
-            .ok()
-            .and_then(|mut m| m.remove(nqn))
-            .ok_or_else(|| TargetError::NotFound {
-                nqn: nqn.to_owned(),
-            })?;
+        let removed = locks::write("subsystems", &self.inner.subsystems).remove(nqn);
+        let s = removed.ok_or_else(|| TargetError::NotFound {
+            nqn: nqn.to_owned(),
+        })?;
         self.inner.genctr.fetch_add(1, Ordering::Relaxed);
         s.shutdown();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -429,9 +418,7 @@ impl Target {
 
     /// Every subsystem with its namespace geometry and connected hosts.
     pub fn subsystems(&self) -> Vec<SubsystemInfo> {
-        let Ok(map) = self.inner.subsystems.read() else {
-            return Vec::new();
-        };
+        let map = locks::read("subsystems", &self.inner.subsystems);
         let mut v: Vec<SubsystemInfo> = map.values().map(|s| s.info()).collect();
         v.sort_by(|a, b| a.nqn.cmp(&b.nqn));
         v
@@ -456,5 +443,82 @@ impl Target {
             term_reqs_sent: l(&c.term_reqs_sent),
             protocol_errors: l(&c.protocol_errors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Poisons `m` by panicking on another thread while holding it.
+    fn poison<T: Send>(m: &Mutex<T>) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _g = m.lock();
+                    panic!("poisoning the lock on purpose");
+                })
+                .join();
+        });
+        assert!(m.is_poisoned());
+    }
+
+    fn poison_rw<T: Send + Sync>(l: &RwLock<T>) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _g = l.write();
+                    panic!("poisoning the lock on purpose");
+                })
+                .join();
+        });
+        assert!(l.is_poisoned());
+    }
+
+    #[tokio::test]
+    async fn poisoned_locks_are_not_read_as_not_found() {
+        let t = Target::bind(TargetConfig {
+            listen: SocketAddr::from(([127, 0, 90, 10], 0)),
+            cntlid_min: 5,
+            cntlid_max: 6,
+            ..TargetConfig::default()
+        })
+        .await
+        .unwrap();
+        let dev = blockdev::open_uri("malloc:///poison?size_mb=4", &Default::default())
+            .await
+            .unwrap();
+        let nqn = "nqn.2019-05.io.openebs:poison";
+        t.add_subsystem(
+            nqn,
+            Arc::new(dev),
+            uuid::Uuid::new_v4(),
+            vec!["nqn.h".into()],
+        )
+        .unwrap();
+        let inner = &t.inner;
+        poison_rw(&inner.subsystems);
+        poison(&inner.cntlids);
+        let s = inner
+            .subsystem(nqn)
+            .expect("subsystem found through a poisoned table");
+        poison(&s.ctrls);
+        poison_rw(&s.allowed);
+        assert!(s.allows("nqn.h"), "allow-list read through a poisoned lock");
+        assert_eq!(s.info().allowed_hosts, vec!["nqn.h".to_string()]);
+        assert_eq!(t.subsystems().len(), 1, "listed through a poisoned table");
+        assert_eq!(inner.alloc_cntlid(Some(&s)), Some(5), "ids not exhausted");
+        inner.free_cntlid(Some(&s), 5);
+        assert!(matches!(
+            t.add_subsystem(nqn, s.dev.clone(), uuid::Uuid::new_v4(), Vec::new()),
+            Err(TargetError::AlreadyExists { .. })
+        ));
+        t.remove_subsystem(nqn)
+            .await
+            .expect("removed, not 'not found'");
+        assert!(matches!(
+            t.remove_subsystem(nqn).await,
+            Err(TargetError::NotFound { .. })
+        ));
     }
 }

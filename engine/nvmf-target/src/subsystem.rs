@@ -18,6 +18,8 @@ use nvmf::admin::{rtype, Registrant};
 use nvmf::nvme::{sc, sct, Status};
 use tokio_util::sync::CancellationToken;
 
+use crate::locks;
+
 /// What [`crate::Target::subsystems`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubsystemInfo {
@@ -354,7 +356,7 @@ pub(crate) struct Subsystem {
     pub nqn: String,
     pub dev: SharedDevice,
     pub uuid: uuid::Uuid,
-    allowed: RwLock<Vec<String>>,
+    pub(crate) allowed: RwLock<Vec<String>>,
     pub ctrls: Mutex<HashMap<u16, Arc<Controller>>>,
     pub resv: Mutex<Reservation>,
     /// Some host is registered: I/O must check the reservation.
@@ -395,22 +397,17 @@ impl Subsystem {
     /// Replaces the allow-list; controllers of hosts no longer allowed are
     /// torn down (their queues close, their I/O ends with errors).
     pub(crate) fn set_allowed(&self, hosts: Vec<String>) {
-        if let Ok(mut a) = self.allowed.write() {
-            *a = hosts;
-        }
-        if let Ok(ctrls) = self.ctrls.lock() {
-            for c in ctrls.values() {
-                if !self.allows(&c.host.hostnqn) {
-                    c.cancel.cancel();
-                }
+        *locks::write("allowed hosts", &self.allowed) = hosts;
+        for c in locks::lock("controllers", &self.ctrls).values() {
+            if !self.allows(&c.host.hostnqn) {
+                c.cancel.cancel();
             }
         }
     }
     pub(crate) fn allows(&self, hostnqn: &str) -> bool {
-        self.allowed
-            .read()
-            .map(|a| a.iter().any(|h| h == hostnqn))
-            .unwrap_or(false)
+        locks::read("allowed hosts", &self.allowed)
+            .iter()
+            .any(|h| h == hostnqn)
     }
     pub(crate) fn shutdown(&self) {
         self.cancel.cancel();
@@ -427,33 +424,27 @@ impl Subsystem {
     /// host with several controllers), for Reservation Report.
     pub(crate) fn live_cntlids(&self) -> HashMap<HostKey, u16> {
         let mut m: HashMap<HostKey, u16> = HashMap::new();
-        if let Ok(ctrls) = self.ctrls.lock() {
-            for c in ctrls.values().filter(|c| !c.cancel.is_cancelled()) {
-                m.entry(c.host.clone())
-                    .and_modify(|id| *id = 0xffff)
-                    .or_insert(c.cntlid);
-            }
+        let ctrls = locks::lock("controllers", &self.ctrls);
+        for c in ctrls.values().filter(|c| !c.cancel.is_cancelled()) {
+            m.entry(c.host.clone())
+                .and_modify(|id| *id = 0xffff)
+                .or_insert(c.cntlid);
         }
         m
     }
 
     pub(crate) fn info(&self) -> SubsystemInfo {
         let info = self.dev.info();
-        let mut hosts: Vec<(String, u16)> = self
-            .ctrls
-            .lock()
-            .map(|c| {
-                c.values()
-                    .map(|c| (c.host.hostnqn.clone(), c.cntlid))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut hosts: Vec<(String, u16)> = locks::lock("controllers", &self.ctrls)
+            .values()
+            .map(|c| (c.host.hostnqn.clone(), c.cntlid))
+            .collect();
         hosts.sort();
         SubsystemInfo {
             nqn: self.nqn.clone(),
             size_bytes: info.size_bytes(),
             block_size: info.block_size,
-            allowed_hosts: self.allowed.read().map(|a| a.clone()).unwrap_or_default(),
+            allowed_hosts: locks::read("allowed hosts", &self.allowed).clone(),
             hosts,
             cntlid_min: self.window.0,
             cntlid_max: self.window.1,

@@ -129,18 +129,18 @@ impl GetLogPageCmd {
             offset_bytes: u64::from(sqe.cdw12) | (u64::from(sqe.cdw13) << 32),
         }
     }
-    /// Cuts `[offset, offset+len)` out of a full log page, zero padded.
-    /// `None` if the offset is beyond the page.
-    pub fn window(&self, page: &[u8]) -> Option<Vec<u8>> {
+    /// The part of a full log page in `[offset, offset+len)`: a slice of
+    /// `page` (shorter than `len` when the page ends first; the transport
+    /// pads the transfer with zeroes). `None` if the offset is beyond the
+    /// page. Never allocates, whatever NUMD claims.
+    pub fn window<'a>(&self, page: &'a [u8]) -> Option<&'a [u8]> {
         let off = usize::try_from(self.offset_bytes).ok()?;
         if off > page.len() {
             return None;
         }
-        let len = usize::try_from(self.len_bytes).ok()?;
-        let mut v = vec![0u8; len];
+        let len = usize::try_from(self.len_bytes).unwrap_or(usize::MAX);
         let n = (page.len() - off).min(len);
-        v[..n].copy_from_slice(&page[off..off + n]);
-        Some(v)
+        Some(&page[off..off + n])
     }
 }
 
@@ -707,7 +707,7 @@ mod tests {
     }
 
     #[test]
-    fn log_window_pads_and_refuses_far_offsets() {
+    fn log_window_cuts_and_refuses_far_offsets() {
         let sqe = Sqe {
             cdw10: (1 << 16) | 0x70,
             cdw12: 4,
@@ -715,10 +715,20 @@ mod tests {
         };
         let g = GetLogPageCmd::from_sqe(&sqe);
         assert_eq!(g.len_bytes, 8);
+        assert_eq!(g.window(&[1, 2, 3, 4, 5, 6]).unwrap(), &[5, 6]);
         assert_eq!(
-            g.window(&[1, 2, 3, 4, 5, 6]).unwrap(),
-            vec![5, 6, 0, 0, 0, 0, 0, 0]
+            g.window(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
+                .unwrap(),
+            &[5, 6, 7, 8, 9, 10, 11, 12]
         );
+        // The largest NUMD (16 GiB) is only a bound on the slice.
+        let huge = GetLogPageCmd::from_sqe(&Sqe {
+            cdw10: 0xffff_0070,
+            cdw11: 0xffff,
+            ..Sqe::default()
+        });
+        assert_eq!(huge.len_bytes, 1 << 34);
+        assert_eq!(huge.window(&[9; 512]).unwrap().len(), 512);
         let far = GetLogPageCmd {
             offset_bytes: 100,
             ..g
