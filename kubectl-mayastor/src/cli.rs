@@ -208,30 +208,9 @@ pub struct TuiArgs {
     pub interval: Duration,
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration (e.g. 500ms, 10s, 2m)"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" | "sec" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit '{other}' in '{text}'")),
-    };
-    if !seconds.is_finite() || seconds <= 0.0 || seconds > 366.0 * 24.0 * 3600.0 {
-        return Err(format!(
-            "'{text}' is not a positive duration of at most a year"
-        ));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
+/// Parses `500ms`, `10s`, `2m`, `1h` or a bare number of seconds (more than
+/// zero).
+pub use mayastor_common::duration::parse_positive as parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -57,27 +57,8 @@ impl Table {
     }
 }
 
-/// A byte count in binary units: `0B`, `512B`, `1KiB`, `96MiB`, `1.5GiB`
-/// (at most two decimals, trailing zeros dropped).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut unit = 0;
-    let mut scaled = bytes as f64;
-    while scaled >= 1024.0 && unit + 1 < UNITS.len() {
-        scaled /= 1024.0;
-        unit += 1;
-    }
-    let mut text = format!("{scaled:.2}");
-    if text.contains('.') {
-        while text.ends_with('0') {
-            text.pop();
-        }
-        if text.ends_with('.') {
-            text.pop();
-        }
-    }
-    format!("{text}{}", UNITS[unit])
-}
+/// A byte count in binary units: `0B`, `512B`, `1KiB`, `96MiB`, `1.5GiB`.
+pub use mayastor_common::size::format_compact as human_size;
 
 #[cfg(test)]
 mod tests {

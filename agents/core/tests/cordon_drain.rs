@@ -217,13 +217,10 @@ impl FailoverPath {
     }
 }
 
+/// Block `block` at generation `gen`: the workspace's checksummed pattern.
 fn pattern(block: u64, gen: u64) -> DmaBuf {
     let mut b = DmaBuf::new(4096);
-    b[0..8].copy_from_slice(&block.to_le_bytes());
-    b[8..16].copy_from_slice(&gen.to_le_bytes());
-    for (k, x) in b[16..].iter_mut().enumerate() {
-        *x = (block as usize * 13 + gen as usize * 7 + k) as u8;
-    }
+    mayastor_common::pattern::fill(block, gen, &mut b[..]);
     b
 }
 

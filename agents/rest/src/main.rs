@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use api_rest::server::{self, ServerConfig, TlsEndpoint};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use mayastor_common::{
+    duration::parse_positive as parse_duration, log::LogFormat, signal::shutdown_signal,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,15 +54,9 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Pretty,
-    Json,
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing(args.log_format);
+    mayastor_common::log::init_tracing("api-rest", args.log_format);
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -92,53 +89,6 @@ fn start(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
-            _ = interrupt.recv() => tracing::info!("SIGINT received"),
-        }
-    })
-}
-
-/// `500ms`, `10s`, `2m`, or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 10s, 1m)"))?;
-    let duration = match unit.trim() {
-        "ms" => Duration::from_millis(number),
-        "" | "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        other => return Err(format!("unknown duration unit {other:?} (ms, s, m)")),
-    };
-    if duration.is_zero() {
-        return Err("the timeout must be greater than 0".to_string());
-    }
-    Ok(duration)
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,7 +99,7 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        for bad in ["", "0s", "s", "10h", "-1s"] {
+        for bad in ["", "0s", "s", "10w", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -11,26 +11,17 @@
 //! acknowledged is lost either way, since every write is fsynced before it
 //! is acknowledged.
 
-use std::{io::IsTerminal, net::SocketAddr, path::PathBuf};
+pub use mayastor_common::log::LogFormat;
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{serve_embedded, EmbeddedOptions, EmbeddedStore};
 
 /// Default listen address: etcd's client port, on loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2379";
-
-/// Format of the log lines written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Command line of `mayastor-store`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -57,28 +48,17 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Installs the global tracing subscriber: stderr, `RUST_LOG` filter
-/// (default `info`), colours only on a terminal.
+/// Installs the global tracing subscriber (stderr, `RUST_LOG`, colours
+/// only on a terminal).
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let installed = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    if let Err(e) = installed {
-        eprintln!("mayastor-store: logging already initialised: {e}");
-    }
+    mayastor_common::log::init_tracing("mayastor-store", format);
 }
 
 /// Runs the store until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone())?;
+    mayastor_common::signal::cancel_on_signal(shutdown.clone())
+        .context("cannot install the SIGTERM/SIGINT handlers")?;
     run_until(config, shutdown).await
 }
 
@@ -111,32 +91,6 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         .context("store close task failed")?;
     served.context("gRPC server failed")?;
     info!("mayastor-store stopped");
-    Ok(())
-}
-
-/// Cancels `shutdown` on the first SIGTERM/SIGINT and exits the process on
-/// the second.
-fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    tokio::spawn(async move {
-        let mut received = 0u32;
-        loop {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            received += 1;
-            if received == 1 {
-                info!(signal = name, "shutting down");
-                shutdown.cancel();
-            } else {
-                warn!(signal = name, "second signal during shutdown; exiting now");
-                std::process::exit(130);
-            }
-        }
-    });
     Ok(())
 }
 

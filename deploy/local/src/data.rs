@@ -12,6 +12,7 @@ use std::ops::Range;
 use anyhow::{bail, Context};
 use blockdev::BlockDevice;
 use futures::{StreamExt, TryStreamExt};
+use mayastor_common::pattern;
 use nvmf_host::{ConnectOptions, Controller, Namespace};
 
 /// Block size of the pattern.
@@ -28,49 +29,13 @@ pub fn host_nqn() -> String {
     format!("nqn.2019-05.io.openebs:node-name:{HOST_NODE}")
 }
 
-/// The contents of block `index` at generation `generation`.
+/// The contents of block `index` at generation `generation` (at least 1).
 pub fn pattern_block(index: u64, generation: u64) -> Vec<u8> {
-    let mut b = vec![0u8; BLOCK_BYTES as usize];
-    b[0..8].copy_from_slice(&index.to_le_bytes());
-    b[8..16].copy_from_slice(&generation.to_le_bytes());
-    let mut x = index
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(generation.wrapping_mul(0xbf58_476d_1ce4_e5b9))
-        | 1;
-    let end = b.len() - 4;
-    for word in b[16..end].chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let bytes = x.to_le_bytes();
-        word.copy_from_slice(&bytes[..word.len()]);
-    }
-    let crc = crc32c::crc32c(&b[..end]);
-    b[end..].copy_from_slice(&crc.to_le_bytes());
-    b
+    pattern::block(index, generation, BLOCK_BYTES as usize)
 }
 
 /// Why a block read back is wrong, or `None` when it is right.
-pub fn check_block(index: u64, generation: u64, got: &[u8]) -> Option<String> {
-    let end = got.len().checked_sub(4)?;
-    let stored = u32::from_le_bytes(got[end..].try_into().ok()?);
-    if crc32c::crc32c(&got[..end]) != stored {
-        return Some(format!(
-            "block {index}: checksum mismatch (expected generation {generation})"
-        ));
-    }
-    let got_index = u64::from_le_bytes(got[0..8].try_into().ok()?);
-    let got_gen = u64::from_le_bytes(got[8..16].try_into().ok()?);
-    if got_index != index || got_gen != generation {
-        return Some(format!(
-            "block {index}: holds block {got_index} generation {got_gen}, expected generation {generation}"
-        ));
-    }
-    if got != pattern_block(index, generation) {
-        return Some(format!("block {index}: contents differ"));
-    }
-    None
-}
+pub use pattern::check as check_block;
 
 /// A connection to a published volume.
 pub struct VolumePath {
@@ -194,19 +159,6 @@ fn chunks(blocks: Range<u64>) -> Vec<Range<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pattern_checks() {
-        let b = pattern_block(7, 2);
-        assert_eq!(check_block(7, 2, &b), None);
-        assert!(check_block(7, 1, &b).is_some_and(|e| e.contains("generation 2")));
-        assert!(check_block(8, 2, &b).is_some());
-        let mut flipped = b.clone();
-        flipped[100] ^= 1;
-        assert!(check_block(7, 2, &flipped).is_some_and(|e| e.contains("checksum")));
-        assert!(check_block(0, 0, &[0u8; 4096]).is_some());
-        assert_ne!(pattern_block(7, 2), pattern_block(7, 3));
-    }
 
     #[test]
     fn chunking() {

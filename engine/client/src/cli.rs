@@ -5,6 +5,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use io_engine_api::v1;
 
+use mayastor_common::duration::parse_positive as parse_duration;
+
 use crate::units::{parse_size, parse_size_or_zero};
 
 /// Default io-engine gRPC endpoint.
@@ -407,29 +409,6 @@ pub fn parse_child_uri(text: &str) -> Result<String, String> {
              nvmf://host:port/<nqn>?uuid=<uuid>)"
         )),
     }
-}
-
-/// Parses `30s`, `500ms`, `2m` or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1_000)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (text, 1_000)
-    };
-    let value: u64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 500ms, 2m)"))?;
-    let ms = value
-        .checked_mul(unit_ms)
-        .filter(|ms| *ms > 0)
-        .ok_or_else(|| format!("{text:?} is out of range"))?;
-    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]

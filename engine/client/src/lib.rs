@@ -18,7 +18,6 @@
 pub mod cli;
 mod commands;
 pub mod output;
-pub mod rfc3339;
 pub mod units;
 
 use std::process::ExitCode;

@@ -1,33 +1,19 @@
-//! Sizes: human-readable output (binary units, one decimal) and the
-//! command-line size parser (plain numbers are MiB).
+//! Sizes on io-engine-client's command line and in its tables: plain
+//! numbers are MiB, decimal units are refused as ambiguous, and tables print
+//! upstream's `96.0 MiB` style. The parsing and printing live in
+//! `mayastor_common::size`; this module holds the client's rules on top.
 
-/// Binary units, smallest first.
-const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+use mayastor_common::size::{self, BareUnit};
 
-/// Formats a byte count as upstream's client does: `0 B`, `512 B`,
+/// A byte count as upstream's client prints it: `0 B`, `512 B`,
 /// `96.0 MiB`, `1.0 GiB`.
-///
-/// Plain bytes have no decimal. A value switches to the next unit as soon as
-/// it would print with four integer digits, so 1000 MiB is `1.0 GiB`, never
-/// `1000.0 MiB`.
 pub fn human_size(bytes: u64) -> String {
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 1;
-    // Decide on the printed (rounded) value, so 999.96 KiB becomes 1.0 MiB.
-    while unit + 1 < UNITS.len() && (value * 10.0).round() >= 10_000.0 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    size::format_spaced(bytes)
 }
 
 /// Parses a size given on the command line into bytes: a plain number is
-/// MiB (`64`), otherwise a number with a binary unit, case-insensitive:
-/// `B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB` (`Ki`, `Mi`... too).
-/// Decimal units (`KB`, `MB`...) are refused as ambiguous; so is 0.
+/// MiB (`64`), otherwise a number with a binary unit (`512KiB`, `10GiB`);
+/// 0 is refused.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     match parse_size_or_zero(text)? {
         0 => Err("a size must be greater than 0".to_string()),
@@ -38,34 +24,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// [`parse_size`] that lets 0 through, for the replica commands, whose
 /// engine-side check of a 0 size is part of their contract.
 pub fn parse_size_or_zero(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "m" | "mi" | "mib" => 20,
-        "b" => 0,
-        "k" | "ki" | "kib" => 10,
-        "g" | "gi" | "gib" => 30,
-        "t" | "ti" | "tib" => 40,
-        "kb" | "mb" | "gb" | "tb" => {
-            return Err(format!(
-                "{text:?}: decimal units are ambiguous, use KiB, MiB, GiB or TiB"
-            ))
-        }
-        _ => {
-            return Err(format!(
-                "{text:?} is not a size (e.g. 64 for 64 MiB, 512KiB, 10GiB)"
-            ))
-        }
-    };
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (e.g. 64 for 64 MiB, 512KiB, 10GiB)"))?;
-    value
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
+    size::parse(text, BareUnit::Mebibytes, false)
 }
 
 #[cfg(test)]

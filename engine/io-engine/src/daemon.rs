@@ -12,8 +12,8 @@
 //! Nothing here needs hugepages or busy polling: the engine is an ordinary
 //! tokio program.
 
+pub use mayastor_common::log::LogFormat;
 use std::{
-    io::IsTerminal,
     net::{IpAddr, SocketAddr},
     str::FromStr,
     sync::Arc,
@@ -88,16 +88,6 @@ impl FromStr for CntlidRange {
         }
         Ok(range)
     }
-}
-
-/// Format of the log lines written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Command line of the `io-engine` daemon.
@@ -184,28 +174,17 @@ impl Config {
     }
 }
 
-/// Installs the global tracing subscriber: stderr, `RUST_LOG` filter
-/// (default `info`), colours only on a terminal.
+/// Installs the global tracing subscriber (stderr, `RUST_LOG`, colours
+/// only on a terminal).
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let installed = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    if let Err(e) = installed {
-        eprintln!("io-engine: logging already initialised: {e}");
-    }
+    mayastor_common::log::init_tracing("io-engine", format);
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone())?;
+    mayastor_common::signal::cancel_on_signal(shutdown.clone())
+        .context("cannot install the SIGTERM/SIGINT handlers")?;
     run_until(config, shutdown).await
 }
 
@@ -359,32 +338,6 @@ async fn start_nvmf(config: &Config, node_name: &str) -> anyhow::Result<NvmfEndp
         );
     }
     Ok(nvmf)
-}
-
-/// Cancels `shutdown` on the first SIGTERM/SIGINT and exits the process on
-/// the second.
-fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    tokio::spawn(async move {
-        let mut received = 0u32;
-        loop {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            received += 1;
-            if received == 1 {
-                info!(signal = name, "shutting down");
-                shutdown.cancel();
-            } else {
-                warn!(signal = name, "second signal during shutdown; exiting now");
-                std::process::exit(130);
-            }
-        }
-    });
-    Ok(())
 }
 
 /// The host name, from the kernel (no libc here), or `localhost`.

@@ -8,7 +8,9 @@ use io_engine_api::v1;
 use serde::Serialize;
 
 use super::{col, nexus::instant, render_table, Align, Column};
-use crate::{rfc3339, units::human_size};
+use mayastor_common::time as rfc3339;
+
+use crate::units::human_size;
 
 /// Lowercase name of a rebuild job state.
 pub fn rebuild_state_name(state: i32) -> &'static str {

@@ -22,15 +22,14 @@ pub mod etcd;
 pub mod verify;
 
 use std::{
-    fs,
-    io::Read,
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Output, Stdio},
-    sync::OnceLock,
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
+
+use testkit::Proc;
 
 /// How long a daemon may take to accept connections or to stop.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -40,71 +39,13 @@ pub fn engine_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_io-engine"))
 }
 
-/// Path of an up-to-date `io-engine-client`.
+/// Path of an up-to-date `io-engine-client` (built once per test process;
+/// `IO_ENGINE_CLIENT_BIN` overrides it).
 pub fn client_bin() -> PathBuf {
-    static CLIENT: OnceLock<PathBuf> = OnceLock::new();
-    CLIENT.get_or_init(find_or_build_client).clone()
+    testkit::bin("io-engine-client", "io-engine-client")
 }
 
-fn find_or_build_client() -> PathBuf {
-    if let Some(path) = std::env::var_os("IO_ENGINE_CLIENT_BIN") {
-        return PathBuf::from(path);
-    }
-    // target/<profile>/deps/<test>  ->  target/<profile>/io-engine-client
-    let exe = std::env::current_exe().expect("current test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps")
-        .to_path_buf();
-    let client = profile_dir.join("io-engine-client");
-    let target_dir = profile_dir
-        .parent()
-        .expect("target directory")
-        .to_path_buf();
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_string(),
-        Some(other) => other.to_string(),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let built = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "io-engine-client",
-            "--bin",
-            "io-engine-client",
-        ])
-        .arg("--profile")
-        .arg(&profile)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output();
-    match built {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "building io-engine-client failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) if client.exists() => {
-            eprintln!(
-                "cannot run {cargo} ({e}); using the existing {}",
-                client.display()
-            );
-        }
-        Err(e) => panic!("cannot run {cargo} to build io-engine-client: {e}"),
-    }
-    assert!(client.exists(), "{} is missing", client.display());
-    client
-}
-
-/// A free TCP port on `ip`.
-pub fn free_port(ip: &str) -> u16 {
-    let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind {ip}:0: {e}"));
-    listener.local_addr().expect("bound address").port()
-}
+pub use testkit::free_port;
 
 /// Runs `io-engine-client --endpoint <endpoint> <args>`.
 pub fn client(endpoint: &str, args: &[&str]) -> Output {
@@ -144,10 +85,7 @@ pub fn ok(out: Output) -> String {
 pub struct Engine {
     pub addr: SocketAddr,
     pub node_name: String,
-    extra_args: Vec<String>,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    log_path: PathBuf,
+    proc: Proc,
 }
 
 impl Engine {
@@ -156,17 +94,19 @@ impl Engine {
     pub fn start(ip: &str, port: u16, node_name: &str, extra_args: &[&str]) -> Engine {
         let port = if port == 0 { free_port(ip) } else { port };
         let addr: SocketAddr = format!("{ip}:{port}").parse().expect("valid IP:PORT");
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let log_path = dir.path().join("io-engine.log");
+        let mut args = vec![
+            "--grpc-endpoint".to_string(),
+            addr.to_string(),
+            "--node-name".to_string(),
+            node_name.to_string(),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let mut engine = Engine {
             addr,
             node_name: node_name.to_string(),
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
-            child: None,
-            dir,
-            log_path,
+            proc: Proc::spawn("io-engine", engine_bin(), args),
         };
-        engine.spawn();
+        engine.wait_ready();
         engine
     }
 
@@ -182,93 +122,36 @@ impl Engine {
 
     /// Everything the daemon logged so far (all its runs).
     pub fn logs(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = fs::File::open(&self.log_path) {
-            let _ = f.read_to_string(&mut text);
-        }
-        text
+        self.proc.logs()
     }
 
     /// Process id of the running daemon.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.proc.pid()
     }
 
     /// Sends SIGKILL and reaps the process.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.proc.kill9();
     }
 
-    /// Sends SIGTERM and waits for the exit (SIGKILL after 20 s).
-    pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("engine is running");
-        let sent = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {}", child.id()))
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for io-engine") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("io-engine ignored SIGTERM for 20 s; log:\n{}", self.logs());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+    /// Sends SIGTERM and waits for the exit (SIGKILL after 20 s); returns
+    /// the exit code (`None` when it had to be killed).
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.proc.terminate()
     }
 
     /// Starts the daemon again, same address and arguments.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "stop the engine before restarting it");
-        self.spawn();
-    }
-
-    fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("open the engine log");
-        let child = Command::new(engine_bin())
-            .arg("--grpc-endpoint")
-            .arg(self.endpoint())
-            .arg("--node-name")
-            .arg(&self.node_name)
-            .args(&self.extra_args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn io-engine");
-        self.child = Some(child);
+        self.proc.start();
         self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                panic!(
-                    "io-engine exited during start-up ({status}); log:\n{}",
-                    self.logs()
-                );
+            if !self.proc.is_running() {
+                panic!("io-engine exited during start-up; log:\n{}", self.logs());
             }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return;
@@ -282,20 +165,6 @@ impl Engine {
                 );
             }
             thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Directory the engine's log lives in (removed with the engine).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.kill9();
-        if thread::panicking() {
-            eprintln!("---- io-engine log ({}) ----\n{}", self.addr, self.logs());
         }
     }
 }

@@ -26,25 +26,10 @@ use blockdev::{dynamic::SharedDevice, DmaBuf};
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 
-/// The content of block `block` after its `gen`-th write.
+/// The content of block `block` after its `gen`-th write (all zeros for
+/// generation 0, never written).
 pub fn pattern(block: u64, gen: u64, bs: usize, out: &mut [u8]) {
-    if gen == 0 {
-        out[..bs].fill(0);
-        return;
-    }
-    out[0..8].copy_from_slice(&block.to_le_bytes());
-    out[8..16].copy_from_slice(&gen.to_le_bytes());
-    let mut x =
-        block.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ gen.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) | 1;
-    for chunk in out[16..bs - 4].chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let b = x.to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
-    }
-    let crc = crc32c::crc32c(&out[..bs - 4]);
-    out[bs - 4..bs].copy_from_slice(&crc.to_le_bytes());
+    mayastor_common::pattern::fill(block, gen, &mut out[..bs]);
 }
 
 /// Running writer state.

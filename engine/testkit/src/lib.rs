@@ -1,0 +1,35 @@
+//! The process test kit shared by every multi-process test suite (engine,
+//! control plane, local cluster, plugin, dashboard): only a dev-dependency.
+//!
+//! - [`bin`] finds (and builds once per test process, with the same cargo,
+//!   profile and target directory) a binary of any package of the workspace;
+//! - [`Proc`] runs one process with its log in a temporary directory and
+//!   stops it by PID: SIGKILL ([`Proc::kill9`]), SIGTERM with a deadline
+//!   ([`Proc::terminate`]), and SIGKILL when dropped (printing the log's tail
+//!   when the test is failing);
+//! - [`etcd`] starts a real etcd (Debian's `etcd-server`);
+//! - [`free_port`], [`wait_port`], [`wait_until`], [`eventually`]: the
+//!   waits every scenario needs;
+//! - [`log_time`] reads the timestamp our log lines start with.
+//!
+//! Dependency rule: only `mayastor-common` from the workspace, so any test
+//! suite may use it without linking a server's internals.
+//!
+//! Ports: each test suite uses its own 127.0.x.* prefix and [`free_port`],
+//! so suites run in parallel without clashes.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)]
+
+pub mod etcd;
+mod process;
+mod wait;
+
+pub use process::{bin, free_port, wait_port, Proc};
+pub use wait::{eventually, wait_until};
+
+/// The timestamp a log line of ours starts with (RFC 3339 UTC, as the
+/// tracing formatter writes it: `2024-05-01T10:00:00.123456Z ...`).
+pub fn log_time(line: &str) -> Option<std::time::SystemTime> {
+    mayastor_common::time::parse_system_time(line.split_whitespace().next()?)
+}

@@ -1,0 +1,235 @@
+//! Real processes: binaries of the workspace built on demand, each run with
+//! its log in a temporary directory and stopped by PID.
+
+use std::{
+    fs,
+    io::Read,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// A free TCP port on `ip`.
+pub fn free_port(ip: &str) -> u16 {
+    let l = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind {ip}:0: {e}"));
+    l.local_addr().unwrap().port()
+}
+
+static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Path of binary `bin` of package `pkg`, built if needed (once per test
+/// process; a no-op when it is up to date). An environment variable named
+/// after the binary (`IO_ENGINE_BIN` for `io-engine`) overrides it.
+pub fn bin(pkg: &str, bin: &str) -> PathBuf {
+    let var = format!("{}_BIN", bin.to_ascii_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(&var) {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/<test>  ->  target/<profile>/<bin>
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let path = profile_dir.join(bin);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if built.iter().any(|b| b == bin) {
+        return path;
+    }
+    let target_dir = profile_dir.parent().unwrap().to_path_buf();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            pkg,
+            "--bin",
+            bin,
+            "--profile",
+            &profile,
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "building {bin} failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) if path.exists() => eprintln!("cannot run {cargo} ({e}); using {}", path.display()),
+        Err(e) => panic!("cannot run {cargo} to build {bin}: {e}"),
+    }
+    assert!(path.exists(), "{} is missing", path.display());
+    built.push(bin.to_owned());
+    path
+}
+
+/// A supervised child process.
+pub struct Proc {
+    pub name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    /// Starts `program` with `args`, stdout and stderr into its log.
+    pub fn spawn(name: &str, program: PathBuf, args: Vec<String>) -> Proc {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(format!("{name}.log"));
+        let mut p = Proc {
+            name: name.to_owned(),
+            program,
+            args,
+            child: None,
+            log,
+            _dir: dir,
+        };
+        p.start();
+        p
+    }
+
+    /// Starts it again (after [`Proc::kill9`] or [`Proc::terminate`]),
+    /// appending to the same log.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is running", self.name);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.program.display()));
+        self.child = Some(child);
+    }
+
+    /// The command line the process runs with.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// SIGTERM and wait (SIGKILL after 20 s); returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.signal("TERM");
+        let mut c = self.child.take()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; returns
+    /// its exit code (`None` when killed by a signal), or `Err(())` when it
+    /// is still running (then it keeps running).
+    #[allow(clippy::result_unit_err)]
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, ()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(c) = self.child.as_mut() else {
+                return Ok(None);
+            };
+            if let Some(st) = c.try_wait().unwrap() {
+                self.child = None;
+                return Ok(st.code());
+            }
+            if Instant::now() > deadline {
+                return Err(());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The whole log so far.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The log lines that contain `needle`, with their timestamps.
+    pub fn log_lines(&self, needle: &str) -> Vec<(std::time::SystemTime, String)> {
+        self.logs()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| Some((crate::log_time(l)?, l.to_owned())))
+            .collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+        if thread::panicking() {
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            eprintln!("----- {} (last lines) -----", self.name);
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// Waits (30 s at most) until `addr` accepts TCP connections.
+pub fn wait_port(addr: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
