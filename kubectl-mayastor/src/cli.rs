@@ -101,6 +101,11 @@ pub enum Command {
     /// 'Label' resources: add (key=value) or remove (key-) a label
     #[command(subcommand)]
     Label(LabelCommand),
+    /// Upgrade the cluster to the version of new binaries, one node at a time
+    Upgrade(upgrade::cli::UpgradeArgs),
+    /// 'Delete' resources
+    #[command(subcommand)]
+    Delete(upgrade::cli::DeleteCommand),
     /// The live dashboard
     Tui(TuiArgs),
     /// Print a shell completion script
@@ -137,6 +142,8 @@ pub enum GetCommand {
     /// Draining or drained nodes and their drain state
     #[command(subcommand)]
     Drain(NodeSelection),
+    /// The record of the current or last upgrade
+    UpgradeStatus,
 }
 
 /// `nodes` or `node <id>` under `get cordon` / `get drain`.

@@ -4,7 +4,8 @@
 //! - [`discovery`]: where the REST API is (`--rest`, a local cluster's
 //!   endpoint file, the kubeconfig's `api-rest` Service);
 //! - [`ops`]: the operations, over the REST client only;
-//! - [`views`] and [`table`]: the tables, pure functions of the models.
+//! - [`views`] and [`table`]: the tables, pure functions of the models;
+//! - [`upgrades`]: `upgrade`, `get upgrade-status`, `delete upgrade`.
 //!
 //! Threading: `tui` runs the dashboard, which builds its own tokio
 //! runtime, so it is dispatched before any runtime exists here (a
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod discovery;
 pub mod ops;
 pub mod table;
+pub mod upgrades;
 pub mod views;
 
 use std::io::Write;
@@ -128,6 +130,10 @@ async fn execute(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Label(LabelCommand::Pool(args)) => {
             ops::label(api, ops::Labelled::Pool, args).await
+        }
+        Command::Upgrade(args) => upgrades::run(api, &endpoint, args).await,
+        Command::Delete(upgrade::cli::DeleteCommand::Upgrade(args)) => {
+            upgrades::delete(api, args.force).await
         }
         Command::Tui(_) | Command::Completions { .. } => {
             unreachable!("dispatched before the runtime")

@@ -188,6 +188,7 @@ pub async fn get(
             let nodes = select_nodes(api, selection, views::is_cordoned).await?;
             Outcome::new(views::cordon_nodes(&nodes).render(), &nodes)
         }
+        GetCommand::UpgradeStatus => crate::upgrades::get_status(api).await,
         GetCommand::Drain(selection) => {
             let nodes = select_nodes(api, selection, views::is_draining_or_drained).await?;
             Outcome::new(views::drain_nodes(&nodes).render(), &nodes)

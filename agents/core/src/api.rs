@@ -137,4 +137,16 @@ impl CoreApi for CoreService {
     async fn get_specs(&self) -> Result<Specs> {
         Ok(self.0.specs_view())
     }
+    async fn get_versions(&self) -> Result<Versions> {
+        Ok(crate::upgrade::versions(&self.0.specs).await?)
+    }
+    async fn get_upgrade_status(&self) -> Result<UpgradeStatus> {
+        Ok(crate::upgrade::get_status(&self.0.specs).await?)
+    }
+    async fn put_upgrade_status(&self, body: UpgradeStatus) -> Result<UpgradeStatus> {
+        Ok(crate::upgrade::put_status(&self.0.specs, body).await?)
+    }
+    async fn del_upgrade_status(&self) -> Result<()> {
+        Ok(crate::upgrade::delete_status(&self.0.specs).await?)
+    }
 }

@@ -7,8 +7,8 @@ use crate::scheduler::ThinLimits;
 /// Command line of `agent-core`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
+    version = mayastor_version::VERSION,
     name = "agent-core",
-    version,
     about = "The core agent: registry, specs, scheduler and reconcilers; serves engine registration (gRPC) and the REST operations (HTTP) on one port."
 )]
 pub struct Args {

@@ -8,7 +8,8 @@
 //! - [`reconcile`]: the loops that make the observed state follow the
 //!   specs (pools, nexus recreation, self-heal, replica count, garbage
 //!   collection, drain);
-//! - [`grpc`]: the registration service engines call.
+//! - [`grpc`]: the registration service engines call;
+//! - [`upgrade`]: component versions and the upgrade record.
 //!
 //! Only the holder of the store's lease lock runs any of it (see the
 //! binary), so two core agents never reconcile at once.
@@ -21,6 +22,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod scheduler;
 pub mod specs;
+pub mod upgrade;
 
 use openapi::{ErrorKind, RestError};
 

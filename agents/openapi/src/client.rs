@@ -509,6 +509,25 @@ impl CoreApi for RestClient {
     async fn get_specs(&self) -> Result<Specs> {
         self.call(Method::GET, &["specs"], &[], None::<&()>).await
     }
+
+    async fn get_versions(&self) -> Result<Versions> {
+        self.call(Method::GET, &["versions"], &[], None::<&()>)
+            .await
+    }
+
+    async fn get_upgrade_status(&self) -> Result<UpgradeStatus> {
+        self.call(Method::GET, &["upgrade-status"], &[], None::<&()>)
+            .await
+    }
+
+    async fn put_upgrade_status(&self, body: UpgradeStatus) -> Result<UpgradeStatus> {
+        self.call(Method::PUT, &["upgrade-status"], &[], Some(&body))
+            .await
+    }
+
+    async fn del_upgrade_status(&self) -> Result<()> {
+        self.call_unit(Method::DELETE, &["upgrade-status"]).await
+    }
 }
 
 impl RestClient {

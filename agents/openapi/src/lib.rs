@@ -195,4 +195,14 @@ pub trait CoreApi: Send + Sync {
     // --- specs
     /// `GET /specs`
     async fn get_specs(&self) -> Result<Specs>;
+
+    // --- versions and upgrade
+    /// `GET /versions` (the server answering fills in `rest`).
+    async fn get_versions(&self) -> Result<Versions>;
+    /// `GET /upgrade-status`: NotFound when no upgrade was recorded.
+    async fn get_upgrade_status(&self) -> Result<UpgradeStatus>;
+    /// `PUT /upgrade-status`
+    async fn put_upgrade_status(&self, body: UpgradeStatus) -> Result<UpgradeStatus>;
+    /// `DELETE /upgrade-status`: NotFound when there is none.
+    async fn del_upgrade_status(&self) -> Result<()>;
 }

@@ -433,3 +433,8 @@ pub struct Specs {
     pub volumes: Vec<VolumeSpec>,
     pub nexuses: Vec<NexusSpec>,
 }
+
+// ---------------------------------------------------------------- upgrade --
+
+mod upgrade;
+pub use upgrade::*;

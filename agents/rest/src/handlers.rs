@@ -18,6 +18,9 @@ use crate::error::ApiError;
 use crate::extract::*;
 use crate::spec::{ErrorResponses, MAX_INT64};
 
+mod upgrade;
+pub use upgrade::*;
+
 /// What every handler calls.
 pub type Api = Arc<dyn CoreApi>;
 

@@ -15,8 +15,8 @@ use mayastor_common::{
 
 #[derive(Debug, Parser)]
 #[command(
+    version = mayastor_version::VERSION,
     name = "api-rest",
-    version,
     about = "The control plane's REST API server (/v0, OpenAPI at /v0/api/spec)"
 )]
 struct Args {

@@ -85,6 +85,13 @@ pub fn router(api: Arc<dyn CoreApi>, opts: RouterOptions) -> Router {
         .route("/v0/nodes/{id}/drain/{label}", put(h::put_node_drain))
         .route("/v0/nodes/{id}/label/{label}", any(h::node_label))
         .route("/v0/specs", get(h::get_specs))
+        .route("/v0/versions", get(h::get_versions))
+        .route(
+            "/v0/upgrade-status",
+            get(h::get_upgrade_status)
+                .put(h::put_upgrade_status)
+                .delete(h::del_upgrade_status),
+        )
         .route("/v0/api/spec", get(h::get_api_spec))
         .route("/live", get(h::live))
         .route("/ready", get(h::ready))

@@ -62,6 +62,10 @@ pub const UNAUTHENTICATED_PATHS: [&str; 3] = ["/v0/api/spec", "/live", "/ready"]
         handlers::put_node_label,
         handlers::del_node_label,
         handlers::get_specs,
+        handlers::get_versions,
+        handlers::get_upgrade_status,
+        handlers::put_upgrade_status,
+        handlers::del_upgrade_status,
         handlers::get_api_spec,
         handlers::live,
         handlers::ready,
@@ -77,6 +81,7 @@ pub const UNAUTHENTICATED_PATHS: [&str; 3] = ["/v0/api/spec", "/live", "/ready"]
         Nexus, NexusSpec, NexusStatus, Child, ChildState,
         Node, NodeSpec, NodeState, NodeStatus, CordonDrainState, DrainStatus,
         Specs, SpecStatus, Protocol,
+        Versions, UpgradeStatus, UpgradeStage, NodeUpgradeStatus, NodeUpgradeState,
     )),
     modifiers(&BearerAuth, &RouterRules),
     tags(
@@ -86,6 +91,7 @@ pub const UNAUTHENTICATED_PATHS: [&str; 3] = ["/v0/api/spec", "/live", "/ready"]
         (name = "nexuses", description = "Nexuses (volume targets)"),
         (name = "nodes", description = "Nodes: cordon, drain, labels"),
         (name = "specs", description = "Desired state"),
+        (name = "upgrade", description = "Component versions and the guided upgrade's record"),
         (name = "api", description = "This document and the probes"),
     )
 )]

@@ -12,4 +12,5 @@ mod api {
     mod paging;
     mod round_trip;
     mod spec;
+    mod upgrade_routes;
 }

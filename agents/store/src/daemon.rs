@@ -26,8 +26,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:2379";
 /// Command line of `mayastor-store`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
+    version = mayastor_version::VERSION,
     name = "mayastor-store",
-    version,
     about = "The embedded control-plane store, served over the etcd v3 API (KV, Watch, Lease)."
 )]
 pub struct Config {

@@ -543,6 +543,10 @@ impl Store for EmbeddedStore {
     async fn compact(&self, revision: i64) -> Result<(), StoreError> {
         self.compact_history(revision).await.map(|_| ())
     }
+
+    async fn server_version(&self) -> Result<String, StoreError> {
+        Ok(mayastor_version::VERSION.to_string())
+    }
 }
 
 /// The log writer thread.

@@ -35,6 +35,7 @@ pub struct EtcdStore {
     kv: pb::kv_client::KvClient<Channel>,
     watch: pb::watch_client::WatchClient<Channel>,
     lease: pb::lease_client::LeaseClient<Channel>,
+    maintenance: pb::maintenance_client::MaintenanceClient<Channel>,
     timeout: Duration,
 }
 
@@ -203,7 +204,8 @@ impl EtcdStore {
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
             watch: pb::watch_client::WatchClient::new(channel.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
-            lease: pb::lease_client::LeaseClient::new(channel),
+            lease: pb::lease_client::LeaseClient::new(channel.clone()),
+            maintenance: pb::maintenance_client::MaintenanceClient::new(channel),
             timeout,
         };
         store.revision().await?;
@@ -484,6 +486,16 @@ impl Store for EtcdStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn server_version(&self) -> Result<String, StoreError> {
+        let response = self
+            .call(
+                self.maintenance.clone().status(pb::StatusRequest {}),
+                Context::default(),
+            )
+            .await?;
+        Ok(response.version)
     }
 }
 

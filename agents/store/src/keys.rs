@@ -28,10 +28,13 @@ pub enum Kind {
     StoreLeaseLock,
     StoreLeaseOwner,
     CoreRegistryConfig,
+    /// The record of the current or last guided upgrade (one object,
+    /// id `upgrade`).
+    UpgradeStatus,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::NodeSpec,
         Kind::PoolSpec,
         Kind::ReplicaSpec,
@@ -40,6 +43,7 @@ impl Kind {
         Kind::StoreLeaseLock,
         Kind::StoreLeaseOwner,
         Kind::CoreRegistryConfig,
+        Kind::UpgradeStatus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Kind {
             Kind::StoreLeaseLock => "StoreLeaseLock",
             Kind::StoreLeaseOwner => "StoreLeaseOwner",
             Kind::CoreRegistryConfig => "CoreRegistryConfig",
+            Kind::UpgradeStatus => "UpgradeStatus",
         }
     }
 }

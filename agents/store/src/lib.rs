@@ -142,4 +142,8 @@ pub trait Store: Send + Sync + 'static {
     /// Drops the history of changes older than `revision` (watches can no
     /// longer start before it). The current state is kept.
     async fn compact(&self, revision: i64) -> Result<()>;
+
+    /// The version of the store server: etcd's own, or the build version of
+    /// the embedded store (also when served by `mayastor-store`).
+    async fn server_version(&self) -> Result<String>;
 }

@@ -678,6 +678,25 @@ impl pb::lease_server::Lease for LeaseService {
     }
 }
 
+/// `Maintenance`: only `Status`, for the server's version.
+struct MaintenanceService {
+    store: EmbeddedStore,
+}
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for MaintenanceService {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let revision = self.store.revision().await.map_err(error_status)?;
+        Ok(Response::new(pb::StatusResponse {
+            header: header(revision),
+            version: mayastor_version::VERSION.to_string(),
+        }))
+    }
+}
+
 /// Serves the store's etcd API on `listener` until `shutdown` resolves;
 /// then ends every watch and keep-alive stream, lets unary calls finish
 /// and returns. The store stays open (drop it to close it).
@@ -700,9 +719,12 @@ pub async fn serve_embedded(
             shutdown: streams.clone(),
         }))
         .add_service(pb::lease_server::LeaseServer::new(LeaseService {
-            store,
+            store: store.clone(),
             shutdown: streams.clone(),
-        }));
+        }))
+        .add_service(pb::maintenance_server::MaintenanceServer::new(
+            MaintenanceService { store },
+        ));
     let stop = {
         let streams = streams.clone();
         async move {

@@ -31,6 +31,23 @@ pub enum Command {
     /// Creates a 3-replica volume, writes and verifies data over NVMe/TCP,
     /// kills an engine and shows the volume degrade and rebuild.
     Demo,
+    /// Stops one component and starts it again (on the binary of
+    /// --bin-dir when given, recorded for later `up`s); data is kept.
+    Restart(RestartArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    /// The component: store, agent-core, api-rest or io-engine-<i>.
+    pub name: String,
+    /// Directory holding the new binary (io-engine, agent-core, api-rest,
+    /// mayastor-store).
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Do nothing when the component already runs from the binary of
+    /// --bin-dir (a retried step of an upgrade restarts nothing twice).
+    #[arg(long, requires = "bin_dir")]
+    pub if_changed: bool,
 }
 
 #[derive(Debug, Clone, Args)]

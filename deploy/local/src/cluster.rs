@@ -40,7 +40,7 @@ use crate::{
 /// How long a component may take to listen after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `down` waits after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(15);
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Smallest pool file.
 const MIN_POOL_SIZE_BYTES: u64 = 64 << 20;
 /// How long `up` waits for nodes and pools.
@@ -112,7 +112,7 @@ fn settings_for_up(
 }
 
 /// Fails when `addr` is taken by another program.
-fn check_free(addr: SocketAddr, name: &str) -> anyhow::Result<()> {
+pub fn check_free(addr: SocketAddr, name: &str) -> anyhow::Result<()> {
     match TcpListener::bind(addr) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
@@ -126,9 +126,18 @@ fn listening(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
 
+/// The binary of `c`: the one recorded by `restart --bin-dir`, else found
+/// beside the launcher or on PATH.
+pub fn component_binary(state: &StateDir, c: &Component) -> anyhow::Result<std::path::PathBuf> {
+    match state.recorded_binary(&c.name) {
+        Some(path) => Ok(path),
+        None => find_binary(&c.binary),
+    }
+}
+
 /// Starts one component and records its PID.
 pub fn start(state: &StateDir, c: &Component) -> anyhow::Result<Spawned> {
-    let binary = find_binary(&c.binary)?;
+    let binary = component_binary(state, c)?;
     let spawned = process::spawn(&c.name, &binary, &c.args, &state.log(&c.name))?;
     state.save_pid(&c.name, spawned.record)?;
     Ok(spawned)
@@ -252,7 +261,7 @@ async fn up_inner(
     // Every binary and every address first, so a missing binary or a busy
     // port starts nothing.
     for c in &to_start {
-        find_binary(&c.binary)?;
+        component_binary(state, c)?;
         for addr in &c.listen {
             check_free(*addr, &c.name)?;
         }

@@ -6,6 +6,8 @@
 //! - [`process`]: starting, finding and stopping child processes by PID
 //!   and start time;
 //! - [`cluster`]: `up`, `down`, `status`;
+//! - [`restart`]: one component stopped and started again, on new
+//!   binaries when asked;
 //! - [`demo`]: the replicated data path shown end to end;
 //! - [`data`]: checksummed patterns over NVMe/TCP with our initiator.
 //!
@@ -21,6 +23,7 @@ pub mod demo;
 pub mod layout;
 pub mod process;
 pub mod progress;
+pub mod restart;
 pub mod size;
 pub mod state;
 
@@ -47,6 +50,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Status => cluster::status(&root).await,
             Command::Down(args) => cluster::down(&root, args.wipe).map(|()| ExitCode::SUCCESS),
             Command::Demo => demo::demo(&root).await.map(|()| ExitCode::SUCCESS),
+            Command::Restart(args) => {
+                restart::restart(&root, &args.name, args.bin_dir.as_deref(), args.if_changed)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            }
         }
     })
 }

@@ -170,6 +170,29 @@ impl StateDir {
         Ok(())
     }
 
+    /// `binaries/<name>`: the binary component `name` was last started
+    /// from by `restart --bin-dir` (absent: found beside the launcher).
+    fn binary_file(&self, name: &str) -> PathBuf {
+        self.root.join("binaries").join(name)
+    }
+
+    /// The binary recorded for component `name`, if any.
+    pub fn recorded_binary(&self, name: &str) -> Option<PathBuf> {
+        let text = fs::read_to_string(self.binary_file(name)).ok()?;
+        let path = PathBuf::from(text.trim_end_matches('\n'));
+        (!path.as_os_str().is_empty()).then_some(path)
+    }
+
+    /// Records the binary component `name` runs from.
+    pub fn save_binary(&self, name: &str, path: &Path) -> anyhow::Result<()> {
+        let dir = self.root.join("binaries");
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        write_atomic(
+            &self.binary_file(name),
+            format!("{}\n", path.display()).as_bytes(),
+        )
+    }
+
     fn pid_file(&self, name: &str) -> PathBuf {
         self.pids_dir().join(format!("{name}.pid"))
     }

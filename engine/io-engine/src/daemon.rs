@@ -93,8 +93,8 @@ impl FromStr for CntlidRange {
 /// Command line of the `io-engine` daemon.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
+    version = mayastor_version::VERSION,
     name = "io-engine",
-    version,
     about = "The io-engine storage node daemon: pools and replicas, managed over gRPC."
 )]
 pub struct Config {

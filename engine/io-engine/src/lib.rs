@@ -18,4 +18,4 @@ pub mod share;
 pub mod stress;
 
 /// Version string reported by the host-info call.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = mayastor_version::VERSION;

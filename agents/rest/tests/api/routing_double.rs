@@ -24,6 +24,7 @@ struct Tables {
     replicas: BTreeMap<String, Replica>,
     nexuses: BTreeMap<String, Nexus>,
     nodes: BTreeMap<String, Node>,
+    upgrade: Option<UpgradeStatus>,
 }
 
 /// See the module header.
@@ -528,6 +529,40 @@ impl CoreApi for RoutingDouble {
                 volumes: t.volumes.values().map(|v| v.spec.clone()).collect(),
                 nexuses: vec![],
             })
+        })
+    }
+
+    async fn get_versions(&self) -> Result<Versions> {
+        self.record("get_versions()".into());
+        Ok(Versions {
+            rest: String::new(),
+            core: "double".into(),
+            store: "double".into(),
+        })
+    }
+
+    async fn get_upgrade_status(&self) -> Result<UpgradeStatus> {
+        self.record("get_upgrade_status()".into());
+        self.with(|t| {
+            t.upgrade
+                .clone()
+                .ok_or_else(|| RestError::not_found("upgrade status"))
+        })
+    }
+
+    async fn put_upgrade_status(&self, body: UpgradeStatus) -> Result<UpgradeStatus> {
+        self.record("put_upgrade_status()".into());
+        self.with(|t| {
+            t.upgrade = Some(body.clone());
+            Ok(body)
+        })
+    }
+
+    async fn del_upgrade_status(&self) -> Result<()> {
+        self.record("del_upgrade_status()".into());
+        self.with(|t| match t.upgrade.take() {
+            Some(_) => Ok(()),
+            None => Err(RestError::not_found("upgrade status")),
         })
     }
 }

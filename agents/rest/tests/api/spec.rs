@@ -34,6 +34,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v0/nodes/{id}/label/{key}={value}", &["put"]),
     ("/v0/nodes/{id}/label/{key}", &["delete"]),
     ("/v0/specs", &["get"]),
+    ("/v0/versions", &["get"]),
+    ("/v0/upgrade-status", &["get", "put", "delete"]),
     ("/v0/api/spec", &["get"]),
     ("/live", &["get"]),
     ("/ready", &["get"]),

@@ -1,0 +1,176 @@
+//! `upgrade`, `get upgrade-status` and `delete upgrade`: the plugin's side
+//! of the guided upgrade (the roll-out itself is the `upgrade` crate).
+//!
+//! The platform follows from where the REST endpoint was found: a local
+//! cluster's endpoint file names its state directory, and the new binaries
+//! come from `--bin-dir` (default: this plugin's own directory). A
+//! Kubernetes platform needs the project's Helm chart, which does not exist
+//! yet, so an endpoint found through the kubeconfig or `--rest` is refused
+//! with a message saying so.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail};
+use openapi::models::UpgradeStatus;
+use openapi::{CoreApi, ErrorKind};
+use upgrade::cli::UpgradeArgs;
+use upgrade::platform::local::LocalPlatform;
+use upgrade::progress::Progress;
+
+use crate::discovery::{Endpoint, Source};
+use crate::ops::Outcome;
+use crate::table::{Table, NONE};
+
+fn outcome(text: String, objects: &impl serde::Serialize) -> anyhow::Result<Outcome> {
+    Ok(Outcome {
+        text,
+        json: serde_json::to_string_pretty(objects)? + "\n",
+        yaml: serde_yaml::to_string(objects)?,
+    })
+}
+
+fn or_none(value: Option<&str>) -> String {
+    value
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| NONE.to_string(), str::to_string)
+}
+
+/// The record as two tables: the upgrade, then its nodes.
+pub fn status_tables(status: &UpgradeStatus) -> String {
+    let mut head = Table::new(&[
+        "FROM", "TO", "STAGE", "NODES", "STARTED", "FINISHED", "REASON",
+    ]);
+    head.push(vec![
+        status.from_version.clone(),
+        status.to_version.clone(),
+        status.stage.to_string(),
+        format!("{}/{}", status.upgraded_nodes(), status.nodes.len()),
+        status.started_at.clone(),
+        or_none(status.finished_at.as_deref()),
+        or_none(status.reason.as_deref()),
+    ]);
+    let mut text = head.render();
+    if !status.nodes.is_empty() {
+        let mut nodes = Table::new(&["NODE", "STATE", "FROM", "STARTED", "FINISHED", "DURATION"]);
+        for n in &status.nodes {
+            let took = match (&n.started_at, &n.finished_at) {
+                (Some(s), Some(f)) => upgrade::status::duration(s, f),
+                _ => None,
+            };
+            nodes.push(vec![
+                n.node.clone(),
+                n.state.to_string(),
+                or_none(Some(&n.from_version)),
+                or_none(n.started_at.as_deref()),
+                or_none(n.finished_at.as_deref()),
+                or_none(took.as_deref()),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&nodes.render());
+    }
+    text
+}
+
+/// `get upgrade-status`.
+pub async fn get_status(api: &dyn CoreApi) -> anyhow::Result<Outcome> {
+    match api.get_upgrade_status().await {
+        Ok(status) => outcome(status_tables(&status), &status),
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            bail!("no upgrade is recorded (run `kubectl mayastor upgrade`)")
+        }
+        Err(e) => Err(anyhow!("cannot read the upgrade status: {}", e.message)),
+    }
+}
+
+/// `delete upgrade [--force]`: an unfinished upgrade only with `--force`.
+pub async fn delete(api: &dyn CoreApi, force: bool) -> anyhow::Result<Outcome> {
+    let status = match api.get_upgrade_status().await {
+        Ok(s) => s,
+        Err(e) if e.kind == ErrorKind::NotFound => bail!("no upgrade is recorded"),
+        Err(e) => bail!("cannot read the upgrade status: {}", e.message),
+    };
+    if !status.stage.is_finished() && !force {
+        bail!(
+            "the upgrade to {} is unfinished (stage {}); finish it with `kubectl mayastor upgrade`, or delete it anyway with --force",
+            status.to_version,
+            status.stage
+        );
+    }
+    api.del_upgrade_status()
+        .await
+        .map_err(|e| anyhow!("cannot delete the upgrade status: {}", e.message))?;
+    let text = format!(
+        "upgrade to {} ({}) deleted\n",
+        status.to_version, status.stage
+    );
+    outcome(text, &status)
+}
+
+/// The directory of this plugin's executable.
+fn own_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| anyhow!("cannot find this program: {e}"))?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow!("cannot find the directory of {}", exe.display()))
+}
+
+/// `mayastor-local` in the binaries directory, else beside the plugin.
+fn launcher(bin_dir: &Path) -> anyhow::Result<PathBuf> {
+    let candidates = [
+        bin_dir.join("mayastor-local"),
+        own_dir()?.join("mayastor-local"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            anyhow!(
+                "cannot find the mayastor-local launcher in {} or beside this plugin",
+                bin_dir.display()
+            )
+        })
+}
+
+/// `upgrade [...]`.
+pub async fn run(
+    api: &dyn CoreApi,
+    endpoint: &Endpoint,
+    args: &UpgradeArgs,
+) -> anyhow::Result<Outcome> {
+    args.check_values().map_err(|e| anyhow!(e))?;
+    let state_dir = match &endpoint.source {
+        Source::LocalCluster(file) => file
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| anyhow!("{} has no directory", file.display()))?,
+        other => bail!(
+            "upgrade drives a local cluster (found through its endpoint file) or Kubernetes through the project's Helm chart, which is not available yet; the REST endpoint here is {other}"
+        ),
+    };
+    if !args.set.is_empty() || !args.set_file.is_empty() {
+        bail!("--set and --set-file are Helm values for Kubernetes; a local cluster takes none");
+    }
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => own_dir()?,
+    };
+    let platform = LocalPlatform::new(launcher(&bin_dir)?, state_dir, bin_dir)?;
+    let opts = upgrade::Options {
+        dry_run: args.dry_run,
+        skip_data_plane_restart: args.skip_data_plane_restart,
+        skips: args.skips(),
+        control_plane_timeout: args.control_plane_timeout,
+        drain_timeout: args.drain_timeout,
+        node_timeout: args.node_timeout,
+        rebuild_timeout: args.rebuild_timeout,
+    };
+    let progress = Progress::new();
+    let result = upgrade::run(api, &platform, &opts, &progress).await;
+    progress.finish();
+    match result? {
+        Some(status) => outcome(status_tables(&status), &status),
+        None => outcome(String::new(), &serde_json::json!({ "dry_run": true })),
+    }
+}
