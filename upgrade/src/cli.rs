@@ -40,16 +40,16 @@ pub struct UpgradeArgs {
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
     /// Longest wait for the control plane to answer on the new version
-    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2m", value_parser = mayastor_common::duration::parse_positive, value_name = "DURATION")]
     pub control_plane_timeout: Duration,
     /// Longest wait for a node's volume targets to move off it
-    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5m", value_parser = mayastor_common::duration::parse_positive, value_name = "DURATION")]
     pub drain_timeout: Duration,
     /// Longest wait for a restarted engine to be Online on the new version
-    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2m", value_parser = mayastor_common::duration::parse_positive, value_name = "DURATION")]
     pub node_timeout: Duration,
     /// Longest wait for rebuilds to finish and every volume to be Online
-    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10m", value_parser = mayastor_common::duration::parse_positive, value_name = "DURATION")]
     pub rebuild_timeout: Duration,
 }
 
@@ -98,29 +98,6 @@ pub struct DeleteUpgradeArgs {
     /// Delete an unfinished (in progress or failed) upgrade's record too
     #[arg(long)]
     pub force: bool,
-}
-
-/// `500ms`, `10s`, `2m`, `1h`, or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 5m)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        other => return Err(format!("unknown duration unit {other:?} in {text:?}")),
-    };
-    if d.is_zero() {
-        return Err("a timeout must be greater than 0".into());
-    }
-    Ok(d)
 }
 
 #[cfg(test)]
