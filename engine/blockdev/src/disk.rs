@@ -50,8 +50,6 @@ pub(crate) struct OpenedDisk {
     pub num_blocks: u64,
     pub direct_io: bool,
     pub is_blkdev: bool,
-    /// Memory alignment a transfer buffer needs (1 when buffered).
-    pub mem_align: usize,
 }
 
 /// Opens the file or block device named by an `aio://` or `uring://` URI.
@@ -134,7 +132,6 @@ fn open_blocking(
         )));
     }
 
-    let mut mem_align = 1usize;
     if direct {
         if let Some(logical) = logical {
             if block_size < logical {
@@ -142,7 +139,6 @@ fn open_blocking(
                     "blk_size {block_size} is smaller than the device's logical block size {logical} (O_DIRECT)"
                 )));
             }
-            mem_align = block_size as usize;
         } else {
             let (dio_mem, dio_offset) = dio_alignment(&file).unwrap_or((512, 512));
             if dio_offset > block_size || dio_mem as usize > DmaBuf::ALIGN {
@@ -151,8 +147,6 @@ fn open_blocking(
                     "file system needs a coarser O_DIRECT alignment than this disk can use, using buffered I/O"
                 );
                 direct = false;
-            } else {
-                mem_align = (dio_mem.max(1) as usize).max(block_size as usize);
             }
         }
     }
@@ -160,11 +154,8 @@ fn open_blocking(
         tracing::warn!(path = %path.display(), "O_DIRECT reads fail on this file, using buffered I/O");
         direct = false;
     }
-    if !direct {
-        mem_align = 1;
-        if file_has_direct_flag(&file) {
-            file = open_file(&path, false).map_err(open_err)?;
-        }
+    if !direct && file_has_direct_flag(&file) {
+        file = open_file(&path, false).map_err(open_err)?;
     }
 
     let num_blocks = size_bytes / u64::from(block_size);
@@ -179,7 +170,6 @@ fn open_blocking(
         num_blocks,
         direct_io: direct,
         is_blkdev,
-        mem_align,
     })
 }
 
