@@ -13,6 +13,8 @@
 //! dropped before the dashboard starts). Every other command runs on one
 //! current-thread runtime.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod discovery;
 pub mod ops;

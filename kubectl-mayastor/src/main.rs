@@ -2,6 +2,8 @@
 //! library). Errors are one line on stderr and exit code 1; usage errors
 //! are clap's, with exit code 2.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 fn main() {

@@ -17,6 +17,8 @@
 //! through a bounded channel the UI thread drains without waiting.
 //! The cluster is reached only through the REST client.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod events;
 pub mod format;

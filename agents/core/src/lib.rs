@@ -14,6 +14,8 @@
 //! Only the holder of the store's lease lock runs any of it (see the
 //! binary), so two core agents never reconcile at once.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod config;
 pub mod core;

@@ -9,6 +9,8 @@
 //!   implementation, and the HTTP client implements it against a server,
 //!   so every consumer speaks one interface.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod models;
 

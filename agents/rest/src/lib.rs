@@ -15,6 +15,8 @@
 //! - input checks (JSON shape, ids, sizes, counts) happen before the
 //!   [`openapi::CoreApi`] is called: a refused request changes nothing.
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod extract;
 pub mod handlers;

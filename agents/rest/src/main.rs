@@ -2,6 +2,8 @@
 //! https by convention), forwarding to the core agent. Parses flags, starts
 //! tracing and runs [`api_rest::server::run`] until SIGTERM or SIGINT.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -28,6 +28,8 @@
 //! (`io-engine-api`) for the etcd messages and on nothing else of the
 //! project.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod types;
 

@@ -1,6 +1,8 @@
 //! `mayastor-local`: parses the command line and runs the launcher
 //! ([`mayastor_local::run`]). Errors are one line on stderr and exit code 1.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

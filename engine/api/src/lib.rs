@@ -10,6 +10,8 @@
 //! etcd v3 API (`proto/etcd/`) that the control plane's store speaks, both
 //! to a real etcd and as the server of its embedded store.
 
+#![forbid(unsafe_code)]
+
 /// Package `io_engine.v1`.
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

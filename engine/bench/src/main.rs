@@ -1,6 +1,8 @@
 //! `io-bench`: parses flags, starts tracing and a multi-thread runtime, and
 //! calls [`io_bench::run`]. See the library for what is measured.
 
+#![forbid(unsafe_code)]
+
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};

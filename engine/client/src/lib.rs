@@ -15,6 +15,8 @@
 //! Threading model: one current-thread tokio runtime per invocation, one
 //! request at a time.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 mod commands;
 pub mod output;

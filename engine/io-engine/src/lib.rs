@@ -9,6 +9,8 @@
 //! Dependency rule: this crate talks to disks only through `blockdev`, and to
 //! the outside only through the gRPC contract of `io-engine-api`.
 
+#![forbid(unsafe_code)]
+
 pub mod daemon;
 pub mod grpc;
 pub mod nexus;

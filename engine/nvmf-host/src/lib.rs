@@ -35,6 +35,7 @@
 //! runtime; each queue has one reader and one writer task, each
 //! controller one supervisor task and one keep-alive task.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cmd;

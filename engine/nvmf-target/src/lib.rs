@@ -32,6 +32,7 @@
 //! touch only atomics (and the reservation lock only while a reservation
 //! is registered).
 
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod conn;

@@ -30,6 +30,7 @@
 //!   CDW10 layout, host-side SQE builders and the Reservation Report
 //!   parser.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod admin;

@@ -18,6 +18,8 @@
 //!
 //! Dependency rule: only `crc32c`, `uuid` and `thiserror`.
 
+#![forbid(unsafe_code)]
+
 pub mod alloc;
 pub mod check;
 pub mod meta;

@@ -6,6 +6,8 @@
 //! stops at once (exit code 2) so that two instances never reconcile
 //! together; SIGTERM or SIGINT releases it and exits 0.
 
+#![forbid(unsafe_code)]
+
 use std::{io::IsTerminal, sync::Arc, time::Duration};
 
 use agent_core::{

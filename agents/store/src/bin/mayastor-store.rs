@@ -1,6 +1,8 @@
 //! `mayastor-store`: parses the command line, starts logging and runs
 //! [`store::daemon`].
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

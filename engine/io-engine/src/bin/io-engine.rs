@@ -1,6 +1,8 @@
 //! The `io-engine` daemon: parses the command line, starts logging and runs
 //! [`io_engine::daemon`].
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

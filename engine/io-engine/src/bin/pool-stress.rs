@@ -1,6 +1,8 @@
 //! `pool-stress`: random sequential workload on one pool (crash drills,
 //! disk validation). See `io_engine::stress`.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 /// Runs a random workload on a pool, printing each operation before and
