@@ -281,7 +281,7 @@ impl ChildOpener for TestOpener {
                 .get(uuid)
                 .cloned()
                 .map(|device| OpenedChild {
-                    device,
+                    device: device.into(),
                     remote: None,
                 })
                 .ok_or_else(|| format!("no test device for {uri}"))

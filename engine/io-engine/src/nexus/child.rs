@@ -21,7 +21,6 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use blockdev::dynamic::SharedDevice;
 use nvmf_host::{
     AcquireAction, ConnectOptions, Controller, Namespace, RegisterAction, ReservationType,
 };
@@ -29,7 +28,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{dirty::DirtyLog, ReservationArgs};
+use super::{device::ChildDevice, dirty::DirtyLog, ReservationArgs};
 use crate::pool::PoolRegistry;
 
 /// State of a child.
@@ -98,7 +97,7 @@ pub struct ChildStatus {
 
 /// An open child device and what must be closed with it.
 pub struct OpenedChild {
-    pub device: SharedDevice,
+    pub device: ChildDevice,
     /// The namespace of a remote child (its controller is disconnected on
     /// close; reservations are taken through it).
     pub remote: Option<Namespace>,
@@ -178,12 +177,12 @@ impl Child {
     }
 
     /// The device, when open.
-    pub fn device(&self) -> Option<SharedDevice> {
+    pub fn device(&self) -> Option<ChildDevice> {
         self.device.read().as_ref().map(|o| o.device.clone())
     }
 
     /// The device when the child takes reads (online).
-    pub(crate) fn read_device(&self) -> Option<SharedDevice> {
+    pub(crate) fn read_device(&self) -> Option<ChildDevice> {
         if self.state() != ChildState::Online {
             return None;
         }
@@ -192,7 +191,7 @@ impl Child {
 
     /// The device when the child takes writes (online or rebuilding), and
     /// whether it is online.
-    pub(crate) fn write_device(&self) -> Option<(SharedDevice, bool)> {
+    pub(crate) fn write_device(&self) -> Option<(ChildDevice, bool)> {
         let online = match self.state() {
             ChildState::Online => true,
             ChildState::Degraded => false,
@@ -315,7 +314,7 @@ impl ChildOpener for DefaultOpener {
                     .open_replica(&replica)
                     .map_err(|e| e.to_string())?;
                 return Ok(OpenedChild {
-                    device: dev,
+                    device: ChildDevice::Local(dev),
                     remote: None,
                 });
             }
@@ -345,7 +344,7 @@ impl ChildOpener for DefaultOpener {
                 };
                 tracing::debug!(child = %uuid, uri, "remote child connected");
                 return Ok(OpenedChild {
-                    device: Arc::new(ns.clone()),
+                    device: ChildDevice::Remote(Arc::new(ns.clone())),
                     remote: Some(ns),
                 });
             }

@@ -26,7 +26,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use blockdev::DmaBuf;
+use blockdev::{BlockDevice, DmaBuf};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;

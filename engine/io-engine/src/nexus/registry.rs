@@ -17,6 +17,8 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use blockdev::BlockDevice;
+
 use parking_lot::Mutex;
 use serde::Serialize;
 use tracing::{info, warn};
