@@ -27,6 +27,8 @@
 //! crate talks to the cluster through the REST client only (`openapi`).
 //! Everything runs on the caller's tokio runtime (one task).
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod platform;
 pub mod progress;

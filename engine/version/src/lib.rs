@@ -7,6 +7,8 @@
 //! fact and depends on nothing, so changing the variable recompiles this
 //! crate and relinks the binaries; it may be used by every crate.
 
+#![forbid(unsafe_code)]
+
 /// The version of this build.
 pub const VERSION: &str = match option_env!("MAYASTOR_VERSION") {
     Some(v) => v,
