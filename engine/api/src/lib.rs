@@ -6,11 +6,15 @@
 //! every consumer (the `io-engine-client` CLI, the control plane) can depend
 //! on it without depending on each other.
 //!
+//! [`names`] is the one home of the NQN builders and default ports.
+//!
 //! [`etcd`] holds the other wire contract of the project: the subset of the
 //! etcd v3 API (`proto/etcd/`) that the control plane's store speaks, both
 //! to a real etcd and as the server of its embedded store.
 
 #![forbid(unsafe_code)]
+
+pub mod names;
 
 /// Package `io_engine.v1`.
 pub mod v1 {

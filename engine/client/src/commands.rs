@@ -23,7 +23,7 @@ mod rebuild;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// io-engine gRPC port used when an endpoint names none.
-const DEFAULT_PORT: u16 = 10124;
+const DEFAULT_PORT: u16 = io_engine_api::names::IO_ENGINE_GRPC_PORT;
 
 /// Connects, runs `cli.command` and prints its result.
 pub async fn execute(cli: &Cli) -> anyhow::Result<ExitCode> {

@@ -14,7 +14,7 @@
 
 pub use mayastor_common::log::LogFormat;
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     str::FromStr,
     sync::Arc,
     time::Duration,
@@ -34,10 +34,13 @@ use crate::{
 };
 
 /// Default gRPC endpoint: all addresses, port 10124 (as upstream).
-pub const DEFAULT_GRPC_ENDPOINT: &str = "0.0.0.0:10124";
+pub const DEFAULT_GRPC_ENDPOINT: SocketAddr = SocketAddr::new(
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    io_engine_api::names::IO_ENGINE_GRPC_PORT,
+);
 
 /// Default NVMe/TCP port (as upstream); the IP defaults to the gRPC one.
-pub const DEFAULT_NVMF_PORT: u16 = 8420;
+pub const DEFAULT_NVMF_PORT: u16 = io_engine_api::names::NVMF_PORT;
 
 /// Highest controller ID the NVMe spec allows for a dynamic controller.
 pub const MAX_CNTLID: u16 = 0xffef;
@@ -99,7 +102,7 @@ impl FromStr for CntlidRange {
 )]
 pub struct Config {
     /// IP:PORT the gRPC API listens on.
-    #[arg(short = 'g', long, value_name = "IP:PORT", default_value = DEFAULT_GRPC_ENDPOINT)]
+    #[arg(short = 'g', long, value_name = "IP:PORT", default_value_t = DEFAULT_GRPC_ENDPOINT)]
     pub grpc_endpoint: SocketAddr,
 
     /// Name of this node (default: the host name).
@@ -359,7 +362,7 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let c = Config::parse_from(["io-engine"]);
-        assert_eq!(c.grpc_endpoint.to_string(), DEFAULT_GRPC_ENDPOINT);
+        assert_eq!(c.grpc_endpoint.to_string(), "0.0.0.0:10124");
         assert_eq!(c.node_name, None);
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.nvmf_listen().to_string(), "0.0.0.0:8420");

@@ -99,17 +99,14 @@ impl Default for NexusConfig {
             child_reconnect_timeout: Duration::from_secs(5),
             rebuild_segment_bytes: 1 << 20,
             rebuild_max_bandwidth: 0,
-            host_nqn: "nqn.2019-05.io.openebs:node-name:localhost".into(),
+            host_nqn: host_nqn("localhost"),
             info_prefix: info::DEFAULT_PREFIX.into(),
             history_len: 64,
         }
     }
 }
 
-/// The host NQN of the engine of node `node`.
-pub fn host_nqn(node: &str) -> String {
-    format!("nqn.2019-05.io.openebs:node-name:{node}")
-}
+pub use io_engine_api::names::host_nqn;
 
 /// Errors of nexus management.
 #[derive(Debug, thiserror::Error)]

@@ -45,11 +45,11 @@ use crate::pool::{
 };
 
 /// NQN prefix of replicas (and volume targets): `nqn.2019-05.io.openebs:`.
-pub const NQN_PREFIX: &str = "nqn.2019-05.io.openebs:";
+pub use io_engine_api::names::NQN_PREFIX;
 
 /// The NQN of a replica's subsystem.
 pub fn replica_nqn(uuid: &Uuid) -> String {
-    format!("{NQN_PREFIX}{uuid}")
+    io_engine_api::names::replica_nqn(uuid)
 }
 
 /// The URI of a shared replica: `nvmf://IP:PORT/<nqn>?uuid=<uuid>`

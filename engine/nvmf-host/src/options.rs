@@ -24,7 +24,7 @@ use std::{
 use uuid::Uuid;
 
 /// Default NVMe/TCP port of the io-engine (DESIGN.md section 2).
-pub const DEFAULT_PORT: u16 = 8420;
+pub const DEFAULT_PORT: u16 = io_engine_api::names::NVMF_PORT;
 
 /// Default number of I/O queues (further limited by the controller).
 pub const DEFAULT_IO_QUEUES: u16 = 2;

@@ -33,7 +33,7 @@ use super::{
     rebuild::{Control, RebuildStats},
     Nexus, NexusConfig, NexusError, NexusView, Published,
 };
-use crate::share::{check_host_nqns, NvmfEndpoint, NQN_PREFIX};
+use crate::share::{check_host_nqns, NvmfEndpoint};
 use nvmf_target::SubsystemOptions;
 
 /// NVMe reservation a nexus takes on its remote children.
@@ -372,7 +372,7 @@ impl NexusRegistry {
         if let Some(r) = args.reservation {
             *nexus.reservation.lock() = r;
         }
-        let nqn = format!("{NQN_PREFIX}{}", nexus.name());
+        let nqn = io_engine_api::names::volume_nqn(nexus.name());
         let existing = nexus.published.lock().clone();
         if let Some(mut p) = existing {
             nvmf.target
