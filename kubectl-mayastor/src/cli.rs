@@ -108,6 +108,8 @@ pub enum Command {
     Delete(upgrade::cli::DeleteCommand),
     /// The live dashboard
     Tui(TuiArgs),
+    /// 'Dump' a support bundle (topology, logs, Kubernetes resources, store)
+    Dump(crate::dump::DumpArgs),
     /// Print a shell completion script
     Completions {
         /// The shell

@@ -4,6 +4,7 @@
 //! - [`discovery`]: where the REST API is (`--rest`, a local cluster's
 //!   endpoint file, the kubeconfig's `api-rest` Service);
 //! - [`ops`]: the operations, over the REST client only;
+//! - [`dump`]: support bundles (the `supportability` crate);
 //! - [`views`] and [`table`]: the tables, pure functions of the models;
 //! - [`upgrades`]: `upgrade`, `get upgrade-status`, `delete upgrade`.
 //!
@@ -17,6 +18,7 @@
 
 pub mod cli;
 pub mod discovery;
+pub mod dump;
 pub mod ops;
 pub mod table;
 pub mod upgrades;
@@ -48,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 timeout: cli.global.timeout,
             })
         }
+        Command::Dump(args) => dump::run(&cli.global, args),
         _ => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -79,7 +82,7 @@ async fn resolve(global: &GlobalArgs) -> anyhow::Result<Endpoint> {
     }
 }
 
-async fn resolve_kubernetes(global: &GlobalArgs) -> anyhow::Result<Endpoint> {
+pub(crate) async fn resolve_kubernetes(global: &GlobalArgs) -> anyhow::Result<Endpoint> {
     discovery::from_kubernetes(
         global.kube_config_path.as_deref(),
         &global.namespace,
@@ -137,7 +140,7 @@ async fn execute(cli: &Cli) -> anyhow::Result<()> {
         Command::Delete(upgrade::cli::DeleteCommand::Upgrade(args)) => {
             upgrades::delete(api, args.force).await
         }
-        Command::Tui(_) | Command::Completions { .. } => {
+        Command::Tui(_) | Command::Completions { .. } | Command::Dump(_) => {
             unreachable!("dispatched before the runtime")
         }
     };

@@ -80,6 +80,11 @@ impl Cluster {
     /// `up --nodes N --ip-prefix PREFIX` with the state directory where the
     /// plugin finds the endpoint file.
     pub fn up(prefix: &str, nodes: u32) -> Cluster {
+        Cluster::up_with(prefix, nodes, &[])
+    }
+
+    /// `up` with more flags (e.g. `--store etcd`).
+    pub fn up_with(prefix: &str, nodes: u32, extra: &[&str]) -> Cluster {
         let launcher = launcher();
         let dir = tempfile::tempdir().unwrap();
         let data_home = dir.path().join("data");
@@ -89,6 +94,7 @@ impl Cluster {
             .arg("--state-dir")
             .arg(&state_dir)
             .args(["up", "--nodes", &nodes.to_string(), "--ip-prefix", prefix])
+            .args(extra)
             .env("XDG_DATA_HOME", &data_home)
             .env("HOME", dir.path())
             .output()
