@@ -99,24 +99,11 @@ fn parse_format(text: &str) -> Result<supportability::Format, String> {
     text.parse()
 }
 
-/// `100MiB`, `1G`, `512k`, or bytes.
+/// `100MiB`, `1GiB`, or bytes; more than 0.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (e.g. 100MiB, 5000000)"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' in '{text}'")),
-    };
-    match value.checked_mul(scale) {
-        Some(0) | None => Err(format!("'{text}' is not a positive size")),
-        Some(n) => Ok(n),
+    match mayastor_common::size::parse(text, mayastor_common::size::BareUnit::Bytes, false)? {
+        0 => Err(format!("{text:?}: the size must be greater than 0")),
+        n => Ok(n),
     }
 }
 
@@ -260,7 +247,7 @@ mod tests {
         assert_eq!(parse_bytes("100MiB"), Ok(100 << 20));
         assert_eq!(parse_bytes("5000"), Ok(5000));
         assert_eq!(parse_bytes("1g"), Ok(1 << 30));
-        for bad in ["", "0", "x", "10q", "99999999999999999999"] {
+        for bad in ["", "0", "x", "10q", "99999999999999999999", "10MB"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
     }

@@ -18,7 +18,7 @@ use common::{wait_until, Cluster};
 use dumpkit::{assert_ok, bundle_of, error_line, listing, Bundle};
 use openapi::models::*;
 use openapi::CoreApi;
-use supportability::timefmt::{now_ns, rfc3339};
+use supportability::{now_ns, rfc3339};
 
 const VOLUME: &str = "d0d0d0d0-1111-4c84-9dbe-e5a9a5c805db";
 

@@ -283,7 +283,7 @@ impl Entry<'_> {
             let mut header = tar::Header::new_gnu();
             header.set_size(written);
             header.set_mode(0o644);
-            header.set_mtime(u64::try_from(crate::timefmt::now_ns() / 1_000_000_000).unwrap_or(0));
+            header.set_mtime(u64::try_from(crate::now_ns() / 1_000_000_000).unwrap_or(0));
             header.set_entry_type(tar::EntryType::Regular);
             tar.append_data(&mut header, &path, (&mut file).take(written))
                 .map_err(|e| io(&path, e))?;

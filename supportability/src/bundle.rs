@@ -19,8 +19,8 @@ use crate::manifest::{readme, CollectorRecord, FileRecord, Manifest, Sources};
 use crate::progress::{Outcome, Progress};
 use crate::redact::{RedactingWriter, Redactor};
 use crate::store::StoreClient;
-use crate::timefmt::{archive_stem, now_ns, rfc3339};
 use crate::topology::{self, Cluster, Resource, Selection};
+use crate::{now_ns, rfc3339};
 use crate::{DumpError, DumpOptions};
 
 /// What a finished dump produced.
@@ -191,7 +191,10 @@ pub async fn dump(opts: &DumpOptions, progress: &dyn Progress) -> Result<Summary
         }
         None => None,
     };
-    let stem = archive_stem(started_ns);
+    let stem = format!(
+        "mayastor-{}",
+        mayastor_common::time::format_for_file_name(started_ns / 1_000_000)
+    );
     let archive = Archive::create(&opts.output_dir, &stem, opts.format)?;
 
     // ---- phase 2: collectors

@@ -19,8 +19,8 @@
 //! tar.gz; [`redact`] removes secrets; [`topology`] reads and selects REST
 //! objects; [`store`] dumps the store; [`local`] and [`logcut`] collect
 //! and cut log files; [`loki`] pages Loki; [`kube`] reads Kubernetes;
-//! [`manifest`] describes the bundle; [`progress`] reports; [`timefmt`]
-//! formats times.
+//! [`manifest`] describes the bundle; [`progress`] reports. Times, sizes
+//! and durations are `mayastor-common`'s.
 //!
 //! Invariants: bad input (an unusable output directory, an unknown id, an
 //! unreachable REST API or store) fails before anything is written; after
@@ -42,7 +42,6 @@ pub mod manifest;
 pub mod progress;
 pub mod redact;
 pub mod store;
-pub mod timefmt;
 pub mod topology;
 
 use std::path::PathBuf;
@@ -63,6 +62,16 @@ pub fn log_group(component: &str) -> &'static str {
         "store" | "etcd" => "etcd",
         _ => "other",
     }
+}
+
+/// Nanoseconds since the Unix epoch, now (millisecond precision).
+pub fn now_ns() -> i64 {
+    mayastor_common::time::now_unix_ms().saturating_mul(1_000_000)
+}
+
+/// RFC 3339 UTC with milliseconds of a time in nanoseconds.
+pub fn rfc3339(ns: i64) -> String {
+    mayastor_common::time::format_millis(ns.div_euclid(1_000_000))
 }
 
 /// Default per-source log limit (`--max-log-bytes`).

@@ -14,8 +14,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::timefmt::parse_rfc3339_prefix;
-
 /// What to keep.
 #[derive(Clone, Copy)]
 pub struct Cut<'a> {
@@ -44,12 +42,40 @@ pub fn line_time(line: &[u8]) -> Option<i64> {
     if trimmed.first() == Some(&b'{') {
         for field in [&b"\"timestamp\":\""[..], b"\"ts\":\"", b"\"time\":\""] {
             if let Some(at) = find(trimmed, field) {
-                return parse_rfc3339_prefix(&trimmed[at + field.len()..]);
+                return timestamp_prefix(&trimmed[at + field.len()..]);
             }
         }
         return None;
     }
-    parse_rfc3339_prefix(trimmed)
+    timestamp_prefix(trimmed)
+}
+
+/// The UTC timestamp `bytes` starts with: `YYYY-MM-DDTHH:MM:SS[.f]Z`
+/// (tracing), or with a space for the `T` and no zone (etcd's text log,
+/// read as UTC).
+fn timestamp_prefix(bytes: &[u8]) -> Option<i64> {
+    let date_time = bytes.get(..19)?;
+    if !(date_time[4] == b'-' && date_time[7] == b'-' && matches!(date_time[10], b'T' | b' ')) {
+        return None;
+    }
+    let frac_len = match bytes.get(19) {
+        Some(b'.') => {
+            1 + bytes[20..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        }
+        _ => 0,
+    };
+    let end = 19 + frac_len;
+    match bytes.get(end) {
+        Some(b'Z') | Some(b' ') | Some(b'\t') | None => {}
+        _ => return None,
+    }
+    let mut text = String::from_utf8(bytes[..end].to_vec()).ok()?;
+    text.replace_range(10..11, "T");
+    text.push('Z');
+    i64::try_from(mayastor_common::time::parse_nanos(&text)?).ok()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -146,7 +172,7 @@ pub fn copy_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timefmt::rfc3339;
+    use crate::rfc3339;
 
     const S: i64 = 1_000_000_000;
 
@@ -232,11 +258,33 @@ mod tests {
     }
 
     #[test]
-    fn json_and_untimed_files() {
+    fn line_times() {
+        let t = |s: &str| line_time(s.as_bytes());
+        let base = t("2026-12-06T15:41:28.224674Z").expect("tracing");
+        assert_eq!(base % 1_000_000_000, 224_674_000);
+        assert_eq!(t("  2026-12-06T15:41:28.224674Z  INFO x"), Some(base));
+        assert_eq!(t("2026-12-06 15:41:28.224674 I | embed: x"), Some(base));
         assert_eq!(
-            line_time(br#"{"level":"info","ts":"2026-01-01T00:00:00.5Z","msg":"x"}"#),
-            Some(parse_rfc3339_prefix(b"2026-01-01T00:00:00.5Z").unwrap_or(0))
+            t(r#"{"level":"info","ts":"2026-12-06T15:41:28.224674Z"}"#),
+            Some(base)
         );
+        assert_eq!(
+            t(r#"{"timestamp":"2026-12-06T15:41:28.224674Z","x":1}"#),
+            Some(base)
+        );
+        for none in [
+            "",
+            "x",
+            "raft2026/12/06 15:41:28 INFO",
+            "2026-12-06T15:41:28+02:00",
+            "2026-13-06T15:41:28Z",
+        ] {
+            assert_eq!(t(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn json_and_untimed_files() {
         assert!(line_time(br#"{"timestamp":"2026-01-01T00:00:00Z"}"#).is_some());
         let (out, _) = run(
             "no time here\nnor here\n",

@@ -310,7 +310,7 @@ pub(crate) async fn collect(
     };
     let hosts: Option<Vec<String>> =
         (!selection.everything).then(|| selection.nodes.iter().cloned().collect());
-    let end_ns = crate::timefmt::now_ns();
+    let end_ns = crate::now_ns();
     for container in containers {
         let name = format!("logs/loki/{container}");
         let t = bundle.begin(&name);
