@@ -33,6 +33,8 @@
 //! `io-engine-api` only for the etcd v3 client, and on `kube` for
 //! Kubernetes; never on server internals.
 
+#![forbid(unsafe_code)]
+
 pub mod archive;
 pub mod bundle;
 pub mod local;
