@@ -9,9 +9,10 @@
 //! second host keeps doing checksummed I/O that reads back exactly what it
 //! wrote throughout.
 //!
-//! The fuzz test runs for `FUZZ_SECONDS` (default 15); the long run is
-//! `FUZZ_SECONDS=600 cargo nextest run -p io-engine --test nvmf_limits
-//! fuzz`. Addresses: 127.0.90.x.
+//! The fuzz test runs for `FUZZ_SECONDS` (default 15; `FUZZ_SEED` repeats a
+//! run). The 10-minute run goes through `cargo test`, as nextest stops a
+//! test after 10 minutes: `FUZZ_SECONDS=600 cargo test -p io-engine --test
+//! nvmf_limits fuzz -- --nocapture`. Addresses: 127.0.90.x.
 
 #![allow(clippy::unwrap_used)]
 
