@@ -2,6 +2,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+pub use mayastor_common::duration::parse as parse_duration;
+
 use crate::scheduler::ThinLimits;
 
 /// Command line of `agent-core`.
@@ -80,9 +82,9 @@ pub struct Args {
     /// Thin replicas of a new volume need this percentage of their size free.
     #[arg(long, default_value_t = 40)]
     pub volume_commitment_initial: u64,
-    /// Log format on stderr.
-    #[arg(long, default_value = "pretty")]
-    pub log_format: String,
+    /// Log format on stderr (RUST_LOG filters, default info).
+    #[arg(long, value_enum, default_value_t = mayastor_common::log::LogFormat::Pretty)]
+    pub log_format: mayastor_common::log::LogFormat,
     /// File holding the bearer token every HTTP request must carry (or
     /// set REST_BEARER_TOKEN): give it the same token as `api-rest`, which
     /// then forwards it. With a token, no HTTP route answers without it
@@ -100,37 +102,5 @@ impl Args {
             volume_commitment_pct: self.volume_commitment,
             volume_commitment_initial_pct: self.volume_commitment_initial,
         }
-    }
-}
-
-/// Parses `500ms`, `10s`, `2m`, `1h` or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = t
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((t, "s"), |i| (&t[..i], &t[i..]));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("5d").is_err());
     }
 }

@@ -4,27 +4,35 @@
 //!   engines report;
 //! - [`specs`]: desired state in the store, with the operation in flight;
 //! - [`scheduler`]: placement of replicas and targets (pure);
-//! - [`core`]: the operations behind the REST API ([`openapi::CoreApi`]);
+//! - [`core`]: the operations behind the REST API ([`openapi::CoreApi`]),
+//!   one file per resource, and their views;
 //! - [`reconcile`]: the loops that make the observed state follow the
 //!   specs (pools, nexus recreation, self-heal, replica count, garbage
 //!   collection, drain);
 //! - [`grpc`]: the registration service engines call;
-//! - [`upgrade`]: component versions and the upgrade record.
+//! - [`upgrade`]: component versions and the upgrade record;
+//! - [`locks`]: per-volume, per-pool and per-node serialisation;
+//! - [`agent`]: the agent's life (lease, serving, loops), which the
+//!   `agent-core` binary runs.
 //!
 //! Only the holder of the store's lease lock runs any of it (see the
 //! binary), so two core agents never reconcile at once.
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod api;
 pub mod config;
 pub mod core;
 pub mod grpc;
+pub mod locks;
 pub mod reconcile;
 pub mod registry;
 pub mod scheduler;
 pub mod specs;
 pub mod upgrade;
+
+pub use agent::run;
 
 use openapi::{ErrorKind, RestError};
 

@@ -1,0 +1,264 @@
+//! Volume targets: publish (a nexus with a fresh controller-ID window and
+//! a reservation preempting the previous target's), unpublish, and the
+//! pieces the reconcilers reuse. The caller holds the volume's lock.
+
+use super::*;
+
+impl Core {
+    #[tracing::instrument(skip_all, fields(volume = %id, node = ?body.node))]
+    pub async fn publish_volume(&self, id: &str, body: PublishVolumeBody) -> CoreResult<Volume> {
+        if body.protocol != Protocol::Nvmf {
+            return Err(rest(
+                ErrorKind::InvalidArgument,
+                "only the nvmf protocol can be published",
+            ));
+        }
+        // Held across the engine calls: orders the operations on this
+        // volume; other volumes go on.
+        let _volume = self.lock(Resource::Volume, id).await;
+        let mut rec = self.volume_record(id)?;
+        if let Some(VolumeOp::Resize { size }) = rec.op {
+            // A grow that stopped half way ends before a target of the
+            // old size is made.
+            self.finish_resize(&mut rec, size).await?;
+        }
+        if rec.spec.status != SpecStatus::Created {
+            return Err(rest(
+                ErrorKind::FailedPrecondition,
+                format!("volume {id} is {:?}", rec.spec.status),
+            ));
+        }
+        if let Some(t) = &rec.spec.target {
+            if body.node.as_ref().is_none_or(|n| n == &t.node) {
+                drop(_volume);
+                return self
+                    .volume_view(id)
+                    .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))));
+            }
+            return Err(rest(
+                ErrorKind::AlreadyPublished,
+                format!("volume {id} is published on node {}", t.node),
+            ));
+        }
+        self.publish_locked(
+            rec,
+            body.node.as_deref(),
+            body.frontend_node.as_deref(),
+            &[],
+        )
+        .await?;
+        drop(_volume);
+        self.volume_view(id)
+            .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))))
+    }
+
+    /// Publishes a volume whose lock the caller holds.
+    pub(crate) async fn publish_locked(
+        &self,
+        mut rec: VolumeRecord,
+        node: Option<&str>,
+        frontend: Option<&str>,
+        exclude: &[String],
+    ) -> CoreResult<()> {
+        let id = rec.spec.uuid.clone();
+        let replicas = self.specs.volume_replicas(&id);
+        let replica_nodes: Vec<String> = replicas.iter().map(|r| r.node.clone()).collect();
+        // The target's node is chosen and its nexus spec written under the
+        // placement lock (store writes only), so that concurrent publishes
+        // see each other's targets and spread.
+        let placing = self.placement.lock().await;
+        let target = scheduler::target_node(&self.cluster(), &id, node, &replica_nodes, exclude)
+            .map_err(|e| rest(ErrorKind::FailedPrecondition, e.to_string()))?;
+        let nexus = Uuid::new_v4().to_string();
+        let prev_gen = rec.target_gen;
+        rec.target_gen += 1;
+        rec.op = Some(VolumeOp::Publish {
+            nexus: nexus.clone(),
+            node: target.clone(),
+        });
+        self.specs.put_volume(rec.clone()).await?;
+        let mut allowed: Vec<String> = match frontend {
+            Some(f) => vec![node_nqn(f)],
+            None => self
+                .registry
+                .nodes()
+                .iter()
+                .map(|n| n.node_nqn.clone())
+                .collect(),
+        };
+        allowed.dedup();
+        let spec = NexusSpec {
+            uuid: nexus.clone(),
+            node: target.clone(),
+            size: rec.spec.size,
+            children: replicas.iter().map(|r| r.uuid.clone()).collect(),
+            owner: Some(id.clone()),
+            share: Protocol::Nvmf,
+            allowed_hosts: allowed.clone(),
+            status: SpecStatus::Creating,
+        };
+        let reserved = self.specs.put_nexus(spec.clone()).await;
+        drop(placing);
+        if let Err(e) = reserved {
+            rec.op = None;
+            rec.target_gen = prev_gen;
+            let _ = self.specs.put_volume(rec).await;
+            return Err(e);
+        }
+        let result = self.start_nexus(&rec, &spec, prev_gen, &replicas).await;
+        match result {
+            Ok(()) => {
+                rec.nexus = Some(nexus.clone());
+                rec.spec.target = Some(VolumeTarget {
+                    node: target.clone(),
+                    protocol: Protocol::Nvmf,
+                    frontend_nodes: frontend.map(|f| vec![f.to_owned()]).unwrap_or_default(),
+                });
+                rec.op = None;
+                self.specs
+                    .put_nexus(NexusSpec {
+                        status: SpecStatus::Created,
+                        ..spec
+                    })
+                    .await?;
+                self.specs.put_volume(rec).await?;
+                info!(volume = %id, node = %target, nexus = %nexus, "volume published");
+                Ok(())
+            }
+            Err(e) => {
+                warn!(volume = %id, error = %e, "publish failed; rolling back");
+                self.rollback_publish(&mut rec, &spec).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates and publishes the nexus of `spec` on its node.
+    pub(crate) async fn start_nexus(
+        &self,
+        rec: &VolumeRecord,
+        spec: &NexusSpec,
+        prev_gen: u64,
+        replicas: &[ReplicaSpec],
+    ) -> CoreResult<()> {
+        let client = self.client(&spec.node)?;
+        let mut children = Vec::new();
+        for r in replicas {
+            if self.registry.node(&r.node).is_some_and(|n| n.online) {
+                match self.child_uri(r, &spec.node).await {
+                    Ok(u) => children.push(u),
+                    Err(e) => {
+                        warn!(replica = %r.uuid, error = %e, "replica left out of the target")
+                    }
+                }
+            }
+        }
+        if children.is_empty() {
+            return Err(rest(
+                ErrorKind::FailedPrecondition,
+                format!("no replica of volume {} is reachable", rec.spec.uuid),
+            ));
+        }
+        let key = self.specs.keys().nexus_info(&rec.spec.uuid, &spec.uuid);
+        client
+            .nexus
+            .clone()
+            .create_nexus(v1::CreateNexusRequest {
+                uuid: spec.uuid.clone(),
+                name: rec.spec.uuid.clone(),
+                size: rec.spec.size,
+                children,
+                resv_key: rec.target_gen,
+                preempt_key: prev_gen,
+                resv_type: v1::NvmeReservation::ExclusiveAccess as i32,
+                nexus_info_key: Some(key),
+            })
+            .await
+            .map_err(engine_err(&spec.node))?;
+        let (min, max) = cntlid_window(rec.target_gen);
+        client
+            .nexus
+            .clone()
+            .publish_nexus(v1::PublishNexusRequest {
+                uuid: spec.uuid.clone(),
+                allowed_hosts: spec.allowed_hosts.clone(),
+                min_cntlid: Some(min),
+                max_cntlid: Some(max),
+                resv_key: None,
+                resv_type: None,
+                preempt_key: None,
+            })
+            .await
+            .map_err(engine_err(&spec.node))?;
+        self.refresh(&spec.node).await;
+        Ok(())
+    }
+
+    pub(crate) async fn rollback_publish(&self, rec: &mut VolumeRecord, spec: &NexusSpec) {
+        if let Some(client) = self.registry.online_client(&spec.node) {
+            let _ = client
+                .nexus
+                .clone()
+                .destroy_nexus(v1::DestroyNexusRequest {
+                    uuid: spec.uuid.clone(),
+                })
+                .await;
+        }
+        if let Err(e) = self.specs.delete_nexus(&spec.uuid).await {
+            warn!(nexus = %spec.uuid, error = %e, "rollback: cannot delete the nexus spec");
+        }
+        rec.op = None;
+        rec.nexus = None;
+        rec.spec.target = None;
+        if let Err(e) = self.specs.put_volume(rec.clone()).await {
+            warn!(volume = %rec.spec.uuid, error = %e, "rollback: cannot clear the publish");
+        }
+        self.refresh(&spec.node).await;
+    }
+
+    #[tracing::instrument(skip_all, fields(volume = %id, force))]
+    pub async fn unpublish_volume(&self, id: &str, force: bool) -> CoreResult<Volume> {
+        // Held across the engine calls: orders the operations on this
+        // volume; other volumes go on.
+        let _volume = self.lock(Resource::Volume, id).await;
+        let mut rec = self.volume_record(id)?;
+        if rec.spec.target.is_none() && rec.nexus.is_none() {
+            drop(_volume);
+            return self
+                .volume_view(id)
+                .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))));
+        }
+        rec.op = Some(VolumeOp::Unpublish);
+        self.specs.put_volume(rec.clone()).await?;
+        self.remove_target(&rec, force).await?;
+        rec.op = None;
+        rec.nexus = None;
+        rec.spec.target = None;
+        self.specs.put_volume(rec).await?;
+        info!(volume = id, "volume unpublished");
+        drop(_volume);
+        self.volume_view(id)
+            .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))))
+    }
+
+    /// Removes a volume's target (forcing past offline nodes) with the
+    /// intent recorded first.
+    pub(crate) async fn unpublish_locked(&self, rec: &mut VolumeRecord) -> CoreResult<()> {
+        rec.op = Some(VolumeOp::Unpublish);
+        self.specs.put_volume(rec.clone()).await?;
+        self.remove_target(rec, true).await?;
+        rec.op = None;
+        rec.nexus = None;
+        rec.spec.target = None;
+        self.specs.put_volume(rec.clone()).await
+    }
+
+    /// The observed nexus of a published volume.
+    pub(crate) fn observed_nexus(&self, rec: &VolumeRecord) -> Option<(String, EngineNexus)> {
+        let uuid = rec.nexus.as_ref()?;
+        self.registry
+            .nexuses()
+            .into_iter()
+            .find(|(_, n)| &n.uuid == uuid)
+    }
+}
