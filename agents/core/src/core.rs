@@ -207,12 +207,7 @@ impl Core {
             });
         }
         let pool_specs = self.specs.pools.read().clone();
-        let observed: BTreeMap<String, (String, v1::Replica)> = self
-            .registry
-            .replicas()
-            .into_iter()
-            .map(|(n, r)| (r.uuid.clone(), (n, r)))
-            .collect();
+        let observed = self.registry.replica_allocations();
         // Replicas reserved or made but not yet seen on their engine count
         // against their pool's commitment: placements do not wait for the
         // next poll to see the room taken.
@@ -265,7 +260,7 @@ impl Core {
                 node: spec.node.clone(),
                 pool: spec.pool.clone(),
                 size: spec.size,
-                allocated: observed.get(&spec.uuid).map_or(0, |(_, r)| r.allocated),
+                allocated: observed.get(&spec.uuid).copied().unwrap_or(0),
                 online: observed.contains_key(&spec.uuid),
                 child,
             });

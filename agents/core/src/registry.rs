@@ -194,8 +194,42 @@ impl Registry {
             .collect()
     }
 
+    /// One observed replica with its node (nothing else is copied).
     pub fn replica(&self, uuid: &str) -> Option<(String, EngineReplica)> {
-        self.replicas().into_iter().find(|(_, r)| r.uuid == uuid)
+        self.nodes
+            .read()
+            .values()
+            .filter(|n| n.online)
+            .find_map(|n| {
+                n.replicas
+                    .iter()
+                    .find(|r| r.uuid == uuid)
+                    .map(|r| (n.id.clone(), r.clone()))
+            })
+    }
+
+    /// One observed nexus with its node (nothing else is copied).
+    pub fn nexus(&self, uuid: &str) -> Option<(String, EngineNexus)> {
+        self.nodes
+            .read()
+            .values()
+            .filter(|n| n.online)
+            .find_map(|n| {
+                n.nexuses
+                    .iter()
+                    .find(|x| x.uuid == uuid)
+                    .map(|x| (n.id.clone(), x.clone()))
+            })
+    }
+
+    /// Bytes allocated to each observed replica, by uuid.
+    pub fn replica_allocations(&self) -> std::collections::HashMap<String, u64> {
+        self.nodes
+            .read()
+            .values()
+            .filter(|n| n.online)
+            .flat_map(|n| n.replicas.iter().map(|r| (r.uuid.clone(), r.allocated)))
+            .collect()
     }
 
     /// Every observed nexus with its node.

@@ -255,10 +255,6 @@ impl Core {
 
     /// The observed nexus of a published volume.
     pub(crate) fn observed_nexus(&self, rec: &VolumeRecord) -> Option<(String, EngineNexus)> {
-        let uuid = rec.nexus.as_ref()?;
-        self.registry
-            .nexuses()
-            .into_iter()
-            .find(|(_, n)| &n.uuid == uuid)
+        self.registry.nexus(rec.nexus.as_ref()?)
     }
 }

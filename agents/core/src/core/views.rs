@@ -117,18 +117,10 @@ impl Core {
 
     pub fn volume_view(&self, id: &str) -> Option<Volume> {
         let rec = self.specs.volume(id)?;
-        let nexus = rec.nexus.as_ref().and_then(|uuid| {
-            self.registry
-                .nexuses()
-                .into_iter()
-                .find(|(_, n)| &n.uuid == uuid)
-        });
-        let observed: BTreeMap<String, (String, v1::Replica)> = self
-            .registry
-            .replicas()
-            .into_iter()
-            .map(|(n, r)| (r.uuid.clone(), (n, r)))
-            .collect();
+        let nexus = rec
+            .nexus
+            .as_ref()
+            .and_then(|uuid| self.registry.nexus(uuid));
         let mut topology = BTreeMap::new();
         let replicas: Vec<ReplicaSpec> = self
             .specs
@@ -138,7 +130,7 @@ impl Core {
             .collect();
         let mut online = 0;
         for r in &replicas {
-            let seen = observed.get(&r.uuid);
+            let seen = self.registry.replica(&r.uuid);
             let child = nexus.as_ref().and_then(|(_, n)| child_of(n, &r.uuid));
             let state = if seen.is_some() {
                 ReplicaStatus::Online

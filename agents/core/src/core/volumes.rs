@@ -11,6 +11,16 @@ impl Core {
     }
 
     pub(crate) fn check_replica_count(&self, spec: &VolumeSpec, count: u8) -> CoreResult<()> {
+        self.check_replica_count_in(&self.cluster(), spec, count)
+    }
+
+    /// [`Core::check_replica_count`] against a view of the cluster.
+    fn check_replica_count_in(
+        &self,
+        cluster: &Cluster,
+        spec: &VolumeSpec,
+        count: u8,
+    ) -> CoreResult<()> {
         if count == 0 {
             return Err(rest(
                 ErrorKind::InvalidArgument,
@@ -19,7 +29,7 @@ impl Core {
         }
         let mut req = Self::request_for(spec);
         req.replicas = count;
-        let usable = scheduler::usable_node_count(&self.cluster(), &req);
+        let usable = scheduler::usable_node_count(cluster, &req);
         // Right after a takeover, nodes the specs know may not have
         // registered yet: that is a wait, not a bad request.
         let registering = self.started.elapsed() < self.args.heartbeat_timeout
@@ -155,8 +165,9 @@ impl Core {
     async fn reserve_new_volume(&self, spec: &VolumeSpec) -> CoreResult<Vec<ReplicaSpec>> {
         let id = &spec.uuid;
         let _placing = self.placement.lock().await;
-        self.check_replica_count(spec, spec.num_replicas)?;
-        let placements = scheduler::place_new_volume(&self.cluster(), &Self::request_for(spec))
+        let cluster = self.cluster();
+        self.check_replica_count_in(&cluster, spec, spec.num_replicas)?;
+        let placements = scheduler::place_new_volume(&cluster, &Self::request_for(spec))
             .map_err(|e| rest(ErrorKind::ResourceExhausted, e.to_string()))?;
         // Intent first: a crash from here on is rolled back on restart.
         self.specs
