@@ -222,10 +222,27 @@ async fn roll_out(
         return Ok(());
     }
     set_stage(record, UpgradeStage::UpgradingDataPlane, None);
-    let nodes = api
-        .get_nodes()
-        .await
-        .map_err(UpgradeError::rest("cannot list nodes"))?;
+    // A restarted core agent knows the nodes from their specs at once and
+    // their state when their engines register again.
+    let nodes = wait_for(
+        progress,
+        "data plane: waiting for every node to be Online with the core agent",
+        opts.node_timeout,
+        || async {
+            let nodes = api.get_nodes().await.map_err(|e| e.message)?;
+            let missing: Vec<String> = storage_nodes(&nodes)
+                .iter()
+                .filter(|n| n.state.as_ref().map(|s| s.status) != Some(NodeStatus::Online))
+                .map(|n| n.id.clone())
+                .collect();
+            if missing.is_empty() {
+                Ok(Some(nodes))
+            } else {
+                Err(format!("not Online: {}", missing.join(", ")))
+            }
+        },
+    )
+    .await?;
     for n in storage_nodes(&nodes) {
         status::node_mut(record, &n.id, node_version(n));
     }
@@ -566,9 +583,13 @@ where
     }
 }
 
-/// Nodes that run an engine (have a state), sorted by id.
+/// Nodes that run an engine (registered now or known from their spec),
+/// sorted by id.
 fn storage_nodes(nodes: &[Node]) -> Vec<&Node> {
-    let mut out: Vec<&Node> = nodes.iter().filter(|n| n.state.is_some()).collect();
+    let mut out: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.state.is_some() || n.spec.is_some())
+        .collect();
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
 }
