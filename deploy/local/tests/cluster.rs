@@ -427,8 +427,8 @@ async fn up_with_a_port_taken_names_it_and_leaves_nothing_running() {
     drop(taken);
     assert_nothing_listens("127.0.22");
 
-    // A component that dies during start-up (here the REST API, refusing
-    // an empty bearer token) after the others started: they are stopped.
+    // A component that dies during start-up (here the core agent, refusing
+    // an empty bearer token) after the store started: it is stopped.
     let out = Command::new(&l.exe)
         .arg("--state-dir")
         .arg(l.dir())
@@ -438,11 +438,11 @@ async fn up_with_a_port_taken_names_it_and_leaves_nothing_running() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("api-rest exited during start-up"), "{err}");
+    assert!(err.contains("agent-core exited during start-up"), "{err}");
     assert!(err.contains("bearer token is empty"), "{err}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("stopped what this command started: store, agent-core, io-engine-1"),
+        stdout.contains("stopped what this command started: store"),
         "{stdout}"
     );
     assert!(l.pids().is_empty(), "{:?}", l.pids());

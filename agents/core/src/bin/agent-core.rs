@@ -29,9 +29,15 @@ async fn main() -> anyhow::Result<ExitCode> {
             stop.cancel();
         });
     }
-    match agent_core::run(args, stop).await? {
-        Ended::Stopped => Ok(ExitCode::SUCCESS),
+    match agent_core::run(args, stop).await {
+        Ok(Ended::Stopped) => Ok(ExitCode::SUCCESS),
         // At once: no destructor may delay the exit.
-        Ended::LeaseLost => std::process::exit(2),
+        Ok(Ended::LeaseLost) => std::process::exit(2),
+        // One line, as the other daemons: what went wrong, not a backtrace.
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("agent-core: error: {error:#}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
