@@ -12,9 +12,8 @@
 //! `10.251.N.2`, so a connection to the cluster IP is refused at once
 //! and no packet leaves the machine.
 //!
-//! Needs root (`ip netns`, `ip link`) and kube-local built:
-//! `shared/tools/kube-local/build` beside the workspace, or the directory
-//! in `KUBE_LOCAL_TOOL`. Everything is stopped and removed by guards
+//! Needs root (`ip netns`, `ip link`) and kube-local built (see
+//! `testkit::kube_local`). Everything is stopped and removed by guards
 //! however the test ends.
 
 #![allow(clippy::unwrap_used)]
@@ -28,164 +27,11 @@ use std::time::{Duration, Instant};
 
 use common::{cluster_binary, failing_line, rows, Cluster};
 use openapi::models::Volume;
+use testkit::kube_local::{print_tail, KubeLocal, StartOptions};
 
 /// The local cluster's loopback prefix (127.0.35.*).
 const PREFIX: &str = "127.0.35";
 const VOLUME: &str = "8d7f3a51-2c4b-4e8e-9a6f-0b1c2d3e4f50";
-
-// ------------------------------------------------------------- kube-local --
-
-/// The kube-local tool directory: `KUBE_LOCAL_TOOL`, else
-/// `shared/tools/kube-local` beside the workspace.
-fn kube_local_tool() -> PathBuf {
-    std::env::var_os("KUBE_LOCAL_TOOL")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let beside =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/kube-local");
-            std::fs::canonicalize(&beside).unwrap_or(beside)
-        })
-}
-
-/// Fails (never skips) when kube-local is missing or not built.
-fn require_kube_local() -> PathBuf {
-    let tool = kube_local_tool();
-    assert!(
-        tool.join("start").is_file(),
-        "kube-local not found at {}: set KUBE_LOCAL_TOOL to its directory",
-        tool.display()
-    );
-    let bin = std::env::var_os("KUBE_LOCAL_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("KUBE_LOCAL_CACHE")
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| PathBuf::from("/var/cache/kube-local"), PathBuf::from)
-                .join("bin")
-        });
-    let missing: Vec<&str> = ["kube-apiserver", "kube-controller-manager", "kubectl"]
-        .into_iter()
-        .filter(|b| !bin.join(b).is_file())
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "kube-local is not built ({} has no {}): run `{}/build` as root before this test \
-         (6-10 minutes the first time, cached afterwards)",
-        bin.display(),
-        missing.join(", "),
-        tool.display()
-    );
-    tool
-}
-
-/// A running kube-local instance; `stop` when dropped.
-struct KubeLocal {
-    tool: PathBuf,
-    state: PathBuf,
-    kubeconfig: PathBuf,
-    kubectl: PathBuf,
-}
-
-impl KubeLocal {
-    fn start(tool: &Path, state: &Path, service_range: &str) -> KubeLocal {
-        let started = Instant::now();
-        let out = Command::new(tool.join("start"))
-            .arg("--state-dir")
-            .arg(state)
-            .arg(format!(
-                "--apiserver-arg=--service-cluster-ip-range={service_range}"
-            ))
-            // A crashed run leaks nothing for long.
-            .args(["--ttl", "1800"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let value = |key: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(PathBuf::from)
-        };
-        let state = value("KUBE_LOCAL_STATE").unwrap_or_else(|| state.to_path_buf());
-        let kube = KubeLocal {
-            tool: tool.to_path_buf(),
-            kubeconfig: value("KUBECONFIG").unwrap_or_else(|| state.join("kubeconfig")),
-            kubectl: value("KUBE_LOCAL_KUBECTL").unwrap_or_default(),
-            state,
-        };
-        assert!(
-            out.status.success() && kube.kubeconfig.is_file() && kube.kubectl.is_file(),
-            "kube-local start failed: {}\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("kube-local ready in {:.1?}", started.elapsed());
-        kube
-    }
-
-    /// `kubectl apply -f -` with `yaml`.
-    fn apply(&self, yaml: &str) {
-        use std::io::Write;
-        let mut child = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply failed: {}\n{}\n{}\n{yaml}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for KubeLocal {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            print_tail(&self.state.join("kube-apiserver.log"));
-        }
-        let out = Command::new(self.tool.join("stop"))
-            .arg("--state-dir")
-            .arg(&self.state)
-            .stdin(Stdio::null())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!(
-                "kube-local stop failed: {}\n{}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => eprintln!("cannot run kube-local stop: {e}"),
-        }
-    }
-}
-
-/// The last lines of a log, on a failure.
-fn print_tail(path: &Path) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(30).collect();
-    eprintln!("==== {} (last lines)", path.display());
-    for line in tail.into_iter().rev() {
-        eprintln!("{line}");
-    }
-}
 
 // ------------------------------------------------------------ veth pair --
 
@@ -412,7 +258,7 @@ subsets:
 /// endpoint is ready.
 #[test]
 fn endpoint_found_through_the_kubernetes_api() {
-    let tool = require_kube_local();
+    testkit::kube_local::require_built(false);
     let dir = tempfile::tempdir().unwrap();
 
     let cluster = Cluster::up(PREFIX, 1);
@@ -426,7 +272,16 @@ fn endpoint_found_through_the_kubernetes_api() {
         dir.path().join("api-rest.log"),
     );
 
-    let kube = KubeLocal::start(&tool, &dir.path().join("kube"), &link.service_range());
+    let kube = KubeLocal::start(
+        &dir.path().join("kube"),
+        &StartOptions {
+            apiserver_args: vec![format!(
+                "--service-cluster-ip-range={}",
+                link.service_range()
+            )],
+            ..StartOptions::default()
+        },
+    );
     kube.apply(&format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -448,7 +303,7 @@ spec:
 
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let k = kube.kubeconfig.to_str().unwrap();
+    let k = kube.kubeconfig().to_str().unwrap();
 
     // The ready address with the `http` port (not the first port, https).
     let args = ["-k", k, "get", "nodes"];
@@ -469,7 +324,7 @@ spec:
     // KUBECONFIG instead of -k.
     let args = ["get", "volume", VOLUME];
     let table = succeeds(
-        plugin(&empty, &[("KUBECONFIG", &kube.kubeconfig)], &args),
+        plugin(&empty, &[("KUBECONFIG", kube.kubeconfig())], &args),
         &args,
     );
     assert_eq!(rows(&table)[0]["ID"], VOLUME, "{table}");

@@ -8,12 +8,15 @@
 //!   ([`Proc::terminate`]), and SIGKILL when dropped (printing the log's tail
 //!   when the test is failing);
 //! - [`etcd`] starts a real etcd (Debian's `etcd-server`);
+//! - [`kube_local`] starts a real Kubernetes API server (and the
+//!   machine's one worker node) with `shared/tools/kube-local`;
 //! - [`free_port`], [`wait_port`], [`wait_until`], [`eventually`]: the
 //!   waits every scenario needs;
 //! - [`log_time`] reads the timestamp our log lines start with.
 //!
 //! Dependency rule: only `mayastor-common` from the workspace, so any test
-//! suite may use it without linking a server's internals.
+//! suite may use it without linking a server's internals; no Kubernetes
+//! client (kubectl is run instead).
 //!
 //! Ports: each test suite uses its own 127.0.x.* prefix and [`free_port`],
 //! so suites run in parallel without clashes.
@@ -22,6 +25,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod etcd;
+pub mod kube_local;
 mod process;
 mod wait;
 
