@@ -21,6 +21,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # Schemathesis (in its own venv) for the REST API fuzz test.
 bash scripts/rest-fuzz.sh --install
+# Helm's library (helm-python-sdk, in its own venv) for the chart tests.
+bash deploy/helm/tests/run.sh --install
 # The Linux NVMe/TCP host and target run in a throw-away VM for the interop
 # tests; build (or refresh) its image. It installs QEMU and friends itself.
 NVME_VM="$(pwd)/../shared/tools/nvme-vm"
@@ -46,6 +48,9 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== helm chart (deploy/helm/tests)"
+bash deploy/helm/tests/run.sh
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
