@@ -222,3 +222,9 @@ def parse_clap_flags(source: str) -> set[str]:
 def flags_used(args: list[str]) -> set[str]:
     """`--name=value` / `--name` arguments as flag names."""
     return {a[2:].split("=", 1)[0] for a in args if a.startswith("--")}
+
+
+def render_stream(values: dict[str, Any] | None = None) -> str:
+    """The rendered manifests as one YAML stream, as `helm template` prints them."""
+    manifests = chart().render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return "\n---\n".join(manifests[name] for name in sorted(manifests))

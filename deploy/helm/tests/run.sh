@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Tests the Helm chart deploy/helm/mayastor with real Helm: PyPI's
-# helm-python-sdk binds Helm's own Go library (no helm binary, no cluster).
-# Lint, renders with default and custom values, values.yaml against
-# values.schema.json, bad values refused (test_render.py, test_values.py).
+# helm-python-sdk binds Helm's own Go library (no helm binary needed).
+# Lint, renders with default and custom values (test_render.py), values.yaml
+# against values.schema.json and bad values refused (test_values.py), and
+# the manifests, an install, a DiskPool and an uninstall against a real
+# Kubernetes 1.20 API server from ../shared/tools/kube-local, API server
+# only (test_api_server.py; `kube-local/build` must have run, as
+# scripts/test.sh does).
 #
 #   deploy/helm/tests/run.sh            run the tests (installs the SDK if missing)
 #   deploy/helm/tests/run.sh --install  install the SDK if missing (idempotent, quiet)
@@ -10,7 +14,8 @@
 # Environment:
 #   HELM_TEST_VENV  the venv holding helm-python-sdk (default ~/.cache/helm-chart-test/venv)
 set -euo pipefail
-cd "$(dirname "$0")"
+self="$(realpath "$0")"
+cd "$(dirname "$self")"
 
 # The release of helm-python-sdk the tests are written against (its API
 # follows the bundled Helm library).
@@ -44,7 +49,7 @@ install() {
 case "${1:-}" in
     --install) install; exit 0 ;;
     "") ;;
-    *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,15p' "$self" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
 
 install
