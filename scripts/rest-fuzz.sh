@@ -14,7 +14,8 @@
 #   REST_FUZZ_EXAMPLES  test cases per operation and phase (default 50)
 #   REST_FUZZ_SEED      seed of a run to replay (default: random, printed)
 #   REST_FUZZ_TIMEOUT   seconds before the whole run is stopped (default 300)
-#   REST_FUZZ_VENV      where schemathesis is installed (default ~/.cache/rest-fuzz/venv)
+#   REST_FUZZ_VENV      where schemathesis is installed (default: the project's
+#                       Python venv, scripts/py-venv.sh)
 #   SCHEMATHESIS        a schemathesis executable to use instead of the venv's
 #
 # Exit status: 0 no failure, 1 failures (the output names each with a curl
@@ -61,7 +62,10 @@ set -euo pipefail
 # The release of schemathesis this script is written against (its CLI and
 # config file change between major releases).
 SCHEMATHESIS_VERSION=4.32.5
-VENV="${REST_FUZZ_VENV:-${HOME:-/root}/.cache/rest-fuzz/venv}"
+# shellcheck source=py-venv.sh
+source "$(dirname "$0")/py-venv.sh"
+PY_VENV="${REST_FUZZ_VENV:-$PY_VENV}"
+VENV="$PY_VENV"
 
 usage() {
     sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -79,28 +83,8 @@ find_schemathesis() {
     fi
 }
 
-installed_version() {
-    "$VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}'
-}
-
 install() {
-    if [ "$(installed_version)" = "$SCHEMATHESIS_VERSION" ]; then
-        return 0
-    fi
-    echo "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
-    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-        echo "error: python3 cannot make a venv: apt-get install -y python3-venv" >&2
-        exit 1
-    fi
-    mkdir -p "$(dirname "$VENV")"
-    # --clear: a venv left by an older or removed interpreter is rebuilt.
-    python3 -m venv --clear "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "schemathesis==$SCHEMATHESIS_VERSION"
-    if [ "$(installed_version)" != "$SCHEMATHESIS_VERSION" ]; then
-        echo "error: schemathesis $SCHEMATHESIS_VERSION did not install into $VENV" >&2
-        exit 1
-    fi
+    py_venv_ensure schemathesis "$SCHEMATHESIS_VERSION" || exit 1
 }
 
 [ $# -eq 1 ] || usage

@@ -12,38 +12,21 @@
 #   deploy/helm/tests/run.sh --install  install the SDK if missing (idempotent, quiet)
 #
 # Environment:
-#   HELM_TEST_VENV  the venv holding helm-python-sdk (default ~/.cache/helm-chart-test/venv)
+#   MAYASTOR_PY_VENV  the venv holding helm-python-sdk (default ~/.cache/mayastor-py/venv)
 set -euo pipefail
 self="$(realpath "$0")"
 cd "$(dirname "$self")"
 
 # The release of helm-python-sdk the tests are written against (its API
-# follows the bundled Helm library).
+# follows the bundled Helm library). It goes into the project's one Python
+# venv for test tools (scripts/py-venv.sh).
 HELM_SDK_VERSION=0.2.2
-VENV="${HELM_TEST_VENV:-${HOME:-/root}/.cache/helm-chart-test/venv}"
-
-installed_version() {
-    "$VENV/bin/python" -c 'import helm_python; print(helm_python.__version__)' 2>/dev/null || true
-}
+# shellcheck source=../../../scripts/py-venv.sh
+source ../../../scripts/py-venv.sh
+VENV="$PY_VENV"
 
 install() {
-    if [ "$(installed_version)" = "$HELM_SDK_VERSION" ]; then
-        return 0
-    fi
-    echo "installing helm-python-sdk $HELM_SDK_VERSION into $VENV"
-    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-        echo "error: python3 cannot make a venv: apt-get install -y python3-venv" >&2
-        exit 1
-    fi
-    mkdir -p "$(dirname "$VENV")"
-    # --clear: a venv left by an older or removed interpreter is rebuilt.
-    python3 -m venv --clear "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "helm-python-sdk==$HELM_SDK_VERSION"
-    if [ "$(installed_version)" != "$HELM_SDK_VERSION" ]; then
-        echo "error: helm-python-sdk $HELM_SDK_VERSION did not install into $VENV" >&2
-        exit 1
-    fi
+    py_venv_ensure helm-python-sdk "$HELM_SDK_VERSION" || exit 1
 }
 
 case "${1:-}" in
