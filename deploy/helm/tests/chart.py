@@ -57,9 +57,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
 def render(values: dict[str, Any] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """Renders the chart as an install would and returns its objects by
     (kind, name). Two objects of one kind and name fail the test."""
-    manifests = chart().render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
     objects: dict[tuple[str, str], dict[str, Any]] = {}
-    for template, text in manifests.items():
+    for template, text in manifests(values).items():
         for doc in split_documents(text):
             obj = helm.values_from_yaml(doc)
             if not obj:
@@ -226,5 +225,18 @@ def flags_used(args: list[str]) -> set[str]:
 
 def render_stream(values: dict[str, Any] | None = None) -> str:
     """The rendered manifests as one YAML stream, as `helm template` prints them."""
-    manifests = chart().render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    return "\n---\n".join(manifests[name] for name in sorted(manifests))
+    rendered = manifests(values)
+    return "\n---\n".join(rendered[name] for name in sorted(rendered))
+
+
+def manifests(values: dict[str, Any] | None = None) -> dict[str, str]:
+    """The rendered templates by path, as an install makes them; NOTES.txt
+    (what Helm prints after an install) is not a manifest."""
+    rendered = chart().render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return {k: v for k, v in rendered.items() if not k.endswith("/NOTES.txt")}
+
+
+def notes(values: dict[str, Any] | None = None, namespace: str = NAMESPACE) -> str:
+    """What Helm prints after an install."""
+    rendered = chart().render(values or {}, name=RELEASE, namespace=namespace, is_install=True)
+    return rendered[f"{RELEASE}/templates/NOTES.txt"]

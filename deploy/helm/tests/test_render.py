@@ -226,6 +226,23 @@ class DefaultRender(unittest.TestCase):
     def test_flags_exist_in_the_binaries(self) -> None:
         check_flags(self, self.objects)
 
+    def test_app_version_is_the_workspace_version(self) -> None:
+        # The images are tagged with the binaries' version by default.
+        cargo = (c.REPO / "Cargo.toml").read_text()
+        package = cargo[cargo.index("[workspace.package]"):]
+        version = re.search(r'^version\s*=\s*"([^"]+)"', package, re.M).group(1)
+        self.assertEqual(DEFAULT_TAG, version)
+
+    def test_notes(self) -> None:
+        notes = c.notes()
+        self.assertIn("kubectl label node <node> openebs.io/engine=mayastor", notes)
+        self.assertIn("a file under /var/local/mayastor/pools", notes)
+        self.assertIn("kubectl get dsp -n mayastor", notes)
+        self.assertIn("kubectl mayastor get pools\n", notes)
+        self.assertIn("mayastor-single-replica, mayastor-3, mayastor-3-thin, mayastor-3-xfs.", notes)
+        self.assertNotIn("NodePort", notes)
+        self.assertNotIn("port 30011", notes)
+
 
 class CustomRender(unittest.TestCase):
     @classmethod
@@ -314,6 +331,13 @@ class CustomRender(unittest.TestCase):
 
     def test_flags_exist_in_the_binaries(self) -> None:
         check_flags(self, self.objects)
+
+    def test_notes(self) -> None:
+        notes = c.notes(self.values, namespace="storage")
+        self.assertIn("kubectl mayastor get pools -n storage", notes)
+        self.assertIn("a file under /srv/pools", notes)
+        self.assertIn("StorageClass: fast-2.", notes)
+        self.assertIn("at port 31081 (/v0)", notes)
 
     def test_external_etcd_needs_its_url(self) -> None:
         with self.assertRaisesRegex(helm.HelmError, r"set etcd\.externalUrl"):
