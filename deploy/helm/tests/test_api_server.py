@@ -60,11 +60,11 @@ class ApiServer(unittest.TestCase):
         return {i["metadata"]["name"] for i in items}
 
     def test_manifests_pass_validation_and_a_server_dry_run(self) -> None:
-        one_member = {"etcd": {"replicaCount": 1, "podAntiAffinityPreset": "soft",
-                               "persistence": {"enabled": False, "hostPath": "/var/local/mayastor/etcd"}},
-                      "apis": {"rest": {"service": {"type": "NodePort"}}}}
+        single_node = c.load_yaml(c.CHART_DIR.parent / "single-node-values.yaml")
+        soft = {"etcd": {"podAntiAffinityPreset": "soft", "persistence": {"enabled": False}},
+                "apis": {"rest": {"service": {"type": "NodePort"}}}}
         for label, values in [("default", {}), ("custom", c.load_yaml(c.TESTS_DIR / "custom-values.yaml")),
-                              ("one etcd member on a host path", one_member)]:
+                              ("single node", single_node), ("soft anti-affinity, emptyDir", soft)]:
             with self.subTest(values=label):
                 stream = c.render_stream(values)
                 done = self.kubectl("apply", "--dry-run=server", "--validate=true", "-f", "-", stdin=stream, check=False)

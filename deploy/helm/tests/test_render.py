@@ -339,6 +339,21 @@ class CustomRender(unittest.TestCase):
         self.assertIn("StorageClass: fast-2.", notes)
         self.assertIn("at port 31081 (/v0)", notes)
 
+    def test_single_node_values(self) -> None:
+        objects = c.render(c.load_yaml(c.CHART_DIR.parent / "single-node-values.yaml"))
+        etcd = objects[("StatefulSet", "etcd")]
+        spec = c.pod_spec(etcd)
+        self.assertEqual(etcd["spec"]["replicas"], 1)
+        self.assertNotIn("volumeClaimTemplates", etcd["spec"])
+        self.assertNotIn("affinity", spec)
+        self.assertEqual(spec["volumes"], [{"name": "data", "hostPath": {
+            "path": "/var/local/mayastor/etcd", "type": "DirectoryOrCreate"}}])
+        self.assertEqual(c.containers(etcd)["etcd"]["volumeMounts"],
+                         [{"name": "data", "mountPath": "/var/lib/etcd", "subPathExpr": "$(POD_NAME)"}])
+        member = c.containers(etcd)["etcd"]
+        self.assertEqual(arg_value(member, "initial-cluster"),
+                         "etcd-0=http://etcd-0.etcd-headless.mayastor.svc.cluster.local:2380")
+
     def test_external_etcd_needs_its_url(self) -> None:
         with self.assertRaisesRegex(helm.HelmError, r"set etcd\.externalUrl"):
             c.render({"etcd": {"enabled": False}})
