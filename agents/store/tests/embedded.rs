@@ -265,14 +265,13 @@ async fn sigkill_loses_no_acknowledged_write() {
     const WRITERS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let log_path = dir.path().join("store.log");
     // Small snapshots, so kills also land during compaction.
     let extra = ["--snapshot-threshold-bytes", "8192"];
     let acked: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
     let mut counter = 0u64;
 
     for round in 0..ROUNDS {
-        let mut process = common::StoreProcess::start(&data, &log_path, &extra).await;
+        let mut process = common::StoreProcess::start(&data, &extra).await;
         let client = common::connect_retrying(&process.endpoint, Duration::from_secs(5)).await;
         // Everything acknowledged before is there, with its exact value,
         // and nothing else is.
@@ -356,7 +355,7 @@ async fn sigkill_loses_no_acknowledged_write() {
             process.log_tail()
         );
     }
-    let process = common::StoreProcess::start(&data, &log_path, &extra).await;
+    let process = common::StoreProcess::start(&data, &extra).await;
     let client = common::connect_retrying(&process.endpoint, Duration::from_secs(5)).await;
     let so_far = acked.lock().unwrap().clone();
     check_acknowledged(&client, &so_far, counter).await;
@@ -394,8 +393,7 @@ async fn check_acknowledged(client: &EtcdStore, acked: &BTreeMap<String, Vec<u8>
 async fn sigterm_stops_cleanly_with_open_watches() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let log_path = dir.path().join("store.log");
-    let mut process = common::StoreProcess::start(&data, &log_path, &[]).await;
+    let mut process = common::StoreProcess::start(&data, &[]).await;
     let client = common::connect_retrying(&process.endpoint, Duration::from_secs(5)).await;
     client.put(b"/term/a", b"1".to_vec(), None).await.unwrap();
     let mut events = client.watch(b"/term/", None).await.unwrap();
@@ -406,12 +404,10 @@ async fn sigterm_stops_cleanly_with_open_watches() {
         .unwrap();
     assert!(matches!(events.next().await, Some(Ok(WatchEvent::Put(_)))));
 
-    let pid = process.child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
+    process.proc.signal("TERM");
     let started = std::time::Instant::now();
     let exit = loop {
-        if let Some(exit) = process.child.try_wait().unwrap() {
+        if let Ok(exit) = process.proc.wait_exit(Duration::ZERO) {
             break exit;
         }
         assert!(
@@ -421,7 +417,7 @@ async fn sigterm_stops_cleanly_with_open_watches() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(exit.success(), "exit {exit}:\n{}", process.log_tail());
+    assert_eq!(exit, Some(0), "exit {exit:?}:\n{}", process.log_tail());
     // The open watch ends with an error rather than hanging.
     let end = tokio::time::timeout(Duration::from_secs(10), events.next())
         .await
@@ -429,7 +425,7 @@ async fn sigterm_stops_cleanly_with_open_watches() {
     assert!(matches!(end, None | Some(Err(_))), "{end:?}");
     assert!(process.log_tail().contains("mayastor-store stopped"));
 
-    let process = common::StoreProcess::start(&data, &log_path, &[]).await;
+    let process = common::StoreProcess::start(&data, &[]).await;
     let client = common::connect_retrying(&process.endpoint, Duration::from_secs(5)).await;
     assert_eq!(client.list(b"/term/").await.unwrap().len(), 2);
     assert!(client.lease_time_to_live(lease).await.unwrap().is_some());

@@ -26,7 +26,7 @@ pub const HOST_NODE: &str = "mayastor-local";
 
 /// Host NQN of [`HOST_NODE`].
 pub fn host_nqn() -> String {
-    format!("nqn.2019-05.io.openebs:node-name:{HOST_NODE}")
+    io_engine_api::names::host_nqn(HOST_NODE)
 }
 
 /// The contents of block `index` at generation `generation` (at least 1).

@@ -9,18 +9,21 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{bail, Context};
+use io_engine_api::names;
 
 use crate::{
     cli::StoreKind,
     state::{Settings, StateDir},
 };
 
-pub const ENGINE_GRPC_PORT: u16 = 10124;
-pub const ENGINE_NVMF_PORT: u16 = 8420;
+/// The default ports, from their one home (`io_engine_api::names`).
+pub const ENGINE_GRPC_PORT: u16 = names::IO_ENGINE_GRPC_PORT;
+pub const ENGINE_NVMF_PORT: u16 = names::NVMF_PORT;
+pub const CORE_PORT: u16 = names::CORE_GRPC_PORT;
+pub const REST_PORT: u16 = names::REST_HTTP_PORT;
+/// etcd's own ports.
 pub const STORE_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
-pub const CORE_PORT: u16 = 50051;
-pub const REST_PORT: u16 = 8081;
 const STORE_HOST: u8 = 250;
 const CORE_HOST: u8 = 251;
 const REST_HOST: u8 = 252;

@@ -19,7 +19,6 @@ use std::{
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -34,44 +33,18 @@ use openapi::{
     CoreApi,
 };
 
-static BUILT: Mutex<bool> = Mutex::new(false);
-
-/// Builds the binaries the launcher starts (a no-op when up to date), with
-/// the same cargo, profile and target directory as this test.
+/// Builds the binaries the launcher starts (a no-op when up to date) with
+/// the process test kit, next to the launcher; returns the launcher.
 fn build_binaries() -> PathBuf {
-    let launcher = PathBuf::from(env!("CARGO_BIN_EXE_mayastor-local"));
-    let profile_dir = launcher.parent().unwrap().to_path_buf();
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if *built {
-        return launcher;
-    }
-    let target_dir = profile_dir.parent().unwrap().to_path_buf();
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_string(),
-        Some(other) => other.to_string(),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut args = vec!["build", "--quiet", "--profile", &profile];
     for (pkg, bin) in [
         ("io-engine", "io-engine"),
         ("agent-core", "agent-core"),
         ("api-rest", "api-rest"),
         ("store", "mayastor-store"),
     ] {
-        args.extend(["-p", pkg, "--bin", bin]);
+        testkit::bin(pkg, bin);
     }
-    let out = Command::new(&cargo)
-        .args(&args)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
-    assert!(
-        out.status.success(),
-        "building the cluster's binaries failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    *built = true;
-    launcher
+    PathBuf::from(env!("CARGO_BIN_EXE_mayastor-local"))
 }
 
 /// One cluster's launcher: a state directory and an address prefix.

@@ -8,6 +8,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Parser, ValueEnum};
 use io_bench::{BackingSpec, BenchConfig, Target, Workload};
+use mayastor_common::log::{init_tracing_with_default, LogFormat};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Output {
@@ -160,13 +161,7 @@ fn target(args: &Args) -> anyhow::Result<Target> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing_with_default("io-bench", LogFormat::Pretty, "warn");
 
     let workloads = Workload::parse_list(&args.workload)?;
     if !(args.runtime.is_finite() && args.runtime > 0.0) {

@@ -18,8 +18,14 @@ pub enum LogFormat {
 /// (tests that start a daemon in-process twice) is reported on stderr and
 /// otherwise ignored.
 pub fn init_tracing(program: &str, format: LogFormat) {
+    init_tracing_with_default(program, format, "info");
+}
+
+/// [`init_tracing`] with another filter than `info` when `RUST_LOG` is not
+/// set (`warn` for a tool whose output is its report).
+pub fn init_tracing_with_default(program: &str, format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

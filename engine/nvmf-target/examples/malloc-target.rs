@@ -10,16 +10,13 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
+use mayastor_common::log::LogFormat;
 use nvmf_target::{Target, TargetConfig};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    mayastor_common::log::init_tracing("malloc-target", LogFormat::Pretty);
     let mut port = 4421u16;
     let mut host = "nqn.2019-05.io.openebs:node-name:vm".to_owned();
     let mut id = uuid::Uuid::new_v4();

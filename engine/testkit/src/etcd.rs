@@ -44,6 +44,13 @@ pub fn start_in_memory(ip: &str) -> (Proc, String, tempfile::TempDir) {
 
 /// A real etcd keeping its data in `data`; waits until it listens.
 pub fn start_with_data(ip: &str, data: PathBuf) -> (Proc, String) {
+    start_with_args(ip, data, &[])
+}
+
+/// [`start_with_data`] with `extra` flags after ours (e.g. shorter
+/// `--heartbeat-interval` and `--election-timeout`, so that a fresh etcd
+/// elects itself sooner).
+pub fn start_with_args(ip: &str, data: PathBuf, extra: &[&str]) -> (Proc, String) {
     let client = free_port(ip);
     let peer = free_port(ip);
     let c = format!("http://{ip}:{client}");
@@ -66,7 +73,10 @@ pub fn start_with_data(ip: &str, data: PathBuf) -> (Proc, String) {
             p.clone(),
             "--initial-cluster".into(),
             format!("t={p}"),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|a| (*a).to_owned()))
+        .collect(),
     );
     let ep = format!("{ip}:{client}");
     wait_port(&ep, "etcd");

@@ -10,8 +10,9 @@
 //! - [`etcd`] starts a real etcd (Debian's `etcd-server`);
 //! - [`kube_local`] starts a real Kubernetes API server (and the
 //!   machine's one worker node) with `shared/tools/kube-local`;
-//! - [`free_port`], [`wait_port`], [`wait_until`], [`eventually`]: the
-//!   waits every scenario needs;
+//! - [`free_port`] and [`free_port_on`] (a free port on a loopback
+//!   address), [`wait_port`], [`wait_until`], [`eventually`]: the waits
+//!   every scenario needs;
 //! - [`log_time`] reads the timestamp our log lines start with.
 //!
 //! Dependency rule: only `mayastor-common` from the workspace, so any test
@@ -29,7 +30,7 @@ pub mod kube_local;
 mod process;
 mod wait;
 
-pub use process::{bin, free_port, wait_port, Proc};
+pub use process::{bin, free_port, free_port_on, wait_port, Proc};
 pub use wait::{eventually, wait_until};
 
 /// The timestamp a log line of ours starts with (RFC 3339 UTC, as the

@@ -4,7 +4,7 @@
 use std::{
     fs,
     io::Read,
-    net::{TcpListener, TcpStream},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Mutex,
@@ -12,10 +12,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// A free TCP port on `ip`.
+/// A free TCP port on `ip` (an address such as `127.0.90.1`).
 pub fn free_port(ip: &str) -> u16 {
+    let ip: IpAddr = ip
+        .parse()
+        .unwrap_or_else(|e| panic!("{ip:?} is not an IP address: {e}"));
+    free_port_on(ip).port()
+}
+
+/// `ip` with a TCP port free on it right now.
+pub fn free_port_on(ip: impl Into<IpAddr>) -> SocketAddr {
+    let ip = ip.into();
     let l = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind {ip}:0: {e}"));
-    l.local_addr().unwrap().port()
+    l.local_addr().unwrap()
 }
 
 static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -74,6 +83,8 @@ pub struct Proc {
     pub name: String,
     program: PathBuf,
     args: Vec<String>,
+    /// Environment changes: a value sets the variable, `None` removes it.
+    env: Vec<(String, Option<String>)>,
     child: Option<Child>,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
@@ -82,12 +93,30 @@ pub struct Proc {
 impl Proc {
     /// Starts `program` with `args`, stdout and stderr into its log.
     pub fn spawn(name: &str, program: PathBuf, args: Vec<String>) -> Proc {
+        Proc::spawn_env(name, program, args, &[])
+    }
+
+    /// [`Proc::spawn`] with changes to the inherited environment (kept for
+    /// every restart): `(key, Some(value))` sets `key` (`RUST_LOG` too,
+    /// which is otherwise the test's own or `info`), `(key, None)` removes
+    /// it.
+    pub fn spawn_env(
+        name: &str,
+        program: PathBuf,
+        args: Vec<String>,
+        env: &[(&str, Option<&str>)],
+    ) -> Proc {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join(format!("{name}.log"));
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
+            .collect();
         let mut p = Proc {
             name: name.to_owned(),
             program,
             args,
+            env,
             child: None,
             log,
             _dir: dir,
@@ -105,12 +134,18 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(&self.program)
-            .args(&self.args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+        let mut command = Command::new(&self.program);
+        command.args(&self.args).env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

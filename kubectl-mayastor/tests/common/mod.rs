@@ -10,52 +10,24 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 
 use kubectl_mayastor::table::Table;
 use openapi::models::*;
 use openapi::{CoreApi, RestClient, RestClientOptions};
 
-static BUILT: Mutex<bool> = Mutex::new(false);
-
 /// The launcher, with every binary it starts built beside it in this
-/// test's target directory (same cargo and profile; one `cargo build` per
-/// test process, a no-op when up to date).
+/// test's target directory by the process test kit (same cargo and
+/// profile; a no-op when up to date).
 pub fn launcher() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let path = profile_dir.join("mayastor-local");
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if *built {
-        return path;
+    for (pkg, bin) in [
+        ("store", "mayastor-store"),
+        ("agent-core", "agent-core"),
+        ("api-rest", "api-rest"),
+        ("io-engine", "io-engine"),
+    ] {
+        testkit::bin(pkg, bin);
     }
-    let target_dir = profile_dir.parent().unwrap().to_path_buf();
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_string(),
-        Some(other) => other.to_string(),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(&cargo)
-        .args(["build", "--quiet", "--profile", &profile])
-        .args(["-p", "store", "--bin", "mayastor-store"])
-        .args(["-p", "agent-core", "--bin", "agent-core"])
-        .args(["-p", "api-rest", "--bin", "api-rest"])
-        .args(["-p", "io-engine", "--bin", "io-engine"])
-        .args(["-p", "mayastor-local", "--bin", "mayastor-local"])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "building the cluster's binaries failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) if path.exists() => eprintln!("cannot run {cargo} ({e}); using {}", path.display()),
-        Err(e) => panic!("cannot run {cargo} to build the cluster's binaries: {e}"),
-    }
-    assert!(path.exists(), "{} is missing", path.display());
-    *built = true;
-    path
+    testkit::bin("mayastor-local", "mayastor-local")
 }
 
 /// Another of the cluster's binaries (`api-rest`, ...), built beside the

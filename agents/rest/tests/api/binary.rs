@@ -5,104 +5,70 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use openapi::models::*;
 use openapi::{CoreApi, ErrorKind, RestClient, RestClientOptions, RestError};
+use testkit::{free_port, Proc};
 
 use super::routing_double::*;
 use super::support::TestServer;
 
 const TOKEN: &str = "binary-test-token";
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("ephemeral port")
-        .port()
+/// The `api-rest` process (no token from the environment, debug logs),
+/// killed by PID if a test fails before stopping it.
+fn spawn(args: &[String]) -> Proc {
+    Proc::spawn_env(
+        "api-rest",
+        PathBuf::from(env!("CARGO_BIN_EXE_api-rest")),
+        args.to_vec(),
+        &[("REST_BEARER_TOKEN", None), ("RUST_LOG", Some("debug"))],
+    )
 }
 
-/// The process; killed if a test fails before stopping it.
-struct ApiRest {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl ApiRest {
-    fn spawn(args: &[String], dir: &Path) -> Self {
-        let stderr = dir.join(format!("api-rest-{}.log", free_port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_api-rest"))
-            .args(args)
-            .env_remove("REST_BEARER_TOKEN")
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("api-rest starts");
-        Self { child, stderr }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Waits until `/live` answers on `url` through `client`.
-    async fn wait_live(&mut self, client: &reqwest::Client, url: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(response) = client.get(format!("{url}/live")).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+/// Waits until `/live` answers on `url` through `client`.
+async fn wait_live(process: &mut Proc, client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(response) = client.get(format!("{url}/live")).send().await {
+            if response.status().is_success() {
+                return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("api-rest exited early ({status}):\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "api-rest not live:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    async fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "api-rest did not exit:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(code) = process.wait_exit(Duration::ZERO) {
+            panic!("api-rest exited early ({code:?}):\n{}", process.logs());
         }
-    }
-
-    /// SIGTERM by pid, then the exit status.
-    async fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        self.wait_exit().await
+        assert!(
+            Instant::now() < deadline,
+            "api-rest not live:\n{}",
+            process.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-impl Drop for ApiRest {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+/// Waits (20 s at most) for the process to exit; its exit code.
+async fn wait_exit(process: &mut Proc) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(code) = process.wait_exit(Duration::ZERO) {
+            return code;
         }
+        assert!(
+            Instant::now() < deadline,
+            "api-rest did not exit:\n{}",
+            process.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// SIGTERM by PID, then the exit code.
+async fn terminate(process: &mut Proc) -> Option<i32> {
+    assert!(process.is_running(), "api-rest is not running");
+    process.signal("TERM");
+    wait_exit(process).await
 }
 
 /// A self-signed certificate for localhost / 127.0.0.1, as PEM files.
@@ -141,8 +107,12 @@ async fn forwards_over_http_and_https_and_stops_on_sigterm() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
 
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("addr");
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("addr");
     let mut argv = args(&core.url(), http);
     argv.extend([
         "--https".into(),
@@ -156,10 +126,13 @@ async fn forwards_over_http_and_https_and_stops_on_sigterm() {
         "--log-format".into(),
         "json".into(),
     ]);
-    let mut process = ApiRest::spawn(&argv, dir.path());
-    process
-        .wait_live(&reqwest::Client::new(), &format!("http://{http}"))
-        .await;
+    let mut process = spawn(&argv);
+    wait_live(
+        &mut process,
+        &reqwest::Client::new(),
+        &format!("http://{http}"),
+    )
+    .await;
 
     let with_token = RestClientOptions {
         bearer_token: Some(TOKEN.into()),
@@ -250,9 +223,9 @@ async fn forwards_over_http_and_https_and_stops_on_sigterm() {
         .await
         .expect("localhost is in the certificate");
 
-    let status = process.terminate().await;
-    assert_eq!(status.code(), Some(0), "{}", process.log());
-    let log = process.log();
+    let status = terminate(&mut process).await;
+    assert_eq!(status, Some(0), "{}", process.logs());
+    let log = process.logs();
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(
         std::net::TcpStream::connect(http).is_err(),
@@ -262,13 +235,17 @@ async fn forwards_over_http_and_https_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn unreachable_core_is_unavailable_and_not_ready() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dead_core = format!("http://127.0.0.1:{}", free_port());
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let mut process = ApiRest::spawn(&args(&dead_core, http), dir.path());
-    process
-        .wait_live(&reqwest::Client::new(), &format!("http://{http}"))
-        .await;
+    let dead_core = format!("http://127.0.0.1:{}", free_port("127.0.0.1"));
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("addr");
+    let mut process = spawn(&args(&dead_core, http));
+    wait_live(
+        &mut process,
+        &reqwest::Client::new(),
+        &format!("http://{http}"),
+    )
+    .await;
 
     let api = client(&format!("http://{http}"), RestClientOptions::default());
     let error = api.get_nodes().await.expect_err("core is down");
@@ -280,19 +257,18 @@ async fn unreachable_core_is_unavailable_and_not_ready() {
         .expect("answer");
     assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
 
-    let status = process.terminate().await;
-    assert_eq!(status.code(), Some(0), "{}", process.log());
+    let status = terminate(&mut process).await;
+    assert_eq!(status, Some(0), "{}", process.logs());
 }
 
 #[tokio::test]
 async fn taken_port_fails_with_a_clear_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr");
-    let mut process = ApiRest::spawn(&args("http://127.0.0.1:1", addr), dir.path());
-    let status = process.wait_exit().await;
-    assert_eq!(status.code(), Some(1));
-    let log = process.log();
+    let mut process = spawn(&args("http://127.0.0.1:1", addr));
+    let status = wait_exit(&mut process).await;
+    assert_eq!(status, Some(1));
+    let log = process.logs();
     assert!(
         log.contains(&format!("cannot listen for http on {addr}")),
         "{log}"
@@ -304,14 +280,16 @@ async fn taken_port_fails_with_a_clear_error() {
 #[tokio::test]
 async fn https_setup_errors_are_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let https = format!("127.0.0.1:{}", free_port());
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("addr");
+    let https = format!("127.0.0.1:{}", free_port("127.0.0.1"));
 
     // --https without --cert/--key is a usage error.
     let mut argv = args("http://127.0.0.1:1", http);
     argv.extend(["--https".into(), https.clone()]);
-    let mut process = ApiRest::spawn(&argv, dir.path());
-    assert_eq!(process.wait_exit().await.code(), Some(2));
+    let mut process = spawn(&argv);
+    assert_eq!(wait_exit(&mut process).await, Some(2));
 
     // A certificate file that holds no PEM.
     let junk = dir.path().join("junk.pem");
@@ -325,8 +303,8 @@ async fn https_setup_errors_are_reported() {
         "--key".into(),
         junk.display().to_string(),
     ]);
-    let mut process = ApiRest::spawn(&argv, dir.path());
-    assert_eq!(process.wait_exit().await.code(), Some(1));
-    let log = process.log();
+    let mut process = spawn(&argv);
+    assert_eq!(wait_exit(&mut process).await, Some(1));
+    let log = process.logs();
     assert!(log.contains("junk.pem"), "{log}");
 }

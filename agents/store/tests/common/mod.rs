@@ -1,14 +1,14 @@
 //! Test kit of the store tests: the three backends the suite runs against
 //! (a real etcd process, the embedded store in process, the embedded store
-//! served over gRPC), and launchers for real processes on 127.0.0.x with
-//! free ports, stopped by PID.
+//! served over gRPC), and real processes (etcd, `mayastor-store`) on
+//! 127.0.0.x with free ports, run by the workspace's process test kit and
+//! stopped by PID.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, TcpListener},
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -16,6 +16,7 @@ use std::{
 use async_trait::async_trait;
 use store::{EmbeddedOptions, EmbeddedStore, EtcdStore, SharedStore};
 use tempfile::TempDir;
+use testkit::Proc;
 use tokio_util::sync::CancellationToken;
 
 /// Timeout of every client call in the tests.
@@ -32,12 +33,7 @@ pub trait Backend: Send + Sync {
 /// it right now.
 pub fn free_address() -> SocketAddr {
     let x = 2 + rand::random::<u8>() % 253;
-    free_port_on(Ipv4Addr::new(127, 0, 0, x))
-}
-
-pub fn free_port_on(ip: Ipv4Addr) -> SocketAddr {
-    let listener = TcpListener::bind((ip, 0)).expect("bind a free port");
-    listener.local_addr().expect("bound address")
+    testkit::free_port_on(Ipv4Addr::new(127, 0, 0, x))
 }
 
 /// Connects, retrying until the server answers or `patience` runs out.
@@ -55,99 +51,58 @@ pub async fn connect_retrying(endpoint: &str, patience: Duration) -> EtcdStore {
     }
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// A real etcd (Debian's `etcd-server`) on 127.0.0.x with free ports and
-/// its own data directory; killed by PID when dropped.
+/// A real etcd (Debian's `etcd-server`, through the test kit) on
+/// 127.0.0.x with free ports and its own data directory; killed by PID when
+/// dropped.
 pub struct EtcdProcess {
-    child: Child,
+    pub proc: Proc,
     pub endpoint: String,
-    dir: TempDir,
+    _dir: TempDir,
 }
 
 impl EtcdProcess {
     pub async fn start() -> Self {
-        let etcd = find_in_path("etcd").unwrap_or_else(|| {
-            panic!(
-                "etcd is not installed; the store tests run against a real etcd: \
-                 install it with `apt-get install -y etcd-server`"
-            )
-        });
         let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("etcd.log");
-        let client = free_address();
-        let ip = match client.ip() {
-            std::net::IpAddr::V4(ip) => ip,
-            std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
-        };
-        let peer = free_port_on(ip);
-        let client_url = format!("http://{client}");
-        let peer_url = format!("http://{peer}");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(&etcd)
-            .args(["--name", "store-test"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("store-test={peer_url}")])
-            .args(["--initial-cluster-state", "new"])
-            .args(["--heartbeat-interval", "25", "--election-timeout", "250"])
-            .args([
-                "--logger",
-                "zap",
-                "--log-outputs",
-                "stderr",
+        let ip = free_address().ip().to_string();
+        let (proc, endpoint) = testkit::etcd::start_with_args(
+            &ip,
+            dir.path().join("data"),
+            &[
+                "--heartbeat-interval",
+                "25",
+                "--election-timeout",
+                "250",
                 "--log-level",
                 "warn",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", etcd.display()));
+            ],
+        );
         let mut process = EtcdProcess {
-            child,
-            endpoint: client.to_string(),
-            dir,
+            proc,
+            endpoint,
+            _dir: dir,
         };
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = process.child.try_wait() {
-                panic!("etcd exited ({status}) at start-up:\n{}", tail(&log_path));
-            }
-            let endpoints = [process.endpoint.clone()];
-            let attempt = EtcdStore::connect(&endpoints, Duration::from_millis(500)).await;
-            if attempt.is_ok() {
-                return process;
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                panic!("etcd did not answer within 20 s:\n{}", tail(&log_path));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_serving(&mut process.proc, &process.endpoint, "etcd").await;
+        process
     }
 }
 
-impl Drop for EtcdProcess {
-    fn drop(&mut self) {
-        // Child::kill sends SIGKILL to this PID only.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Waits until `proc` answers store calls on `endpoint` (20 s at most).
+async fn wait_serving(proc: &mut Proc, endpoint: &str, what: &str) {
+    let started = Instant::now();
+    loop {
+        assert!(proc.is_running(), "{what} exited at start-up");
+        let endpoints = [endpoint.to_owned()];
+        if EtcdStore::connect(&endpoints, Duration::from_millis(500))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} did not answer within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -242,72 +197,42 @@ impl Backend for ServedBackend {
 
 /// A `mayastor-store` process (this crate's binary) on 127.0.0.x.
 pub struct StoreProcess {
-    pub child: Child,
+    pub proc: Proc,
     pub endpoint: String,
-    pub log_path: PathBuf,
 }
 
 impl StoreProcess {
-    pub async fn start(data_dir: &Path, log_path: &Path, extra: &[&str]) -> Self {
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let address = free_address();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mayastor-store"))
-            .arg("--listen")
-            .arg(address.to_string())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start mayastor-store");
-        let mut process = StoreProcess {
-            child,
-            endpoint: address.to_string(),
-            log_path: log_path.to_path_buf(),
-        };
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = process.child.try_wait() {
-                panic!(
-                    "mayastor-store exited ({status}) at start-up:\n{}",
-                    tail(log_path)
-                );
-            }
-            let endpoints = [process.endpoint.clone()];
-            let attempt = EtcdStore::connect(&endpoints, Duration::from_millis(500)).await;
-            if attempt.is_ok() {
-                return process;
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                panic!(
-                    "mayastor-store did not answer within 20 s:\n{}",
-                    tail(log_path)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let args = [
+            "--listen".to_owned(),
+            address.to_string(),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|a| (*a).to_owned()))
+        .collect();
+        let mut proc = Proc::spawn_env(
+            "mayastor-store",
+            PathBuf::from(env!("CARGO_BIN_EXE_mayastor-store")),
+            args,
+            &[("RUST_LOG", Some("info"))],
+        );
+        let endpoint = address.to_string();
+        wait_serving(&mut proc, &endpoint, "mayastor-store").await;
+        StoreProcess { proc, endpoint }
     }
 
     /// SIGKILL by PID, and reap.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill9();
     }
 
+    /// The last 30 lines of its log.
     pub fn log_tail(&self) -> String {
-        tail(&self.log_path)
-    }
-}
-
-impl Drop for StoreProcess {
-    fn drop(&mut self) {
-        self.kill();
+        let text = self.proc.logs();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 }
