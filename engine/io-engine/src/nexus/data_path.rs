@@ -7,12 +7,12 @@
 //! faulted), no nexus-wide lock (the write gate is shared). Child devices
 //! are a closed enum ([`ChildDevice`]): each child I/O is a static call.
 
-use std::{future::Future, io, sync::atomic::Ordering, time::Duration};
+use std::{future::Future, io, sync::atomic::Ordering, sync::Arc, time::Duration};
 
 use blockdev::{check_io, BlockDevError, BlockDevice, DeviceInfo};
 use tracing::warn;
 
-use super::{ChildDevice, FaultReason, Nexus};
+use super::{Child, ChildDevice, FaultReason, Nexus};
 
 fn timed_out(timeout: Duration) -> BlockDevError {
     BlockDevError::Io {
@@ -32,6 +32,10 @@ fn no_healthy_child(op: &'static str, offset_bytes: u64) -> BlockDevError {
         source: io::Error::other("the nexus has no healthy child"),
     }
 }
+
+/// What one child answered to an I/O: done, or the error and the reason to
+/// fault the child with.
+pub(crate) type ChildAnswer = Result<(), (FaultReason, BlockDevError)>;
 
 /// Reason a failed child I/O faults the child with.
 fn reason_of(e: &BlockDevError) -> FaultReason {
@@ -88,11 +92,66 @@ impl Nexus {
     pub(crate) async fn child_io(
         &self,
         fut: impl Future<Output = blockdev::Result<()>>,
-    ) -> Result<(), (FaultReason, BlockDevError)> {
+    ) -> ChildAnswer {
         match tokio::time::timeout(self.cfg.child_io_timeout, fut).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err((reason_of(&e), e)),
             Err(_) => Err((FaultReason::TimedOut, timed_out(self.cfg.child_io_timeout))),
+        }
+    }
+
+    /// Faults `child` after its I/O (`op` at `offset_bytes`) failed, as
+    /// [`Nexus::fault_on_io`] (`region` marked dirty, `keep_log`). The fault
+    /// is persisted before the failed I/O completes: when the store cannot
+    /// record it, the I/O fails.
+    async fn fault_after_io(
+        &self,
+        child: &Arc<Child>,
+        reason: FaultReason,
+        region: Option<(u64, u64)>,
+        keep_log: bool,
+        op: &'static str,
+        offset_bytes: u64,
+    ) -> blockdev::Result<()> {
+        match self.fault_on_io(child, reason, region, keep_log).await {
+            Ok(_) => Ok(()),
+            Err(store) => Err(BlockDevError::Io {
+                op,
+                offset_bytes,
+                source: io::Error::other(store.to_string()),
+            }),
+        }
+    }
+
+    /// Settles the answers of the children a write-type request (`op` at
+    /// `offset_bytes`) went to, each with whether the child is online: a
+    /// child that failed is faulted ([`Nexus::fault_after_io`]), and the
+    /// request succeeds when an online child acknowledged it.
+    async fn settle_children<'c>(
+        &self,
+        answers: impl Iterator<Item = (&'c Arc<Child>, bool, ChildAnswer)>,
+        op: &'static str,
+        offset_bytes: u64,
+        region: Option<(u64, u64)>,
+        keep_log: bool,
+    ) -> blockdev::Result<()> {
+        let mut acked_online = false;
+        let mut error = None;
+        for (child, online, answer) in answers {
+            match answer {
+                Ok(()) => acked_online |= online,
+                Err((reason, e)) => {
+                    warn!(nexus = %self.uuid, child = child.uri(), op, offset_bytes, error = %e, "child i/o failed");
+                    self.fault_after_io(child, reason, region, keep_log, op, offset_bytes)
+                        .await?;
+                    error = Some(e);
+                }
+            }
+        }
+        if acked_online {
+            Ok(())
+        } else {
+            Err(error.unwrap_or_else(|| no_healthy_child(op, offset_bytes)))
         }
     }
 
@@ -132,38 +191,17 @@ impl Nexus {
                 .map(|(_, dev, _)| self.child_io(op.submit(dev, offset))),
         )
         .await;
-        let mut acked_online = false;
-        let mut error = None;
-        for ((child, _, online), res) in targets.iter().zip(results) {
-            match res {
-                Ok(()) => acked_online |= *online,
-                Err((reason, e)) => {
-                    warn!(nexus = %self.uuid, child = child.uri(), op = op.name(), offset, error = %e, "child i/o failed");
-                    match self
-                        .fault_on_io(child, reason, Some((offset, len)), true)
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(store) => {
-                            return Err(BlockDevError::Io {
-                                op: op.name(),
-                                offset_bytes: offset,
-                                source: io::Error::other(store.to_string()),
-                            })
-                        }
-                    }
-                    error = Some(e);
-                }
-            }
-        }
+        // Children that take no writes now replay this range when they
+        // come back (partial rebuild).
         for c in absent {
             c.mark_dirty(offset, len);
         }
-        if acked_online {
-            Ok(())
-        } else {
-            Err(error.unwrap_or_else(|| no_healthy_child(op.name(), offset)))
-        }
+        let answers = targets
+            .iter()
+            .zip(results)
+            .map(|((c, _, online), r)| (*c, *online, r));
+        self.settle_children(answers, op.name(), offset, Some((offset, len)), true)
+            .await
     }
 }
 
@@ -188,13 +226,8 @@ impl BlockDevice for Nexus {
                 Ok(()) => return Ok(()),
                 Err((reason, e)) => {
                     warn!(nexus = %self.uuid, child = child.uri(), offset_bytes, error = %e, "child read failed");
-                    if let Err(store) = self.fault_on_io(child, reason, None, true).await {
-                        return Err(BlockDevError::Io {
-                            op: "read",
-                            offset_bytes,
-                            source: io::Error::other(store.to_string()),
-                        });
-                    }
+                    self.fault_after_io(child, reason, None, true, "read", offset_bytes)
+                        .await?;
                     error = Some(e);
                 }
             }
@@ -216,29 +249,11 @@ impl BlockDevice for Nexus {
         let results =
             futures::future::join_all(targets.iter().map(|(_, d, _)| self.child_io(d.flush())))
                 .await;
-        let mut acked_online = false;
-        let mut error = None;
-        for ((child, _, online), res) in targets.iter().zip(results) {
-            match res {
-                Ok(()) => acked_online |= *online,
-                Err((reason, e)) => {
-                    warn!(nexus = %self.uuid, child = child.uri(), error = %e, "child flush failed");
-                    if let Err(store) = self.fault_on_io(child, reason, None, false).await {
-                        return Err(BlockDevError::Io {
-                            op: "flush",
-                            offset_bytes: 0,
-                            source: io::Error::other(store.to_string()),
-                        });
-                    }
-                    error = Some(e);
-                }
-            }
-        }
-        if acked_online {
-            Ok(())
-        } else {
-            Err(error.unwrap_or_else(|| no_healthy_child("flush", 0)))
-        }
+        let answers = targets
+            .iter()
+            .zip(results)
+            .map(|((c, _, online), r)| (*c, *online, r));
+        self.settle_children(answers, "flush", 0, None, false).await
     }
 
     async fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> blockdev::Result<()> {
