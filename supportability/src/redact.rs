@@ -12,8 +12,15 @@
 //! - PEM private keys, whole (`-----BEGIN ... PRIVATE KEY-----` to its
 //!   `END` line, also inside one JSON string with `\n` escapes).
 //!
+//! Redaction keeps structure: only the secret itself is replaced (inside
+//! its quotes; a bare JSON number or word becomes the string
+//! `"<redacted>"`; a YAML block scalar's lines keep their indentation), so
+//! a redacted JSON or YAML file parses to the same shape. Quotes, commas,
+//! brackets and newlines are never removed.
+//!
 //! Kubernetes `Secret` objects are never collected at all. Counts per kind
-//! go to `manifest.json`.
+//! ([`KIND_KNOWN`], [`KIND_HEADER`], [`KIND_FIELD`], [`KIND_PEM`]) go to
+//! `manifest.json`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,39 +47,69 @@ const SECRET_KEYS: &[&str] = &[
     "authorization",
 ];
 
+/// Kinds counted in `manifest.json` (none of them names a credential key,
+/// so the manifest's own counts survive its redaction).
+pub const KIND_KNOWN: &str = "known-secret";
+pub const KIND_HEADER: &str = "authorization-header";
+pub const KIND_FIELD: &str = "credential-field";
+pub const KIND_PEM: &str = "private-key-block";
+
 /// Replaces secrets in text and counts what it replaced.
+///
+/// Structure is kept: a secret inside a quoted string is replaced inside
+/// the quotes, a non-string JSON value by the string `"<redacted>"`,
+/// indentation is kept, and no quote, comma, bracket or newline is ever
+/// removed, so redacted JSON and YAML still parse to the same shape.
 #[derive(Debug, Default)]
 pub struct Redactor {
     known: Vec<String>,
     counts: Mutex<BTreeMap<&'static str, u64>>,
 }
 
-/// Per-stream state (inside a PEM private key block or not).
+/// Per-stream state (inside a PEM private key block or a credential's
+/// YAML block scalar, or not).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LineState {
     in_private_key: bool,
+    /// Inside `key: |` of a credential key: the key's indentation.
+    secret_block_indent: Option<usize>,
+}
+
+/// A secret as it appears unescaped and inside a JSON string.
+fn spellings(secret: &str) -> Vec<String> {
+    let mut out = vec![secret.to_string()];
+    if let Ok(json) = serde_json::to_string(secret) {
+        let escaped = &json[1..json.len() - 1];
+        if escaped != secret {
+            out.push(escaped.to_string());
+        }
+    }
+    out
 }
 
 impl Redactor {
     /// A redactor that also removes each of `known` (values shorter than 6
     /// bytes are ignored: too likely to match ordinary text).
     pub fn new(known: impl IntoIterator<Item = String>) -> Self {
-        let mut known: Vec<String> = known.into_iter().filter(|k| k.len() >= 6).collect();
-        // Longest first, so a secret containing another is removed whole.
-        known.sort_by_key(|k| std::cmp::Reverse(k.len()));
-        known.dedup();
-        Self {
-            known,
-            counts: Mutex::default(),
+        let mut redactor = Self::default();
+        for secret in known {
+            redactor.learn(&secret);
         }
+        redactor
     }
 
     /// Adds a secret learnt while collecting.
     pub fn learn(&mut self, secret: &str) {
-        if secret.len() >= 6 && !self.known.iter().any(|k| k == secret) {
-            self.known.push(secret.to_string());
-            self.known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+        if secret.len() < 6 {
+            return;
         }
+        for spelling in spellings(secret) {
+            if !self.known.contains(&spelling) {
+                self.known.push(spelling);
+            }
+        }
+        // Longest first, so a secret containing another is removed whole.
+        self.known.sort_by_key(|k| std::cmp::Reverse(k.len()));
     }
 
     /// How many secrets of each kind were replaced so far.
@@ -112,47 +149,40 @@ impl Redactor {
             Some(b) => (b, "\n"),
             None => (line, ""),
         };
+        let indent = &body[..body.len() - body.trim_start_matches([' ', '\t']).len()];
+        if let Some(key_indent) = state.secret_block_indent {
+            if body.trim().is_empty() {
+                return line.to_string();
+            }
+            if indent.len() > key_indent {
+                return format!("{indent}{MARK}{newline}");
+            }
+            state.secret_block_indent = None;
+        }
         if state.in_private_key {
             if is_pem_end(body) {
                 state.in_private_key = false;
                 return line.to_string();
             }
-            self.count("private-key", 1);
-            return format!("{MARK}{newline}");
+            return format!("{indent}{MARK}{newline}");
         }
         let mut text = body.to_string();
-        if let Some(start) = text.find("-----BEGIN ") {
-            if text[start..].contains("PRIVATE KEY-----") {
-                match text[start + 11..].find("-----END ") {
-                    Some(end) => {
-                        // One-line key (escaped newlines in a JSON string).
-                        let end_abs = start + 11 + end;
-                        let tail_end = text[end_abs..]
-                            .find("KEY-----")
-                            .map_or(text.len(), |i| end_abs + i + 8);
-                        text.replace_range(start..tail_end, MARK);
-                        self.count("private-key", 1);
-                    }
-                    None => {
-                        state.in_private_key = true;
-                        text.truncate(start);
-                        text.push_str(MARK);
-                        self.count("private-key", 1);
-                    }
-                }
-            }
-        }
+        let n = redact_private_keys(&mut text, state);
+        self.count(KIND_PEM, n);
         for secret in &self.known {
             let n = text.matches(secret.as_str()).count();
             if n > 0 {
                 text = text.replace(secret.as_str(), MARK);
-                self.count("known-secret", n as u64);
+                self.count(KIND_KNOWN, n as u64);
             }
         }
         let n = redact_after_scheme(&mut text);
-        self.count("authorization-header", n);
-        let n = redact_secret_keys(&mut text);
-        self.count("credential-field", n);
+        self.count(KIND_HEADER, n);
+        let (n, block) = redact_secret_keys(&mut text);
+        self.count(KIND_FIELD, n);
+        if block.is_some() {
+            state.secret_block_indent = block;
+        }
         text.push_str(newline);
         text
     }
@@ -166,7 +196,7 @@ impl Redactor {
                     if is_secret_key(key) && !v.is_null() && !v.is_object() && !v.is_array() {
                         if v.as_str() != Some(MARK) {
                             *v = serde_json::Value::String(MARK.into());
-                            self.count("credential-field", 1);
+                            self.count(KIND_FIELD, 1);
                         }
                     } else {
                         self.json(v);
@@ -189,6 +219,76 @@ fn is_pem_end(line: &str) -> bool {
     line.contains("-----END ") && line.contains("PRIVATE KEY-----")
 }
 
+/// Replaces PEM private keys that begin on this line: whole when the
+/// block ends on the line or within the same quoted string (escaped
+/// newlines), else up to the end of the line, entering the block state.
+fn redact_private_keys(text: &mut String, state: &mut LineState) -> u64 {
+    let mut count = 0;
+    let mut from = 0;
+    while let Some(pos) = text[from..].find("-----BEGIN ") {
+        let start = from + pos;
+        // `-----BEGIN <type>-----`: the type ends at the next dashes.
+        let Some(header_end) = text[start + 11..].find("-----").map(|i| start + 11 + i) else {
+            break;
+        };
+        if !text[start..header_end].contains("PRIVATE KEY") {
+            from = start + 11;
+            continue;
+        }
+        count += 1;
+        if let Some(end) = text[header_end..].find("-----END ") {
+            let end_abs = header_end + end;
+            let tail_end = text[end_abs..]
+                .find("KEY-----")
+                .map_or(text.len(), |i| end_abs + i + 8);
+            text.replace_range(start..tail_end, MARK);
+        } else if let Some(quote) = closing_quote(text, start, '"') {
+            // Inside one quoted string (a JSON value cut short): the rest
+            // of that string only.
+            text.replace_range(start..quote, MARK);
+        } else {
+            state.in_private_key = true;
+            text.truncate(start);
+            text.push_str(MARK);
+            break;
+        }
+        from = start + MARK.len();
+    }
+    count
+}
+
+/// The index of the first unescaped `quote` at or after `from`, when the
+/// text before it from `from` holds an escaped newline (`\n`): the end of
+/// a JSON string holding a multi-line value.
+fn closing_quote(text: &str, from: usize, quote: char) -> Option<usize> {
+    let end = string_end(text, from, quote)?;
+    text[from..end].contains("\\n").then_some(end)
+}
+
+/// The index of the quote ending a string whose content starts at
+/// `from`; `\` escapes in `"` strings, `''` in `'` strings.
+fn string_end(text: &str, from: usize, quote: char) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let q = quote as u8;
+    let mut i = from;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if q == b'"' && b == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b == q {
+            if q == b'\'' && bytes.get(i + 1) == Some(&b'\'') {
+                i += 2;
+                continue;
+            }
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 fn normalise(key: &str) -> String {
     key.trim()
         .trim_matches(|c| c == '"' || c == '\'')
@@ -203,6 +303,10 @@ fn is_secret_key(key: &str) -> bool {
 
 fn is_value_char(c: char) -> bool {
     !c.is_whitespace() && !matches!(c, '"' | '\'' | ',' | '}' | ']' | ';' | '\\')
+}
+
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
 /// `Bearer X` / `Basic X` -> `Bearer <redacted>`; returns how many.
@@ -227,47 +331,138 @@ fn redact_after_scheme(text: &mut String) -> u64 {
     count
 }
 
-/// `key: value`, `"key": "value"`, `key=value` for credential keys.
-fn redact_secret_keys(text: &mut String) -> u64 {
-    let mut count = 0;
-    let mut search_from = 0;
-    loop {
-        let rest = &text[search_from..];
-        let Some(sep_rel) = rest.find([':', '=']) else {
-            break;
-        };
-        let sep = search_from + sep_rel;
-        // The key: the word just before the separator (maybe quoted).
-        let before = &text[..sep];
-        let key_start = before
-            .trim_end_matches(['"', '\''])
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            .map_or(0, |i| i + 1);
-        let key = &text[key_start..sep];
-        let mut next = sep + 1;
-        if is_secret_key(key) {
-            // The value: after spaces and an opening quote.
-            let after = &text[sep + 1..];
-            let skipped = after.len() - after.trim_start_matches([' ', '\t']).len();
-            let mut vstart = sep + 1 + skipped;
-            if text[vstart..].starts_with(['"', '\'']) {
-                vstart += 1;
+/// How a credential's value is written.
+enum Value {
+    /// Between quotes (content range); the quotes stay.
+    Quoted(usize, usize),
+    /// A bare value (range); in JSON it becomes the string `"<redacted>"`.
+    Bare(usize, usize, bool),
+    /// `key: |` (a YAML block scalar): the following, deeper lines.
+    Block,
+    /// Nothing to redact here (empty, null, a nested map or list).
+    None,
+}
+
+/// Finds the value after the separator at `sep` of a credential key.
+/// `json` says the key was double-quoted; `line_start` that the key opens
+/// the line (YAML: the value runs to the end of the line).
+fn value_after(text: &str, sep: usize, json: bool, line_start: bool) -> Value {
+    let after = &text[sep + 1..];
+    let start = sep + 1 + after.len() - after.trim_start_matches([' ', '\t']).len();
+    let rest = &text[start..];
+    if let Some(inner) = rest.strip_prefix("\\\"") {
+        // An escaped string inside a string: `{\"token\":\"x\"}`.
+        let end = inner.find("\\\"").map_or(text.len(), |i| start + 2 + i);
+        return Value::Quoted(start + 2, end);
+    }
+    match rest.chars().next() {
+        None | Some('{' | '[' | '#') => Value::None,
+        Some(q @ ('"' | '\'')) => {
+            let end = string_end(text, start + 1, q).unwrap_or(text.len());
+            Value::Quoted(start + 1, end)
+        }
+        Some('|' | '>')
+            if line_start
+                && text[sep..].starts_with(':')
+                && rest[1..]
+                    .trim_end()
+                    .chars()
+                    .all(|c| matches!(c, '-' | '+' | '0'..='9')) =>
+        {
+            Value::Block
+        }
+        Some(_) => {
+            let end = if line_start && !json && text[sep..].starts_with(':') {
+                // YAML plain scalar: to the end of the line or a comment.
+                let line_end = rest.find(" #").map_or(text.len(), |i| start + i);
+                start + text[start..line_end].trim_end().len()
+            } else {
+                start
+                    + rest
+                        .chars()
+                        .take_while(|c| is_value_char(*c))
+                        .map(char::len_utf8)
+                        .sum::<usize>()
+            };
+            let value = &text[start..end];
+            let scheme = ["bearer", "basic"]
+                .iter()
+                .any(|s| value.eq_ignore_ascii_case(s));
+            if value.is_empty()
+                || scheme
+                || ["null", "~", "true", "false"]
+                    .iter()
+                    .any(|s| value.eq_ignore_ascii_case(s))
+            {
+                Value::None
+            } else {
+                Value::Bare(start, end, json)
             }
-            let len: usize = text[vstart..]
-                .chars()
-                .take_while(|c| is_value_char(*c))
-                .map(char::len_utf8)
-                .sum();
-            let value = &text[vstart..vstart + len];
-            if len > 0 && value != MARK && !value.eq_ignore_ascii_case("null") {
-                text.replace_range(vstart..vstart + len, MARK);
-                count += 1;
-                next = vstart + MARK.len();
+        }
+    }
+}
+
+/// `key: value`, `"key": "value"`, `key=value` for credential keys.
+/// Returns how many, and the key's indentation when it opens a YAML block
+/// scalar whose lines follow.
+fn redact_secret_keys(text: &mut String) -> (u64, Option<usize>) {
+    let mut count = 0;
+    let mut block = None;
+    let mut search_from = 0;
+    while let Some(sep_rel) = text[search_from..].find([':', '=']) {
+        let sep = search_from + sep_rel;
+        let mut next = sep + 1;
+        // The key: the word just before the separator (maybe quoted,
+        // maybe with escaped quotes).
+        let before = text[..sep].trim_end();
+        let unquoted = before.trim_end_matches(['"', '\'', '\\']);
+        let json = before.ends_with('"');
+        let key_start = unquoted
+            .rfind(|c: char| !is_key_char(c))
+            .map_or(0, |i| i + 1);
+        let key = &unquoted[key_start..];
+        if !key.is_empty() && is_secret_key(key) {
+            let opening = text[..key_start].trim_start();
+            let line_start = opening.is_empty()
+                || ["\"", "'", "- ", "- \"", "- '"].contains(&opening)
+                || opening == "-";
+            match value_after(text, sep, json, line_start) {
+                Value::Quoted(start, end) => {
+                    let value = &text[start..end];
+                    if !value.is_empty() && value != MARK {
+                        if !value.contains(MARK) {
+                            count += 1;
+                        }
+                        text.replace_range(start..end, MARK);
+                    }
+                    next = start + MARK.len().min(text.len() - start);
+                }
+                Value::Bare(start, end, quote) => {
+                    if &text[start..end] != MARK {
+                        if !text[start..end].contains(MARK) {
+                            count += 1;
+                        }
+                        let with = if quote {
+                            format!("\"{MARK}\"")
+                        } else {
+                            MARK.to_string()
+                        };
+                        text.replace_range(start..end, &with);
+                        next = start + with.len();
+                    } else {
+                        next = end;
+                    }
+                }
+                Value::Block => {
+                    count += 1;
+                    block = Some(text.len() - text.trim_start_matches([' ', '\t']).len());
+                }
+                Value::None => {}
             }
         }
         search_from = next.min(text.len());
     }
-    count
+    (count, block)
 }
 
 /// A writer that redacts what goes through it, line by line, holding at
@@ -384,6 +579,148 @@ mod tests {
         let one =
             r.text("{\"k\":\"-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\\n\"}");
         assert!(!one.contains("MIIE"), "{one}");
+    }
+
+    #[test]
+    fn manifest_survives_its_own_redaction() {
+        use crate::manifest::{CollectorRecord, Manifest, Sources};
+        let r = Redactor::new(["given-token-123".to_string()]);
+        let mut redactions = BTreeMap::new();
+        for kind in [KIND_KNOWN, KIND_HEADER, KIND_FIELD, KIND_PEM] {
+            redactions.insert(kind.to_string(), 2);
+        }
+        let manifest = Manifest {
+            tool: "t".into(),
+            version: "1".into(),
+            created: "2026-12-06T00:00:00.000Z".into(),
+            resource: "system".into(),
+            archive_format: "zip".into(),
+            logs_since: "2026-12-05T00:00:00.000Z".into(),
+            max_log_bytes: 1,
+            sources: Sources::default(),
+            collectors: vec![CollectorRecord {
+                name: "logs/loki/io-engine".into(),
+                source: "http://x/?token=abcdef123".into(),
+                outcome: "failed".into(),
+                error: Some(
+                    "401: Authorization: Bearer given-token-123 \"password\": \"pw-9876\"".into(),
+                ),
+                files: Vec::new(),
+                duration_ms: 5,
+            }],
+            redactions,
+            partial: true,
+        };
+        let json = serde_json::to_string_pretty(&manifest).expect("json");
+        let redacted = r.text(&json);
+        let back: Manifest = serde_json::from_str(&redacted).expect("redacted manifest parses");
+        assert_eq!(back.redactions, manifest.redactions);
+        assert_eq!(back.collectors[0].duration_ms, 5);
+        for secret in ["given-token-123", "abcdef123", "pw-9876"] {
+            assert!(!redacted.contains(secret), "{secret} in {redacted}");
+        }
+    }
+
+    #[test]
+    fn json_keeps_its_shape() {
+        let r = Redactor::new(["quo\"ted-secret".to_string()]);
+        let value = serde_json::json!({
+            "token": 12345,
+            "password": "a\"b, c}",
+            "nested": {"secret": true, "api_key": null, "apikey": "k-1234567"},
+            "list": ["Bearer zzz.yyy", {"authorization": "Basic dXNlcjpwYXNz"}],
+            "text": "carry quo\"ted-secret on",
+            "n": 1,
+        });
+        for json in [
+            value.to_string(),
+            serde_json::to_string_pretty(&value).expect("json"),
+        ] {
+            let redacted = r.text(&json);
+            let back: serde_json::Value =
+                serde_json::from_str(&redacted).expect("redacted JSON parses");
+            assert_eq!(back["token"], MARK, "{redacted}");
+            assert_eq!(back["password"], MARK, "{redacted}");
+            assert_eq!(back["nested"]["secret"], true);
+            assert_eq!(back["nested"]["api_key"], serde_json::Value::Null);
+            assert_eq!(back["nested"]["apikey"], MARK);
+            assert_eq!(back["list"][0], "Bearer <redacted>");
+            assert_eq!(back["list"][1]["authorization"], MARK);
+            assert_eq!(back["text"], "carry <redacted> on");
+            assert_eq!(back["n"], 1);
+            for secret in [
+                "12345",
+                "a\\\"b",
+                "k-1234567",
+                "zzz.yyy",
+                "dXNlcjpwYXNz",
+                "ted-secret",
+            ] {
+                assert!(!redacted.contains(secret), "{secret} in {redacted}");
+            }
+        }
+    }
+
+    #[test]
+    fn yaml_keeps_its_shape() {
+        let r = Redactor::default();
+        let yaml = "\
+apiVersion: v1
+users:
+- name: admin
+  user:
+    token: abc.def ghi   # the token
+    password: 'it''s secret'
+    client-key-data: |
+      LS0tLS1CRUdJTiBQUklW
+      QVRFIEtFWS0tLS0tCg==
+    username: bob
+    passwd: 123456
+metadata:
+  annotations:
+    last-applied: \"{\\\"token\\\":\\\"zzz-inner\\\",\\\"a\\\":1}\"
+  tls.key: |
+    -----BEGIN PRIVATE KEY-----
+    MIIEvQIBADANBg
+    -----END PRIVATE KEY-----
+kind: Config
+";
+        let redacted = r.text(yaml);
+        for secret in [
+            "abc.def",
+            "ghi",
+            "it''s",
+            "LS0tLS1",
+            "QVRFIE",
+            "zzz-inner",
+            "MIIEvQ",
+            "123456",
+        ] {
+            assert!(!redacted.contains(secret), "{secret} in {redacted}");
+        }
+        let back: serde_yaml::Value =
+            serde_yaml::from_str(&redacted).expect("redacted YAML parses");
+        let user = &back["users"][0]["user"];
+        assert_eq!(user["token"], MARK, "{redacted}");
+        assert_eq!(user["password"], MARK);
+        assert_eq!(user["client-key-data"], "<redacted>\n<redacted>\n");
+        assert_eq!(user["username"], "bob");
+        assert_eq!(user["passwd"], MARK);
+        let inner: serde_json::Value = serde_json::from_str(
+            back["metadata"]["annotations"]["last-applied"]
+                .as_str()
+                .expect("string"),
+        )
+        .expect("inner JSON parses");
+        assert_eq!(inner, serde_json::json!({"token": MARK, "a": 1}));
+        assert_eq!(
+            back["metadata"]["tls.key"],
+            "<redacted>\n<redacted>\n-----END PRIVATE KEY-----\n"
+        );
+        assert_eq!(back["kind"], "Config");
+        let counts = r.counts();
+        assert_eq!(counts.get(KIND_PEM), Some(&1), "{counts:?}");
+        assert_eq!(counts.get(KIND_FIELD), Some(&5), "{counts:?}");
     }
 
     #[test]
