@@ -128,52 +128,25 @@ async fn fixtures(size: u64) -> Vec<Fixture> {
 
 // ---- self-checking block pattern ----------------------------------------
 //
-// Every written block starts with a header: its byte offset (u64 LE), the
-// generation that wrote it (u64 LE), and the crc32c of the rest of the
-// block (u32 LE). A read is verified against the model's generation.
+// Every written block is `mayastor_common::pattern`'s block for its byte
+// offset and the generation that wrote it (a CRC-32C over all of it). A
+// read is verified against the model's generation (0: never written, must
+// be zeroes).
 
-fn fill_block(block: &mut [u8], offset: u64, generation: u64, rng: &mut SmallRng) {
-    rng.fill(&mut block[20..]);
-    block[0..8].copy_from_slice(&offset.to_le_bytes());
-    block[8..16].copy_from_slice(&generation.to_le_bytes());
-    let crc = crc32c::crc32c(&block[20..]);
-    block[16..20].copy_from_slice(&crc.to_le_bytes());
-}
-
-fn pattern(offset: u64, len: usize, bs: usize, generation: u64, rng: &mut SmallRng) -> Vec<u8> {
+fn pattern(offset: u64, len: usize, bs: usize, generation: u64) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     for (i, block) in buf.chunks_mut(bs).enumerate() {
-        fill_block(block, offset + (i * bs) as u64, generation, rng);
+        mayastor_common::pattern::fill(offset + (i * bs) as u64, generation, block);
     }
     buf
 }
 
 /// Checks one block read at `offset` against the generation the model
-/// expects (0: never written, must be zeroes).
+/// expects.
 fn check_block(name: &str, block: &[u8], offset: u64, expected_generation: u64) {
-    if expected_generation == 0 {
-        assert!(
-            block.iter().all(|&b| b == 0),
-            "{name}: block at {offset} should be zeroes"
-        );
-        return;
+    if let Some(wrong) = mayastor_common::pattern::check(offset, expected_generation, block) {
+        panic!("{name}: {wrong}");
     }
-    let off = u64::from_le_bytes(block[0..8].try_into().unwrap());
-    let generation = u64::from_le_bytes(block[8..16].try_into().unwrap());
-    let crc = u32::from_le_bytes(block[16..20].try_into().unwrap());
-    assert_eq!(
-        off, offset,
-        "{name}: block at {offset} holds the block of {off}"
-    );
-    assert_eq!(
-        generation, expected_generation,
-        "{name}: block at {offset} is stale (generation {generation}, expected {expected_generation})"
-    );
-    assert_eq!(
-        crc,
-        crc32c::crc32c(&block[20..]),
-        "{name}: block at {offset} is corrupt"
-    );
 }
 
 /// Reads the whole device and checks it against `model` (generation per
@@ -209,7 +182,7 @@ async fn random_writes_read_back() {
             let first = rng.random_range(0..nblocks);
             let count = rng.random_range(1..=32usize).min(nblocks - first);
             let off = (first * bs) as u64;
-            let data = pattern(off, count * bs, bs, generation, &mut rng);
+            let data = pattern(off, count * bs, bs, generation);
             if rng.random_bool(0.3) {
                 // A buffer at an odd address (bounced under O_DIRECT).
                 let mut odd = vec![0u8; data.len() + 1];
@@ -267,13 +240,7 @@ async fn concurrent_io_on_disjoint_regions() {
                     let first = base + rng.random_range(0..region_blocks);
                     let count = rng.random_range(1..=region_blocks - (first - base));
                     let off = first * bs;
-                    let data = pattern(
-                        off,
-                        (count * bs) as usize,
-                        bs as usize,
-                        generation,
-                        &mut rng,
-                    );
+                    let data = pattern(off, (count * bs) as usize, bs as usize, generation);
                     dev.write_at(off, &data).await.unwrap();
                     let mut back = vec![0u8; data.len()];
                     dev.read_at(off, &mut back).await.unwrap();
@@ -332,8 +299,7 @@ async fn write_zeroes_and_unmap_read_back_zeroes() {
     for f in fixtures(4 * MIB).await {
         let bs = f.dev.info().block_size as u64;
         let nblocks = f.dev.info().num_blocks as usize;
-        let mut rng = SmallRng::seed_from_u64(7);
-        let all = pattern(0, (4 * MIB) as usize, bs as usize, 1, &mut rng);
+        let all = pattern(0, (4 * MIB) as usize, bs as usize, 1);
         f.dev.write_at(0, &all).await.unwrap();
         let mut model = vec![1u64; nblocks];
 
@@ -360,7 +326,7 @@ async fn write_zeroes_and_unmap_read_back_zeroes() {
         verify_all(&f, &model).await;
 
         // A zeroed range can be written again.
-        let again = pattern(2 * MIB, bs as usize, bs as usize, 2, &mut rng);
+        let again = pattern(2 * MIB, bs as usize, bs as usize, 2);
         f.dev.write_at(2 * MIB, &again).await.unwrap();
         model[(2 * MIB / bs) as usize] = 2;
         verify_all(&f, &model).await;
@@ -373,8 +339,7 @@ async fn bad_requests_are_refused_without_touching_data() {
         let name = &f.name;
         let bs = u64::from(f.dev.info().block_size);
         let size = f.dev.info().size_bytes();
-        let mut rng = SmallRng::seed_from_u64(9);
-        let all = pattern(0, size as usize, bs as usize, 1, &mut rng);
+        let all = pattern(0, size as usize, bs as usize, 1);
         f.dev.write_at(0, &all).await.unwrap();
         let model = vec![1u64; f.dev.info().num_blocks as usize];
 
@@ -440,8 +405,7 @@ async fn bad_requests_are_refused_without_touching_data() {
 async fn dropping_in_flight_futures_is_safe() {
     for f in fixtures(4 * MIB).await {
         let bs = f.dev.info().block_size as usize;
-        let mut rng = SmallRng::seed_from_u64(11);
-        let all = pattern(0, (4 * MIB) as usize, bs, 1, &mut rng);
+        let all = pattern(0, (4 * MIB) as usize, bs, 1);
         f.dev.write_at(0, &all).await.unwrap();
         let mut model = vec![1u64; f.dev.info().num_blocks as usize];
 
@@ -462,13 +426,13 @@ async fn dropping_in_flight_futures_is_safe() {
             // afterwards the block holds either generation.
             let b = (i as usize * 7) % model.len();
             let generation = 2 + i;
-            let data = pattern((b * bs) as u64, bs, bs, generation, &mut rng);
+            let data = pattern((b * bs) as u64, bs, bs, generation);
             tokio::select! {
                 biased;
                 r = f.dev.write_at((b * bs) as u64, &data) => { r.unwrap(); model[b] = generation; }
                 _ = std::future::ready(()) => {
                     // Settle what landed: rewrite with a known generation.
-                    let data = pattern((b * bs) as u64, bs, bs, generation, &mut rng);
+                    let data = pattern((b * bs) as u64, bs, bs, generation);
                     f.dev.write_at((b * bs) as u64, &data).await.unwrap();
                     model[b] = generation;
                 }
@@ -486,11 +450,7 @@ async fn dropping_in_flight_futures_is_safe() {
 async fn flush_works_everywhere() {
     for f in fixtures(MIB).await {
         let bs = f.dev.info().block_size as usize;
-        let mut rng = SmallRng::seed_from_u64(13);
-        f.dev
-            .write_at(0, &pattern(0, bs, bs, 1, &mut rng))
-            .await
-            .unwrap();
+        f.dev.write_at(0, &pattern(0, bs, bs, 1)).await.unwrap();
         f.dev.flush().await.unwrap();
         f.dev.flush().await.unwrap();
     }
@@ -508,7 +468,6 @@ async fn faulty_switches_on_a_real_device() {
     assert_eq!(dev.info().uri, uri.to_string());
     assert_eq!(dev.info().num_blocks, 2048);
 
-    let mut rng = SmallRng::seed_from_u64(17);
     let mut model = vec![0u64; 2048];
     let fx = Fixture {
         name: format!("faulty({inner_backend})"),
@@ -517,7 +476,7 @@ async fn faulty_switches_on_a_real_device() {
     };
     ctl.fail_writes_after(3);
     for (b, expected) in model.iter_mut().enumerate().take(5) {
-        let data = pattern((b * 512) as u64, 512, 512, 1, &mut rng);
+        let data = pattern((b * 512) as u64, 512, 512, 1);
         let r = fx.dev.write_at((b * 512) as u64, &data).await;
         if b < 3 {
             r.unwrap();
@@ -554,7 +513,6 @@ async fn data_survives_close_and_reopen() {
     for blk in BLOCK_SIZES {
         let file = temp_file(2 * MIB);
         let bs = blk as usize;
-        let mut rng = SmallRng::seed_from_u64(19);
         let nblocks = (2 * MIB) as usize / bs;
         let mut model = vec![0u64; nblocks];
         let writers = [
@@ -567,7 +525,7 @@ async fn data_survives_close_and_reopen() {
         for (round, opts) in writers.iter().enumerate() {
             let dev = open(&file_uri("aio", &file, blk), opts).await.unwrap();
             let first = round * 37;
-            let data = pattern((first * bs) as u64, 64 * bs, bs, round as u64 + 1, &mut rng);
+            let data = pattern((first * bs) as u64, 64 * bs, bs, round as u64 + 1);
             dev.write_at((first * bs) as u64, &data).await.unwrap();
             model[first..first + 64].fill(round as u64 + 1);
             dev.flush().await.unwrap();
@@ -695,8 +653,7 @@ async fn tmpfs_file() {
             dev,
             _file: Some(path),
         };
-        let mut rng = SmallRng::seed_from_u64(29);
-        let all = pattern(0, (2 * MIB) as usize, 4096, 1, &mut rng);
+        let all = pattern(0, (2 * MIB) as usize, 4096, 1);
         fx.dev.write_at(0, &all).await.unwrap();
         let mut model = vec![1u64; 512];
         fx.dev.write_zeroes(4096, 3 * 4096).await.unwrap();
@@ -792,7 +749,7 @@ async fn loop_device() {
         for generation in 1..=50u64 {
             let first = rng.random_range(0..nblocks);
             let count = rng.random_range(1..=16usize).min(nblocks - first);
-            let data = pattern((first * bs) as u64, count * bs, bs, generation, &mut rng);
+            let data = pattern((first * bs) as u64, count * bs, bs, generation);
             fx.dev.write_at((first * bs) as u64, &data).await.unwrap();
             model[first..first + count].fill(generation);
         }

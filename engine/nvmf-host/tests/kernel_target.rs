@@ -25,6 +25,7 @@ use std::{
 };
 
 use blockdev::{Backend, BlockDevice};
+use mayastor_common::pattern;
 use nvmf_host::{ConnectOptions, Controller, Namespace};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use tokio::{
@@ -77,43 +78,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Deterministic content of block `lba` at generation `generation`
-/// (0 = zeroes): lba, generation, pseudo-random fill, CRC32C trailer.
-fn fill_block(buf: &mut [u8], lba: u64, generation: u32) {
-    if generation == 0 {
-        buf.fill(0);
-        return;
-    }
-    buf[0..8].copy_from_slice(&lba.to_le_bytes());
-    buf[8..12].copy_from_slice(&generation.to_le_bytes());
-    let mut x = lba.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(generation) ^ 0xdead_beef;
-    for chunk in buf[12..BLOCK - 4].chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let n = chunk.len();
-        chunk.copy_from_slice(&x.to_le_bytes()[..n]);
-    }
-    let crc = crc32c::crc32c(&buf[..BLOCK - 4]);
-    buf[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
-}
-
-fn check_block(buf: &[u8], lba: u64, generation: u32) -> Result<(), String> {
-    let mut want = [0u8; BLOCK];
-    fill_block(&mut want, lba, generation);
-    if buf == want {
-        return Ok(());
-    }
-    let crc_ok = crc32c::crc32c(&buf[..BLOCK - 4]).to_le_bytes() == buf[BLOCK - 4..];
-    let got_lba = u64::from_le_bytes(buf[0..8].try_into().unwrap());
-    let got_gen = u32::from_le_bytes(buf[8..12].try_into().unwrap());
-    Err(format!(
-        "block {lba}: expected generation {generation}, found lba {got_lba} generation {got_gen} \
-         (checksum {})",
-        if crc_ok { "valid" } else { "INVALID" }
-    ))
-}
-
 /// One worker's view of its stripe: the generation of each block.
 struct Stripe {
     first_lba: u64,
@@ -124,7 +88,11 @@ impl Stripe {
     async fn write(&mut self, ns: &Namespace, index: usize, nblocks: usize, generation: u32) {
         let mut buf = vec![0u8; nblocks * BLOCK];
         for (i, b) in buf.chunks_mut(BLOCK).enumerate() {
-            fill_block(b, self.first_lba + (index + i) as u64, generation);
+            pattern::fill(
+                self.first_lba + (index + i) as u64,
+                u64::from(generation),
+                b,
+            );
         }
         let off = (self.first_lba + index as u64) * BLOCK as u64;
         ns.write_at(off, &buf).await.unwrap_or_else(|e| {
@@ -147,7 +115,9 @@ impl Stripe {
         });
         for (i, b) in buf.chunks(BLOCK).enumerate() {
             let lba = self.first_lba + (index + i) as u64;
-            check_block(b, lba, self.generations[index + i]).unwrap();
+            if let Some(wrong) = pattern::check(lba, u64::from(self.generations[index + i]), b) {
+                panic!("{wrong}");
+            }
         }
     }
 }
