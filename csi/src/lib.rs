@@ -13,6 +13,8 @@
 //! - [`controller`]: the Controller service of `csi-controller`, which
 //!   talks to the cluster only through the REST client crate `openapi`;
 //! - [`node`]: the Node service of `csi-node`;
+//! - [`context`]: the keys of the StorageClass parameters, volume context
+//!   and publish context (one home for controller and node);
 //! - [`client`]: a channel to a plugin's unix socket (tests, tools);
 //! - [`socket`]: serving a tonic router on a unix socket (stale socket
 //!   removed at start, removed again at shutdown).
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod context;
 pub mod controller;
 pub mod identity;
 pub mod node;
