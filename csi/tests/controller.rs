@@ -4,7 +4,8 @@
 //! created, idempotency, ALREADY_EXISTS and ABORTED, publish (node choice,
 //! publish context), expand, get, validate, unpublish, delete, GetCapacity
 //! against what a thick volume can really take, ListVolumes paging over
-//! 250 volumes, and malformed or unknown ids with the CSI codes.
+//! 250 volumes, malformed or unknown ids with the CSI codes, and an
+//! abnormal volume condition once an engine holding a replica is SIGKILLed.
 //! One cluster for the whole file (loopback 127.0.100.x).
 
 #![allow(clippy::unwrap_used)]
@@ -12,6 +13,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
 
 use common::*;
 use csi::v1::{volume_capability::access_mode::Mode, *};
@@ -677,6 +679,70 @@ async fn controller_rpcs_against_a_local_cluster() {
         })
         .await;
     assert_eq!(volume_count(&rest).await, 0);
+
+    // --- An abnormal condition while the volume is Degraded: SIGKILL the
+    // engine of a replica away from the target.
+    let deg = c
+        .create_volume(create_req("pvc-degraded", 8 * MIB, &[("repl", "2")]))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+        .volume_id;
+    c.controller_publish_volume(publish(&deg, "node-1"))
+        .await
+        .unwrap();
+    let victim = rest
+        .get_volume(&deg)
+        .await
+        .unwrap()
+        .state
+        .replica_topology
+        .values()
+        .filter_map(|r| r.node.clone())
+        .find(|n| n != "node-1")
+        .expect("a replica away from the target");
+    let engine = victim.replace("node-", "io-engine-");
+    let pid_file = cluster.state_dir.join("pids").join(format!("{engine}.pid"));
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = pid.split_whitespace().next().unwrap().to_owned();
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    testkit::eventually("an abnormal condition", 60, || {
+        let mut c = ctl.controller();
+        let deg = deg.clone();
+        async move {
+            let got = c
+                .controller_get_volume(ControllerGetVolumeRequest { volume_id: deg })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            let cond = got.status.unwrap().volume_condition.unwrap();
+            if cond.abnormal && cond.message.contains("Degraded") {
+                Ok(())
+            } else {
+                Err(cond.message)
+            }
+        }
+    })
+    .await;
+    let listed = c
+        .list_volumes(ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let entry = listed
+        .iter()
+        .find(|e| e.volume.as_ref().unwrap().volume_id == deg)
+        .unwrap();
+    let status = entry.status.as_ref().unwrap();
+    assert!(status.volume_condition.as_ref().unwrap().abnormal);
+    assert_eq!(status.published_node_ids, ["node-1"]);
 
     // --- Probe not ready once REST is gone.
     drop(cluster);
