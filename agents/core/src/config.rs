@@ -1,6 +1,11 @@
 //! Command line and tunables of the core agent.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
+
+use io_engine_api::names::CORE_GRPC_PORT;
 
 pub use mayastor_common::duration::parse as parse_duration;
 
@@ -15,7 +20,7 @@ use crate::scheduler::ThinLimits;
 )]
 pub struct Args {
     /// IP:PORT of the core agent (gRPC registration and the HTTP API).
-    #[arg(short = 'g', long, default_value = "0.0.0.0:50051")]
+    #[arg(short = 'g', long, default_value_t = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), CORE_GRPC_PORT))]
     pub grpc_endpoint: SocketAddr,
     /// Store endpoint (etcd, or the embedded store): HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:2379")]

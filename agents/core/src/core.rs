@@ -24,14 +24,11 @@ pub use views::{child_health, child_of, nexus_model, reason_name, rfc3339};
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::Duration,
 };
 
-use io_engine_api::v1;
+use io_engine_api::{names::host_nqn, v1};
 use openapi::{models::*, ErrorKind, RestError};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -41,17 +38,9 @@ use crate::{
     locks::{Resource, ResourceGuard, ResourceLocks},
     registry::{EngineClient, EngineNexus, Registry},
     scheduler::{self, ChildHealth, Cluster},
-    specs::{SpecStore, VolumeOp, VolumeRecord},
+    specs::{SpecStore, SpecWrite, VolumeOp, VolumeRecord},
     CoreError,
 };
-
-/// NQN prefix of volumes and replicas.
-pub const NQN_PREFIX: &str = "nqn.2019-05.io.openebs:";
-
-/// Host NQN of a node's engine (and of a node that mounts volumes).
-pub fn node_nqn(node: &str) -> String {
-    format!("{NQN_PREFIX}node-name:{node}")
-}
 
 /// Controller-ID window of target generation `gen` (16 IDs, within
 /// 1..=0xffef): each new target of a volume gets a fresh one.
@@ -111,8 +100,6 @@ pub struct Core {
     pub reconcile_lock: tokio::sync::Mutex<()>,
     /// Per node: the ticket of the last refresh that completed.
     refreshes: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<u64>>>>,
-    /// Tickets ordering refresh requests and refresh starts.
-    refresh_ticket: AtomicU64,
     /// When this instance took over (engines re-register within one
     /// heartbeat timeout of it).
     pub started: std::time::Instant,
@@ -136,7 +123,6 @@ impl Core {
             placement: tokio::sync::Mutex::new(()),
             reconcile_lock: tokio::sync::Mutex::new(()),
             refreshes: parking_lot::Mutex::new(HashMap::new()),
-            refresh_ticket: AtomicU64::new(1),
             started: std::time::Instant::now(),
         })
     }
@@ -156,7 +142,7 @@ impl Core {
     /// state was polled after this call began (by this call or by one that
     /// started later), unless the engine could not be polled.
     pub async fn refresh(&self, node: &str) {
-        let asked = self.refresh_ticket.fetch_add(1, Ordering::SeqCst);
+        let asked = self.registry.ticket();
         let slot = self
             .refreshes
             .lock()
@@ -171,11 +157,11 @@ impl Core {
         if *last_done > asked {
             return;
         }
-        let started = self.refresh_ticket.fetch_add(1, Ordering::SeqCst);
+        let started = self.registry.ticket();
         if let Some(c) = self.registry.online_client(node) {
             match crate::registry::poll(&c).await {
                 Ok((p, r, n)) => {
-                    self.registry.set_observed(node, p, r, n);
+                    self.registry.set_observed(node, started, p, r, n);
                     *last_done = started;
                 }
                 Err(e) => warn!(node, error = %e.message(), "cannot poll the engine"),
@@ -185,86 +171,39 @@ impl Core {
 
     // ----------------------------------------------------------- cluster view
 
-    /// The scheduler's view of the cluster.
-    pub fn cluster(&self) -> Cluster {
-        let specs_nodes = self.specs.nodes.read().clone();
-        let nodes = self.registry.nodes();
+    /// The scheduler's view of the cluster for choosing a target node:
+    /// nodes, targets and affinity groups (no pools, no replicas).
+    pub fn target_cluster(&self) -> Cluster {
         let mut cluster = Cluster {
-            nodes: Vec::new(),
+            nodes: self.node_infos(),
             pools: Vec::new(),
             replicas: Vec::new(),
             nexuses: Vec::new(),
             volumes_in_group: BTreeMap::new(),
             limits: self.args.limits(),
         };
-        for n in &nodes {
-            let spec = specs_nodes.get(&n.id);
-            cluster.nodes.push(scheduler::NodeInfo {
-                id: n.id.clone(),
-                online: n.online,
-                cordoned: spec.is_some_and(|s| s.cordon_drain_state.is_cordoned()),
-                labels: spec.map(|s| s.labels.clone()).unwrap_or_default(),
-            });
-        }
-        let pool_specs = self.specs.pools.read().clone();
-        let observed = self.registry.replica_allocations();
-        // Replicas reserved or made but not yet seen on their engine count
-        // against their pool's commitment: placements do not wait for the
-        // next poll to see the room taken.
-        let mut unobserved: BTreeMap<String, u64> = BTreeMap::new();
-        for r in self.specs.replicas.read().values() {
-            if r.status != SpecStatus::Deleting && !observed.contains_key(&r.uuid) {
-                *unobserved.entry(r.pool.clone()).or_default() += r.size;
-            }
-        }
-        for (node, p) in self.registry.pools() {
-            let spec = pool_specs.get(&p.name);
-            let labels = spec.map(|s| s.labels.clone()).unwrap_or_default();
-            let deleting = spec.is_some_and(|s| s.status == SpecStatus::Deleting);
-            cluster.pools.push(scheduler::PoolInfo {
-                id: p.name.clone(),
-                node,
-                online: p.state == v1::PoolState::PoolOnline as i32 && !deleting,
-                labels,
-                capacity: p.capacity,
-                used: p.used,
-                committed: p
-                    .committed
-                    .saturating_add(unobserved.get(&p.name).copied().unwrap_or(0)),
-            });
-        }
-        let nexuses = self.registry.nexuses();
-        let nexus_by_uuid: HashMap<&str, &EngineNexus> =
-            nexuses.iter().map(|(_, n)| (n.uuid.as_str(), n)).collect();
-        let volume_nexus: HashMap<String, String> = self
-            .specs
-            .volumes
-            .read()
-            .values()
-            .filter_map(|r| Some((r.spec.uuid.clone(), r.nexus.clone()?)))
-            .collect();
-        for spec in self
-            .specs
-            .replicas
-            .read()
-            .values()
-            .filter(|r| r.status != SpecStatus::Deleting)
-        {
-            let child = spec.owners.volume.as_ref().and_then(|v| {
-                let n = nexus_by_uuid.get(volume_nexus.get(v)?.as_str())?;
-                child_of(n, &spec.uuid).map(|c| child_health(&c))
-            });
-            cluster.replicas.push(scheduler::ReplicaInfo {
-                uuid: spec.uuid.clone(),
-                volume: spec.owners.volume.clone(),
-                node: spec.node.clone(),
-                pool: spec.pool.clone(),
-                size: spec.size,
-                allocated: observed.get(&spec.uuid).copied().unwrap_or(0),
-                online: observed.contains_key(&spec.uuid),
-                child,
-            });
-        }
+        self.add_targets_and_groups(&mut cluster);
+        cluster
+    }
+
+    fn node_infos(&self) -> Vec<scheduler::NodeInfo> {
+        let specs_nodes = self.specs.nodes.read();
+        self.registry
+            .nodes()
+            .into_iter()
+            .map(|n| {
+                let spec = specs_nodes.get(&n.id);
+                scheduler::NodeInfo {
+                    cordoned: spec.is_some_and(|s| s.cordon_drain_state.is_cordoned()),
+                    labels: spec.map(|s| s.labels.clone()).unwrap_or_default(),
+                    id: n.id,
+                    online: n.online,
+                }
+            })
+            .collect()
+    }
+
+    fn add_targets_and_groups(&self, cluster: &mut Cluster) {
         for spec in self.specs.nexuses.read().values() {
             cluster.nexuses.push(scheduler::NexusInfo {
                 uuid: spec.uuid.clone(),
@@ -281,6 +220,94 @@ impl Core {
                     .push(rec.spec.uuid.clone());
             }
         }
+    }
+
+    /// The scheduler's view of the cluster.
+    pub fn cluster(&self) -> Cluster {
+        let mut cluster = Cluster {
+            nodes: self.node_infos(),
+            pools: Vec::new(),
+            replicas: Vec::new(),
+            nexuses: Vec::new(),
+            volumes_in_group: BTreeMap::new(),
+            limits: self.args.limits(),
+        };
+        // The replicas the specs know (those being deleted aside), then
+        // which of them an engine reports and with how many bytes.
+        let volume_nexus: HashMap<String, String> = self
+            .specs
+            .volumes
+            .read()
+            .values()
+            .filter_map(|r| Some((r.spec.uuid.clone(), r.nexus.clone()?)))
+            .collect();
+        let mut replicas: Vec<scheduler::ReplicaInfo> = self
+            .specs
+            .replicas
+            .read()
+            .values()
+            .filter(|r| r.status != SpecStatus::Deleting)
+            .map(|spec| scheduler::ReplicaInfo {
+                uuid: spec.uuid.clone(),
+                volume: spec.owners.volume.clone(),
+                node: spec.node.clone(),
+                pool: spec.pool.clone(),
+                size: spec.size,
+                allocated: 0,
+                online: false,
+                child: None,
+            })
+            .collect();
+        let allocations = self
+            .registry
+            .replica_allocations(replicas.iter().map(|r| r.uuid.as_str()));
+        // Replicas reserved or made but not yet seen on their engine count
+        // against their pool's commitment: placements do not wait for the
+        // next poll to see the room taken.
+        let mut unobserved: HashMap<&str, u64> = HashMap::new();
+        for (r, allocated) in replicas.iter_mut().zip(allocations) {
+            match allocated {
+                Some(a) => {
+                    r.online = true;
+                    r.allocated = a;
+                }
+                None => *unobserved.entry(r.pool.as_str()).or_default() += r.size,
+            }
+        }
+        let pool_specs = self.specs.pools.read();
+        for (node, p) in self.registry.pools() {
+            let spec = pool_specs.get(&p.name);
+            let deleting = spec.is_some_and(|s| s.status == SpecStatus::Deleting);
+            cluster.pools.push(scheduler::PoolInfo {
+                online: p.state == v1::PoolState::PoolOnline as i32 && !deleting,
+                labels: spec.map(|s| s.labels.clone()).unwrap_or_default(),
+                capacity: p.capacity,
+                used: p.used,
+                committed: p
+                    .committed
+                    .saturating_add(unobserved.get(p.name.as_str()).copied().unwrap_or(0)),
+                id: p.name,
+                node,
+            });
+        }
+        drop(pool_specs);
+        // Child states, read in place from the observed nexuses.
+        for r in &mut replicas {
+            let Some(nexus) = r.volume.as_ref().and_then(|v| volume_nexus.get(v)) else {
+                continue;
+            };
+            r.child = self
+                .registry
+                .with_nexus(nexus, |n| {
+                    n.children
+                        .iter()
+                        .find(|c| c.uuid == r.uuid)
+                        .map(child_health)
+                })
+                .flatten();
+        }
+        cluster.replicas = replicas;
+        self.add_targets_and_groups(&mut cluster);
         cluster
     }
 

@@ -3,11 +3,15 @@
 //! An engine registers on start and then every heartbeat; a node whose
 //! engine has not registered within the heartbeat timeout (10 s by default)
 //! is Offline. The observed pools, replicas and nexuses of online nodes are
-//! polled from their engines' gRPC APIs every poll period and refreshed
-//! after every operation on that node.
+//! polled from their engines' gRPC APIs every poll period; between polls,
+//! what the core changes is recorded from the engines' answers (a created
+//! replica, a published nexus), so views and placement see it at once. A
+//! poll whose snapshot may predate such a change gets it applied again on
+//! top (tickets order polls and changes), so a slow poll never hides it.
 
 use std::{
     collections::BTreeMap,
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -52,7 +56,8 @@ impl EngineClient {
     }
 }
 
-/// One registered node.
+/// One registered node (what its registration says; what its engine
+/// reports is kept beside it, see [`Registry`]).
 #[derive(Clone)]
 pub struct NodeEntry {
     pub id: String,
@@ -63,23 +68,100 @@ pub struct NodeEntry {
     pub last_seen: Instant,
     pub online: bool,
     pub client: EngineClient,
-    /// Observed state, from the last successful poll.
-    pub pools: Vec<EnginePool>,
-    pub replicas: Vec<EngineReplica>,
-    pub nexuses: Vec<EngineNexus>,
     /// Instance whose pools/nexuses were last restored.
     pub restored_instance: Option<String>,
 }
 
-/// Every known node.
+/// A change the core made on an engine and recorded from the engine's
+/// answer, before any poll saw it.
+#[derive(Clone)]
+enum Change {
+    /// A replica was created (`created`: its pool's commitment grows by its
+    /// size) or changed (shared, unshared).
+    Replica {
+        replica: EngineReplica,
+        created: bool,
+    },
+    /// A replica was destroyed.
+    ReplicaGone(String),
+    Nexus(EngineNexus),
+    /// A nexus was destroyed.
+    NexusGone(String),
+}
+
+/// What one node's engine reports, by name or uuid.
+#[derive(Default)]
+struct Observed {
+    pools: Vec<EnginePool>,
+    replicas: BTreeMap<String, EngineReplica>,
+    nexuses: BTreeMap<String, EngineNexus>,
+    /// Changes recorded since the oldest poll that may still be applied,
+    /// with their tickets.
+    recent: Vec<(u64, Change)>,
+}
+
+impl Observed {
+    fn apply(&mut self, change: &Change, in_snapshot: bool) {
+        match change {
+            Change::Replica { replica, created } => {
+                let known = self.replicas.contains_key(&replica.uuid);
+                // A created replica's pool commits its size, unless the
+                // pool was listed with the replica in it already. Polls
+                // list replicas before pools, so a replica in a snapshot is
+                // also in that snapshot's pool figures. Counting it twice
+                // until the next poll is safe (placement sees less room),
+                // counting it never is not.
+                if *created && !(in_snapshot && known) {
+                    if let Some(p) = self.pools.iter_mut().find(|p| p.name == replica.pool_name) {
+                        p.committed = p.committed.saturating_add(replica.size);
+                        p.used = p.used.saturating_add(replica.allocated);
+                    }
+                }
+                self.replicas.insert(replica.uuid.clone(), replica.clone());
+            }
+            Change::Nexus(n) => {
+                self.nexuses.insert(n.uuid.clone(), n.clone());
+            }
+            // Its pool keeps counting it until the next poll: less room
+            // for a moment, never more than there is.
+            Change::ReplicaGone(uuid) => {
+                self.replicas.remove(uuid);
+            }
+            Change::NexusGone(uuid) => {
+                self.nexuses.remove(uuid);
+            }
+        }
+    }
+}
+
+struct Node {
+    entry: NodeEntry,
+    observed: Observed,
+}
+
+/// Every known node, and what its engine reports: from the last poll,
+/// plus the changes the core made since (recorded from the engines'
+/// answers, so a view right after an operation shows it without a poll).
 #[derive(Default)]
 pub struct Registry {
-    nodes: RwLock<BTreeMap<String, NodeEntry>>,
+    nodes: RwLock<BTreeMap<String, Node>>,
+    /// Orders polls and recorded changes (see [`Registry::ticket`]).
+    tickets: AtomicU64,
 }
 
 impl Registry {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            nodes: RwLock::default(),
+            tickets: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh ticket. A poll takes one before it asks the engine; a
+    /// change recorded with a later ticket may be missing from that poll's
+    /// snapshot, so it is applied again on top of it.
+    pub fn ticket(&self) -> u64 {
+        self.tickets.fetch_add(1, Ordering::SeqCst)
     }
 
     /// Records a registration; returns true when the node (or a new
@@ -94,7 +176,7 @@ impl Registry {
         timeout: Duration,
     ) -> Result<bool, String> {
         let mut nodes = self.nodes.write();
-        if let Some(n) = nodes.get_mut(id) {
+        if let Some(Node { entry: n, .. }) = nodes.get_mut(id) {
             let new_instance = n.instance_uuid != instance_uuid || !n.online;
             if n.grpc_endpoint != grpc_endpoint {
                 n.client = EngineClient::new(grpc_endpoint, timeout)?;
@@ -109,19 +191,19 @@ impl Registry {
         }
         nodes.insert(
             id.to_owned(),
-            NodeEntry {
-                id: id.to_owned(),
-                grpc_endpoint: grpc_endpoint.to_owned(),
-                instance_uuid: instance_uuid.to_owned(),
-                node_nqn: node_nqn.to_owned(),
-                version: version.to_owned(),
-                last_seen: Instant::now(),
-                online: true,
-                client: EngineClient::new(grpc_endpoint, timeout)?,
-                pools: Vec::new(),
-                replicas: Vec::new(),
-                nexuses: Vec::new(),
-                restored_instance: None,
+            Node {
+                entry: NodeEntry {
+                    id: id.to_owned(),
+                    grpc_endpoint: grpc_endpoint.to_owned(),
+                    instance_uuid: instance_uuid.to_owned(),
+                    node_nqn: node_nqn.to_owned(),
+                    version: version.to_owned(),
+                    last_seen: Instant::now(),
+                    online: true,
+                    client: EngineClient::new(grpc_endpoint, timeout)?,
+                    restored_instance: None,
+                },
+                observed: Observed::default(),
             },
         );
         Ok(true)
@@ -130,8 +212,8 @@ impl Registry {
     /// Marks a node offline at once (clean engine stop).
     pub fn deregister(&self, id: &str, instance_uuid: &str) {
         if let Some(n) = self.nodes.write().get_mut(id) {
-            if n.instance_uuid == instance_uuid {
-                n.online = false;
+            if n.entry.instance_uuid == instance_uuid {
+                n.entry.online = false;
             }
         }
     }
@@ -140,6 +222,7 @@ impl Registry {
     pub fn expire(&self, timeout: Duration) -> Vec<String> {
         let mut gone = Vec::new();
         for n in self.nodes.write().values_mut() {
+            let n = &mut n.entry;
             if n.online && n.last_seen.elapsed() > timeout {
                 n.online = false;
                 gone.push(n.id.clone());
@@ -149,38 +232,119 @@ impl Registry {
     }
 
     pub fn nodes(&self) -> Vec<NodeEntry> {
-        self.nodes.read().values().cloned().collect()
+        self.nodes
+            .read()
+            .values()
+            .map(|n| n.entry.clone())
+            .collect()
     }
 
     pub fn node(&self, id: &str) -> Option<NodeEntry> {
-        self.nodes.read().get(id).cloned()
+        self.nodes.read().get(id).map(|n| n.entry.clone())
+    }
+
+    /// Whether the node is registered and online.
+    pub fn is_online(&self, id: &str) -> bool {
+        self.nodes.read().get(id).is_some_and(|n| n.entry.online)
     }
 
     pub fn online_client(&self, id: &str) -> Option<EngineClient> {
         self.nodes
             .read()
             .get(id)
-            .filter(|n| n.online)
-            .map(|n| n.client.clone())
+            .filter(|n| n.entry.online)
+            .map(|n| n.entry.client.clone())
     }
 
+    /// Host NQNs of every registered node.
+    pub fn node_nqns(&self) -> Vec<String> {
+        self.nodes
+            .read()
+            .values()
+            .map(|n| n.entry.node_nqn.clone())
+            .collect()
+    }
+
+    /// Replaces what a node's engine reports with a poll's snapshot, taken
+    /// by a poll that got ticket `ticket` before it asked. Changes recorded
+    /// after that ticket are applied again on top (the snapshot may predate
+    /// them); older ones are in the snapshot and are forgotten.
     pub fn set_observed(
         &self,
         id: &str,
+        ticket: u64,
         pools: Vec<EnginePool>,
         replicas: Vec<EngineReplica>,
         nexuses: Vec<EngineNexus>,
     ) {
         if let Some(n) = self.nodes.write().get_mut(id) {
-            n.pools = pools;
-            n.replicas = replicas;
-            n.nexuses = nexuses;
+            let o = &mut n.observed;
+            o.pools = pools;
+            o.replicas = replicas.into_iter().map(|r| (r.uuid.clone(), r)).collect();
+            o.nexuses = nexuses.into_iter().map(|x| (x.uuid.clone(), x)).collect();
+            o.recent.retain(|(t, _)| *t > ticket);
+            let recent = std::mem::take(&mut o.recent);
+            for (_, change) in &recent {
+                o.apply(change, true);
+            }
+            o.recent = recent;
         }
+    }
+
+    fn record(&self, node: &str, change: Change) {
+        let mut nodes = self.nodes.write();
+        // Taken under the lock, so a poll's snapshot applied later with an
+        // older ticket re-applies this change.
+        let ticket = self.ticket();
+        if let Some(n) = nodes.get_mut(node) {
+            n.observed.apply(&change, false);
+            n.observed.recent.push((ticket, change));
+        }
+    }
+
+    /// Records a replica the core just created on `node` (from the
+    /// engine's answer): its pool's commitment grows by its size.
+    pub fn replica_created(&self, node: &str, replica: EngineReplica) {
+        self.record(
+            node,
+            Change::Replica {
+                replica,
+                created: true,
+            },
+        );
+    }
+
+    /// Records a replica the core just changed on `node` (shared,
+    /// unshared), from the engine's answer.
+    pub fn replica_changed(&self, node: &str, replica: EngineReplica) {
+        self.record(
+            node,
+            Change::Replica {
+                replica,
+                created: false,
+            },
+        );
+    }
+
+    /// Records a nexus the core just created or changed on `node`, from
+    /// the engine's answer.
+    pub fn nexus_changed(&self, node: &str, nexus: EngineNexus) {
+        self.record(node, Change::Nexus(nexus));
+    }
+
+    /// Records a replica the core just destroyed on `node`.
+    pub fn replica_destroyed(&self, node: &str, uuid: &str) {
+        self.record(node, Change::ReplicaGone(uuid.to_owned()));
+    }
+
+    /// Records a nexus the core just destroyed on `node`.
+    pub fn nexus_destroyed(&self, node: &str, uuid: &str) {
+        self.record(node, Change::NexusGone(uuid.to_owned()));
     }
 
     pub fn set_restored(&self, id: &str, instance: &str) {
         if let Some(n) = self.nodes.write().get_mut(id) {
-            n.restored_instance = Some(instance.to_owned());
+            n.entry.restored_instance = Some(instance.to_owned());
         }
     }
 
@@ -189,8 +353,13 @@ impl Registry {
         self.nodes
             .read()
             .values()
-            .filter(|n| n.online)
-            .flat_map(|n| n.replicas.iter().map(|r| (n.id.clone(), r.clone())))
+            .filter(|n| n.entry.online)
+            .flat_map(|n| {
+                n.observed
+                    .replicas
+                    .values()
+                    .map(|r| (n.entry.id.clone(), r.clone()))
+            })
             .collect()
     }
 
@@ -199,13 +368,35 @@ impl Registry {
         self.nodes
             .read()
             .values()
-            .filter(|n| n.online)
+            .filter(|n| n.entry.online)
             .find_map(|n| {
-                n.replicas
-                    .iter()
-                    .find(|r| r.uuid == uuid)
-                    .map(|r| (n.id.clone(), r.clone()))
+                n.observed
+                    .replicas
+                    .get(uuid)
+                    .map(|r| (n.entry.id.clone(), r.clone()))
             })
+    }
+
+    /// Bytes allocated to each replica in `uuids` that an online engine
+    /// reports (`None` for the others), in the same order.
+    pub fn replica_allocations<'a>(
+        &self,
+        uuids: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<Option<u64>> {
+        let nodes = self.nodes.read();
+        let online: Vec<&Observed> = nodes
+            .values()
+            .filter(|n| n.entry.online)
+            .map(|n| &n.observed)
+            .collect();
+        uuids
+            .into_iter()
+            .map(|u| {
+                online
+                    .iter()
+                    .find_map(|o| o.replicas.get(u).map(|r| r.allocated))
+            })
+            .collect()
     }
 
     /// One observed nexus with its node (nothing else is copied).
@@ -213,23 +404,39 @@ impl Registry {
         self.nodes
             .read()
             .values()
-            .filter(|n| n.online)
+            .filter(|n| n.entry.online)
             .find_map(|n| {
-                n.nexuses
-                    .iter()
-                    .find(|x| x.uuid == uuid)
-                    .map(|x| (n.id.clone(), x.clone()))
+                n.observed
+                    .nexuses
+                    .get(uuid)
+                    .map(|x| (n.entry.id.clone(), x.clone()))
             })
     }
 
-    /// Bytes allocated to each observed replica, by uuid.
-    pub fn replica_allocations(&self) -> std::collections::HashMap<String, u64> {
+    /// Runs `f` on an observed nexus in place (nothing is copied).
+    pub fn with_nexus<R>(&self, uuid: &str, f: impl FnOnce(&EngineNexus) -> R) -> Option<R> {
+        let nodes = self.nodes.read();
+        let n = nodes
+            .values()
+            .filter(|n| n.entry.online)
+            .find_map(|n| n.observed.nexuses.get(uuid))?;
+        Some(f(n))
+    }
+
+    /// Whether `node`'s engine reports the nexus.
+    pub fn has_nexus(&self, node: &str, uuid: &str) -> bool {
         self.nodes
             .read()
-            .values()
-            .filter(|n| n.online)
-            .flat_map(|n| n.replicas.iter().map(|r| (r.uuid.clone(), r.allocated)))
-            .collect()
+            .get(node)
+            .is_some_and(|n| n.observed.nexuses.contains_key(uuid))
+    }
+
+    /// Whether `node`'s engine reports the pool.
+    pub fn has_pool(&self, node: &str, name: &str) -> bool {
+        self.nodes
+            .read()
+            .get(node)
+            .is_some_and(|n| n.observed.pools.iter().any(|p| p.name == name))
     }
 
     /// Every observed nexus with its node.
@@ -237,8 +444,13 @@ impl Registry {
         self.nodes
             .read()
             .values()
-            .filter(|n| n.online)
-            .flat_map(|n| n.nexuses.iter().map(|x| (n.id.clone(), x.clone())))
+            .filter(|n| n.entry.online)
+            .flat_map(|n| {
+                n.observed
+                    .nexuses
+                    .values()
+                    .map(|x| (n.entry.id.clone(), x.clone()))
+            })
             .collect()
     }
 
@@ -247,29 +459,35 @@ impl Registry {
         self.nodes
             .read()
             .values()
-            .filter(|n| n.online)
-            .flat_map(|n| n.pools.iter().map(|p| (n.id.clone(), p.clone())))
+            .filter(|n| n.entry.online)
+            .flat_map(|n| {
+                n.observed
+                    .pools
+                    .iter()
+                    .map(|p| (n.entry.id.clone(), p.clone()))
+            })
             .collect()
     }
 }
 
-/// Polls one node's engine.
+/// Polls one node's engine: replicas first, then pools (so that a replica
+/// in the snapshot is also in its pool's figures), then nexuses.
 pub async fn poll(
     client: &EngineClient,
 ) -> Result<(Vec<EnginePool>, Vec<EngineReplica>, Vec<EngineNexus>), tonic::Status> {
     let mut c = client.clone();
-    let pools = c
-        .pool
-        .list_pools(io_engine_api::v1::ListPoolsRequest::default())
-        .await?
-        .into_inner()
-        .pools;
     let replicas = c
         .replica
         .list_replicas(io_engine_api::v1::ListReplicasRequest::default())
         .await?
         .into_inner()
         .replicas;
+    let pools = c
+        .pool
+        .list_pools(io_engine_api::v1::ListPoolsRequest::default())
+        .await?
+        .into_inner()
+        .pools;
     let nexuses = c
         .nexus
         .list_nexus(io_engine_api::v1::ListNexusRequest::default())

@@ -9,7 +9,7 @@
 //! Writes go to the store first and to memory only when the store accepted
 //! them, so memory never claims what the store does not hold.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use openapi::models::{NexusSpec, NodeSpec, PoolSpec, ReplicaSpec, VolumeSpec};
 use parking_lot::RwLock;
@@ -54,12 +54,90 @@ pub struct VolumeRecord {
     pub op: Option<VolumeOp>,
 }
 
+/// Replica specs by uuid, and the uuids of each volume's replicas.
+#[derive(Default)]
+pub struct ReplicaSpecs {
+    all: BTreeMap<String, ReplicaSpec>,
+    by_volume: HashMap<String, BTreeSet<String>>,
+}
+
+impl ReplicaSpecs {
+    fn insert(&mut self, spec: ReplicaSpec) {
+        if let Some(old) = self.all.get(&spec.uuid) {
+            if old.owners.volume != spec.owners.volume {
+                let (uuid, volume) = (old.uuid.clone(), old.owners.volume.clone());
+                self.unindex(&uuid, volume.as_deref());
+            }
+        }
+        if let Some(v) = &spec.owners.volume {
+            self.by_volume
+                .entry(v.clone())
+                .or_default()
+                .insert(spec.uuid.clone());
+        }
+        self.all.insert(spec.uuid.clone(), spec);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(old) = self.all.remove(id) {
+            self.unindex(id, old.owners.volume.as_deref());
+        }
+    }
+
+    fn unindex(&mut self, id: &str, volume: Option<&str>) {
+        if let Some(v) = volume {
+            if let Some(set) = self.by_volume.get_mut(v) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.by_volume.remove(v);
+                }
+            }
+        }
+    }
+
+    /// The replicas of a volume, by uuid.
+    pub fn of_volume(&self, volume: &str) -> impl Iterator<Item = &ReplicaSpec> {
+        self.by_volume
+            .get(volume)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.all.get(id))
+    }
+}
+
+impl std::ops::Deref for ReplicaSpecs {
+    type Target = BTreeMap<String, ReplicaSpec>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.all
+    }
+}
+
+impl FromIterator<(String, ReplicaSpec)> for ReplicaSpecs {
+    fn from_iter<I: IntoIterator<Item = (String, ReplicaSpec)>>(iter: I) -> Self {
+        let mut out = ReplicaSpecs::default();
+        for (_, spec) in iter {
+            out.insert(spec);
+        }
+        out
+    }
+}
+
+/// One write of a batch ([`SpecStore::apply`]).
+#[derive(Debug, Clone)]
+pub enum SpecWrite {
+    Volume(Box<VolumeRecord>),
+    Replica(ReplicaSpec),
+    DeleteReplica(String),
+    Nexus(NexusSpec),
+}
+
 /// The specs of the cluster.
 pub struct SpecStore {
     store: SharedStore,
     keys: StoreKeys,
     pub volumes: RwLock<BTreeMap<String, VolumeRecord>>,
-    pub replicas: RwLock<BTreeMap<String, ReplicaSpec>>,
+    pub replicas: RwLock<ReplicaSpecs>,
     pub pools: RwLock<BTreeMap<String, PoolSpec>>,
     pub nexuses: RwLock<BTreeMap<String, NexusSpec>>,
     pub nodes: RwLock<BTreeMap<String, NodeSpec>>,
@@ -91,11 +169,18 @@ async fn load_kind<T: DeserializeOwned>(
     Ok(out)
 }
 
+fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, CoreError> {
+    serde_json::to_vec(value).map_err(|e| CoreError::Internal(e.to_string()))
+}
+
 impl SpecStore {
     /// Loads every spec from the store.
     pub async fn load(store: SharedStore, keys: StoreKeys) -> Result<Self, CoreError> {
         let volumes = load_kind(&store, &keys, Kind::VolumeSpec).await?;
-        let replicas = load_kind(&store, &keys, Kind::ReplicaSpec).await?;
+        let replicas: ReplicaSpecs = load_kind::<ReplicaSpec>(&store, &keys, Kind::ReplicaSpec)
+            .await?
+            .into_iter()
+            .collect();
         let pools = load_kind(&store, &keys, Kind::PoolSpec).await?;
         let nexuses = load_kind(&store, &keys, Kind::NexusSpec).await?;
         let nodes = load_kind(&store, &keys, Kind::NodeSpec).await?;
@@ -119,7 +204,7 @@ impl SpecStore {
     }
 
     async fn put<T: Serialize>(&self, kind: Kind, id: &str, value: &T) -> Result<(), CoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let bytes = json(value)?;
         self.store
             .put(self.keys.key(kind, id).as_bytes(), bytes, None)
             .await
@@ -158,7 +243,7 @@ impl SpecStore {
 
     pub async fn put_replica(&self, spec: ReplicaSpec) -> Result<(), CoreError> {
         self.put(Kind::ReplicaSpec, &spec.uuid, &spec).await?;
-        self.replicas.write().insert(spec.uuid.clone(), spec);
+        self.replicas.write().insert(spec);
         Ok(())
     }
 
@@ -168,14 +253,48 @@ impl SpecStore {
         Ok(())
     }
 
-    /// The replicas of a volume.
+    /// The replicas of a volume, by uuid.
     pub fn volume_replicas(&self, volume: &str) -> Vec<ReplicaSpec> {
-        self.replicas
-            .read()
-            .values()
-            .filter(|r| r.owners.volume.as_deref() == Some(volume))
-            .cloned()
-            .collect()
+        self.replicas.read().of_volume(volume).cloned().collect()
+    }
+
+    /// Writes several specs in one store transaction (one round trip, all
+    /// or none), then to memory. One spec may appear once per batch.
+    pub async fn apply(&self, writes: Vec<SpecWrite>) -> Result<(), CoreError> {
+        let mut ops = Vec::with_capacity(writes.len());
+        for w in &writes {
+            ops.push(match w {
+                SpecWrite::Volume(r) => {
+                    store::Op::put(self.keys.key(Kind::VolumeSpec, &r.spec.uuid), json(r)?)
+                }
+                SpecWrite::Replica(r) => {
+                    store::Op::put(self.keys.key(Kind::ReplicaSpec, &r.uuid), json(r)?)
+                }
+                SpecWrite::DeleteReplica(id) => {
+                    store::Op::delete(self.keys.key(Kind::ReplicaSpec, id))
+                }
+                SpecWrite::Nexus(n) => {
+                    store::Op::put(self.keys.key(Kind::NexusSpec, &n.uuid), json(n)?)
+                }
+            });
+        }
+        self.store
+            .txn(Vec::new(), ops, Vec::new())
+            .await
+            .map_err(|e| CoreError::Store(e.to_string()))?;
+        for w in writes {
+            match w {
+                SpecWrite::Volume(r) => {
+                    self.volumes.write().insert(r.spec.uuid.clone(), *r);
+                }
+                SpecWrite::Replica(r) => self.replicas.write().insert(r),
+                SpecWrite::DeleteReplica(id) => self.replicas.write().remove(&id),
+                SpecWrite::Nexus(n) => {
+                    self.nexuses.write().insert(n.uuid.clone(), n);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub async fn put_pool(&self, spec: PoolSpec) -> Result<(), CoreError> {

@@ -164,7 +164,7 @@ struct FailoverPath {
 impl FailoverPath {
     async fn connect(uri: &str) -> Result<(Controller, SharedDevice), String> {
         let mut opts = ConnectOptions::from_uri(uri).map_err(|e| e.to_string())?;
-        opts.hostnqn = "nqn.2019-05.io.openebs:node-name:test-host".into();
+        opts.hostnqn = io_engine_api::names::host_nqn("test-host");
         opts.io_timeout_ms = 5_000;
         opts.reconnect_timeout_ms = 1_500;
         let ctrl = Controller::connect(opts).await.map_err(|e| e.to_string())?;

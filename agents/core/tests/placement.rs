@@ -12,49 +12,14 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use blockdev::{dynamic::SharedDevice, DmaBuf};
-use common::{eventually, Cluster, Timers};
+use common::{eventually, nodes_online, Cluster, Timers};
 use nvmf_host::{ConnectOptions, Controller};
-use openapi::{
-    client::{RestClient, RestClientOptions},
-    models::*,
-    CoreApi,
-};
+use openapi::{client::RestClient, models::*, CoreApi};
 use uuid::Uuid;
 
 const MIB: u64 = 1 << 20;
 const VOL: u64 = 32 * MIB;
 const TEST_HOST: &str = "test-host";
-
-fn rest(c: &Cluster) -> RestClient {
-    RestClient::new(
-        &c.rest_url(),
-        RestClientOptions {
-            timeout: Duration::from_secs(60),
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
-
-async fn nodes_online(api: &RestClient, n: usize) {
-    eventually("nodes online", 30, || async {
-        let nodes = api.get_nodes().await.map_err(|e| e.to_string())?;
-        let online = nodes
-            .iter()
-            .filter(|n| {
-                n.state
-                    .as_ref()
-                    .is_some_and(|s| s.status == NodeStatus::Online)
-            })
-            .count();
-        if online == n {
-            Ok(())
-        } else {
-            Err(format!("{online} of {n} online"))
-        }
-    })
-    .await;
-}
 
 /// Pools `p<node>-<j>` on every node; returns the pool ids by node.
 async fn make_pools(c: &Cluster, api: &RestClient, per_node: usize) -> Vec<Vec<String>> {
@@ -144,7 +109,7 @@ async fn wait_status(api: &RestClient, id: &str, want: VolumeStatus, secs: u64) 
 async fn open(v: &Volume) -> (Controller, SharedDevice) {
     let uri = &v.state.target.as_ref().unwrap().device_uri;
     let mut opts = ConnectOptions::from_uri(uri).unwrap();
-    opts.hostnqn = format!("nqn.2019-05.io.openebs:node-name:{TEST_HOST}");
+    opts.hostnqn = io_engine_api::names::host_nqn(TEST_HOST);
     opts.io_timeout_ms = 60_000;
     opts.reconnect_timeout_ms = 30_000;
     let ctrl = Controller::connect(opts).await.unwrap();
@@ -214,7 +179,7 @@ fn pool_on(v: &Volume, node: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failed_disk_is_replaced_on_the_other_pool_of_its_node() {
     let c = Cluster::start("127.0.3", 2, Timers::default());
-    let api = rest(&c);
+    let api = c.rest();
     nodes_online(&api, 2).await;
     make_pools(&c, &api, 2).await;
     let id = create_published(&api, 2, "node-1").await;
@@ -248,7 +213,7 @@ async fn one_failed_disk_is_replaced_on_the_other_pool_of_its_node() {
 async fn two_failed_pool_moves_the_replica_to_the_third_node_and_three_scale_up_picks_the_free_node(
 ) {
     let c = Cluster::start("127.0.4", 3, Timers::default());
-    let api = rest(&c);
+    let api = c.rest();
     nodes_online(&api, 3).await;
     make_pools(&c, &api, 1).await;
     let id = create_published(&api, 2, "node-1").await;
@@ -299,7 +264,7 @@ async fn two_failed_pool_moves_the_replica_to_the_third_node_and_three_scale_up_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_five_six_dead_node_stays_degraded_scale_down_drops_it_and_it_returns() {
     let mut c = Cluster::start("127.0.5", 3, Timers::default());
-    let api = rest(&c);
+    let api = c.rest();
     nodes_online(&api, 3).await;
     make_pools(&c, &api, 1).await;
     let id = create_published(&api, 3, "node-1").await;
@@ -353,7 +318,7 @@ async fn a_short_outage_is_healed_by_a_partial_rebuild_a_long_one_by_replacement
             core_extra: &[],
         },
     );
-    let api = rest(&c);
+    let api = c.rest();
     nodes_online(&api, 3).await;
     make_pools(&c, &api, 1).await;
     let id = create_published(&api, 2, "node-1").await;

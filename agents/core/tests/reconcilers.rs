@@ -18,50 +18,15 @@ use std::{sync::Arc, time::Duration};
 
 use agent_core::registry::EngineClient;
 use blockdev::{dynamic::SharedDevice, DmaBuf};
-use common::{bin, core_args, eventually, wait_port, Cluster, Proc, Timers};
+use common::{bin, core_args, eventually, nodes_online, wait_port, Cluster, Proc, Timers};
 use io_engine_api::v1;
 use nvmf_host::{ConnectOptions, Controller};
-use openapi::{
-    client::{RestClient, RestClientOptions},
-    models::*,
-    CoreApi,
-};
+use openapi::{client::RestClient, models::*, CoreApi};
 use uuid::Uuid;
 
 const MIB: u64 = 1 << 20;
 const TEST_HOST: &str = "test-host";
 const CHUNK: u64 = 128 * 1024;
-
-fn rest(c: &Cluster) -> RestClient {
-    RestClient::new(
-        &c.rest_url(),
-        RestClientOptions {
-            timeout: Duration::from_secs(60),
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
-
-async fn nodes_online(api: &RestClient, n: usize) {
-    eventually("nodes online", 30, || async {
-        let nodes = api.get_nodes().await.map_err(|e| e.to_string())?;
-        let online = nodes
-            .iter()
-            .filter(|n| {
-                n.state
-                    .as_ref()
-                    .is_some_and(|s| s.status == NodeStatus::Online)
-            })
-            .count();
-        if online == n {
-            Ok(())
-        } else {
-            Err(format!("{online} of {n} online"))
-        }
-    })
-    .await;
-}
 
 async fn pool(c: &Cluster, api: &RestClient, node: &str, id: &str, size: u64) {
     api.put_node_pool(
@@ -109,7 +74,7 @@ async fn publish(api: &RestClient, id: &str, node: &str) -> (Controller, SharedD
         .unwrap();
     let uri = &v.state.target.as_ref().unwrap().device_uri;
     let mut opts = ConnectOptions::from_uri(uri).unwrap();
-    opts.hostnqn = format!("nqn.2019-05.io.openebs:node-name:{TEST_HOST}");
+    opts.hostnqn = io_engine_api::names::host_nqn(TEST_HOST);
     opts.io_timeout_ms = 60_000;
     opts.reconnect_timeout_ms = 30_000;
     let ctrl = Controller::connect(opts).await.unwrap();
@@ -175,7 +140,7 @@ async fn a_full_thin_pool_moves_its_largest_replica_and_the_child_that_ran_out_c
             core_extra: &["--space-reconcile-period", "1s"],
         },
     );
-    let api = rest(&c);
+    let api = c.rest();
     nodes_online(&api, 3).await;
     // node-1's pool is small; only nodes 1 and 2 have pools at first, so
     // both volumes get a replica on it.
@@ -344,7 +309,7 @@ async fn each_reconciler_runs_on_its_own_period() {
             core_extra: &["--reconcile-period", "1h", "--gc-reconcile-period", "1s"],
         },
     );
-    let api = rest(&c);
+    let api = c.rest();
     nodes_online(&api, 2).await;
     pool(&c, &api, "node-1", "pool-1", 64 * MIB).await;
     pool(&c, &api, "node-2", "pool-2", 64 * MIB).await;

@@ -24,7 +24,7 @@ const CHUNK: u64 = 256 * 1024;
 
 async fn connect(uri: &str) -> (Controller, SharedDevice) {
     let mut opts = ConnectOptions::from_uri(uri).unwrap();
-    opts.hostnqn = format!("nqn.2019-05.io.openebs:node-name:{TEST_HOST}");
+    opts.hostnqn = io_engine_api::names::host_nqn(TEST_HOST);
     opts.io_timeout_ms = 30_000;
     opts.reconnect_timeout_ms = 10_000;
     let ctrl = Controller::connect(opts).await.unwrap();

@@ -6,18 +6,10 @@
 use super::*;
 
 impl Core {
-    /// Reserves one replica of a volume on `node`/`pool`: its spec,
-    /// `Creating`, which placements count from now on. Called under the
-    /// placement lock; [`Core::make_replica`] then creates it.
-    pub(crate) async fn reserve_replica(
-        &self,
-        volume: &VolumeSpec,
-        node: &str,
-        pool: &str,
-    ) -> CoreResult<ReplicaSpec> {
-        let uuid = Uuid::new_v4().to_string();
-        let spec = ReplicaSpec {
-            uuid: uuid.clone(),
+    /// The spec of a new replica of `volume` on `node`/`pool`, `Creating`.
+    pub(crate) fn replica_spec(volume: &VolumeSpec, node: &str, pool: &str) -> ReplicaSpec {
+        ReplicaSpec {
+            uuid: Uuid::new_v4().to_string(),
             size: volume.size,
             pool: pool.to_owned(),
             node: node.to_owned(),
@@ -27,7 +19,19 @@ impl Core {
                 volume: Some(volume.uuid.clone()),
             },
             status: SpecStatus::Creating,
-        };
+        }
+    }
+
+    /// Reserves one replica of a volume on `node`/`pool`: its spec,
+    /// `Creating`, which placements count from now on. Called under the
+    /// placement lock; [`Core::make_replica`] then creates it.
+    pub(crate) async fn reserve_replica(
+        &self,
+        volume: &VolumeSpec,
+        node: &str,
+        pool: &str,
+    ) -> CoreResult<ReplicaSpec> {
+        let spec = Self::replica_spec(volume, node, pool);
         self.specs.put_replica(spec.clone()).await?;
         Ok(spec)
     }
@@ -35,6 +39,15 @@ impl Core {
     /// Creates a reserved replica on its engine; on failure its spec is
     /// dropped again.
     pub(crate) async fn make_replica(&self, spec: ReplicaSpec) -> CoreResult<ReplicaSpec> {
+        let spec = self.create_on_engine(spec).await?;
+        self.specs.put_replica(spec.clone()).await?;
+        Ok(spec)
+    }
+
+    /// Creates a reserved replica on its engine and records it as
+    /// observed; returns its spec `Created`, which the caller stores. On
+    /// failure its reserved spec is dropped again.
+    pub(crate) async fn create_on_engine(&self, spec: ReplicaSpec) -> CoreResult<ReplicaSpec> {
         let created = match self.client(&spec.node) {
             Ok(client) => client
                 .replica
@@ -52,17 +65,18 @@ impl Core {
                 .map_err(engine_err(&spec.node)),
             Err(e) => Err(e),
         };
-        if let Err(e) = created {
-            self.specs.delete_replica(&spec.uuid).await?;
-            return Err(e);
+        match created {
+            Ok(r) => self.registry.replica_created(&spec.node, r.into_inner()),
+            Err(e) => {
+                self.specs.delete_replica(&spec.uuid).await?;
+                return Err(e);
+            }
         }
-        let spec = ReplicaSpec {
+        info!(replica = %spec.uuid, volume = ?spec.owners.volume, node = %spec.node, pool = %spec.pool, "replica created");
+        Ok(ReplicaSpec {
             status: SpecStatus::Created,
             ..spec
-        };
-        self.specs.put_replica(spec.clone()).await?;
-        info!(replica = %spec.uuid, volume = ?spec.owners.volume, node = %spec.node, pool = %spec.pool, "replica created");
-        Ok(spec)
+        })
     }
 
     /// Destroys a replica (engine, then spec). An offline node keeps the
@@ -84,6 +98,7 @@ impl Core {
                     Err(e) if e.code() == tonic::Code::NotFound => {}
                     Err(e) => return Err(CoreError::engine(&spec.node, e)),
                 }
+                self.registry.replica_destroyed(&spec.node, &spec.uuid);
                 self.specs.delete_replica(&spec.uuid).await?;
             }
             None => {
@@ -108,7 +123,7 @@ impl Core {
         let client = self.client(&replica.node)?;
         let observed = self.registry.replica(&replica.uuid).map(|(_, r)| r);
         let mut hosts = observed.map(|r| r.allowed_hosts).unwrap_or_default();
-        let nqn = node_nqn(target);
+        let nqn = host_nqn(target);
         if !hosts.contains(&nqn) {
             hosts.push(nqn);
         }
@@ -125,12 +140,14 @@ impl Core {
             .await
             .map_err(engine_err(&replica.node))?
             .into_inner();
+        let uri = shared.uri.clone();
+        self.registry.replica_changed(&replica.node, shared);
         if replica.share != Protocol::Nvmf {
             let mut s = replica.clone();
             s.share = Protocol::Nvmf;
             self.specs.put_replica(s).await?;
         }
-        Ok(shared.uri)
+        Ok(uri)
     }
 
     /// Adds one replica to a volume (and to its nexus, which rebuilds it).
@@ -182,7 +199,7 @@ impl Core {
             if let Some(nexus) = &rec.nexus {
                 let uri = self.child_uri(&replica, &t.node).await?;
                 let client = self.client(&t.node)?;
-                client
+                let n = client
                     .nexus
                     .clone()
                     .add_child_nexus(v1::AddChildNexusRequest {
@@ -191,12 +208,12 @@ impl Core {
                         norebuild: false,
                     })
                     .await
-                    .map_err(engine_err(&t.node))?;
+                    .map_err(engine_err(&t.node))?
+                    .into_inner();
+                self.registry.nexus_changed(&t.node, n);
                 self.update_nexus_children(nexus).await?;
-                self.refresh(&t.node).await;
             }
         }
-        self.refresh(&replica.node).await;
         Ok(replica)
     }
 

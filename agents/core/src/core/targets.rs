@@ -67,8 +67,9 @@ impl Core {
         // placement lock (store writes only), so that concurrent publishes
         // see each other's targets and spread.
         let placing = self.placement.lock().await;
-        let target = scheduler::target_node(&self.cluster(), &id, node, &replica_nodes, exclude)
-            .map_err(|e| rest(ErrorKind::FailedPrecondition, e.to_string()))?;
+        let target =
+            scheduler::target_node(&self.target_cluster(), &id, node, &replica_nodes, exclude)
+                .map_err(|e| rest(ErrorKind::FailedPrecondition, e.to_string()))?;
         let nexus = Uuid::new_v4().to_string();
         let prev_gen = rec.target_gen;
         rec.target_gen += 1;
@@ -76,15 +77,9 @@ impl Core {
             nexus: nexus.clone(),
             node: target.clone(),
         });
-        self.specs.put_volume(rec.clone()).await?;
         let mut allowed: Vec<String> = match frontend {
-            Some(f) => vec![node_nqn(f)],
-            None => self
-                .registry
-                .nodes()
-                .iter()
-                .map(|n| n.node_nqn.clone())
-                .collect(),
+            Some(f) => vec![host_nqn(f)],
+            None => self.registry.node_nqns(),
         };
         allowed.dedup();
         let spec = NexusSpec {
@@ -97,14 +92,15 @@ impl Core {
             allowed_hosts: allowed.clone(),
             status: SpecStatus::Creating,
         };
-        let reserved = self.specs.put_nexus(spec.clone()).await;
+        // The intent and the reservation in one store write: both or
+        // neither.
+        self.specs
+            .apply(vec![
+                SpecWrite::Volume(Box::new(rec.clone())),
+                SpecWrite::Nexus(spec.clone()),
+            ])
+            .await?;
         drop(placing);
-        if let Err(e) = reserved {
-            rec.op = None;
-            rec.target_gen = prev_gen;
-            let _ = self.specs.put_volume(rec).await;
-            return Err(e);
-        }
         let result = self.start_nexus(&rec, &spec, prev_gen, &replicas).await;
         match result {
             Ok(()) => {
@@ -116,12 +112,14 @@ impl Core {
                 });
                 rec.op = None;
                 self.specs
-                    .put_nexus(NexusSpec {
-                        status: SpecStatus::Created,
-                        ..spec
-                    })
+                    .apply(vec![
+                        SpecWrite::Nexus(NexusSpec {
+                            status: SpecStatus::Created,
+                            ..spec
+                        }),
+                        SpecWrite::Volume(Box::new(rec)),
+                    ])
                     .await?;
-                self.specs.put_volume(rec).await?;
                 info!(volume = %id, node = %target, nexus = %nexus, "volume published");
                 Ok(())
             }
@@ -142,15 +140,20 @@ impl Core {
         replicas: &[ReplicaSpec],
     ) -> CoreResult<()> {
         let client = self.client(&spec.node)?;
+        // The replicas on other nodes are shared at once, each by its own
+        // engine.
+        let reachable: Vec<&ReplicaSpec> = replicas
+            .iter()
+            .filter(|r| self.registry.is_online(&r.node))
+            .collect();
+        let uris =
+            futures::future::join_all(reachable.iter().map(|r| self.child_uri(r, &spec.node)))
+                .await;
         let mut children = Vec::new();
-        for r in replicas {
-            if self.registry.node(&r.node).is_some_and(|n| n.online) {
-                match self.child_uri(r, &spec.node).await {
-                    Ok(u) => children.push(u),
-                    Err(e) => {
-                        warn!(replica = %r.uuid, error = %e, "replica left out of the target")
-                    }
-                }
+        for (r, uri) in reachable.iter().zip(uris) {
+            match uri {
+                Ok(u) => children.push(u),
+                Err(e) => warn!(replica = %r.uuid, error = %e, "replica left out of the target"),
             }
         }
         if children.is_empty() {
@@ -160,7 +163,7 @@ impl Core {
             ));
         }
         let key = self.specs.keys().nexus_info(&rec.spec.uuid, &spec.uuid);
-        client
+        let created = client
             .nexus
             .clone()
             .create_nexus(v1::CreateNexusRequest {
@@ -174,9 +177,11 @@ impl Core {
                 nexus_info_key: Some(key),
             })
             .await
-            .map_err(engine_err(&spec.node))?;
+            .map_err(engine_err(&spec.node))?
+            .into_inner();
+        self.registry.nexus_changed(&spec.node, created);
         let (min, max) = cntlid_window(rec.target_gen);
-        client
+        let published = client
             .nexus
             .clone()
             .publish_nexus(v1::PublishNexusRequest {
@@ -189,20 +194,24 @@ impl Core {
                 preempt_key: None,
             })
             .await
-            .map_err(engine_err(&spec.node))?;
-        self.refresh(&spec.node).await;
+            .map_err(engine_err(&spec.node))?
+            .into_inner();
+        self.registry.nexus_changed(&spec.node, published);
         Ok(())
     }
 
     pub(crate) async fn rollback_publish(&self, rec: &mut VolumeRecord, spec: &NexusSpec) {
         if let Some(client) = self.registry.online_client(&spec.node) {
-            let _ = client
+            let destroyed = client
                 .nexus
                 .clone()
                 .destroy_nexus(v1::DestroyNexusRequest {
                     uuid: spec.uuid.clone(),
                 })
                 .await;
+            if destroyed.is_ok() {
+                self.registry.nexus_destroyed(&spec.node, &spec.uuid);
+            }
         }
         if let Err(e) = self.specs.delete_nexus(&spec.uuid).await {
             warn!(nexus = %spec.uuid, error = %e, "rollback: cannot delete the nexus spec");

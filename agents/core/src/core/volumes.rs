@@ -113,7 +113,7 @@ impl Core {
         let reserved = self.reserve_new_volume(&spec).await?;
         // The replicas are made at once, each on its own engine.
         let made =
-            futures::future::join_all(reserved.into_iter().map(|r| self.make_replica(r))).await;
+            futures::future::join_all(reserved.into_iter().map(|r| self.create_on_engine(r))).await;
         let mut ok = Vec::new();
         let mut failed = None;
         for r in made {
@@ -134,21 +134,19 @@ impl Core {
             self.specs.delete_volume(id).await?;
             return Err(e);
         }
-        self.specs
-            .put_volume(VolumeRecord {
-                spec: VolumeSpec {
-                    status: SpecStatus::Created,
-                    ..spec
-                },
-                target_gen: 0,
-                nexus: None,
-                op: None,
-            })
-            .await?;
-        let mut nodes: Vec<&str> = ok.iter().map(|r| r.node.as_str()).collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        futures::future::join_all(nodes.iter().map(|n| self.refresh(n))).await;
+        // The replicas and the volume are `Created` in one store write; if
+        // it fails, the operations reconciler rolls the create back.
+        let mut writes: Vec<SpecWrite> = ok.into_iter().map(SpecWrite::Replica).collect();
+        writes.push(SpecWrite::Volume(Box::new(VolumeRecord {
+            spec: VolumeSpec {
+                status: SpecStatus::Created,
+                ..spec
+            },
+            target_gen: 0,
+            nexus: None,
+            op: None,
+        })));
+        self.specs.apply(writes).await?;
         info!(
             volume = id,
             replicas = body.replicas,
@@ -160,37 +158,27 @@ impl Core {
     }
 
     /// Places a new volume and reserves it: its record (intent `Create`)
-    /// and its replicas' specs, all under the placement lock (store writes
-    /// only). A failure leaves nothing behind.
+    /// and its replicas' specs (`Creating`), in one store write under the
+    /// placement lock (no engine call). A failure leaves nothing behind.
     async fn reserve_new_volume(&self, spec: &VolumeSpec) -> CoreResult<Vec<ReplicaSpec>> {
-        let id = &spec.uuid;
         let _placing = self.placement.lock().await;
         let cluster = self.cluster();
         self.check_replica_count_in(&cluster, spec, spec.num_replicas)?;
         let placements = scheduler::place_new_volume(&cluster, &Self::request_for(spec))
             .map_err(|e| rest(ErrorKind::ResourceExhausted, e.to_string()))?;
+        let reserved: Vec<ReplicaSpec> = placements
+            .iter()
+            .map(|p| Self::replica_spec(spec, &p.node, &p.pool))
+            .collect();
         // Intent first: a crash from here on is rolled back on restart.
-        self.specs
-            .put_volume(VolumeRecord {
-                spec: spec.clone(),
-                target_gen: 0,
-                nexus: None,
-                op: Some(VolumeOp::Create),
-            })
-            .await?;
-        let mut reserved = Vec::new();
-        for p in &placements {
-            match self.reserve_replica(spec, &p.node, &p.pool).await {
-                Ok(r) => reserved.push(r),
-                Err(e) => {
-                    for r in &reserved {
-                        let _ = self.specs.delete_replica(&r.uuid).await;
-                    }
-                    let _ = self.specs.delete_volume(id).await;
-                    return Err(e);
-                }
-            }
-        }
+        let mut writes = vec![SpecWrite::Volume(Box::new(VolumeRecord {
+            spec: spec.clone(),
+            target_gen: 0,
+            nexus: None,
+            op: Some(VolumeOp::Create),
+        }))];
+        writes.extend(reserved.iter().cloned().map(SpecWrite::Replica));
+        self.specs.apply(writes).await?;
         Ok(reserved)
     }
 
@@ -240,6 +228,7 @@ impl Core {
                         })
                         .await
                         .map_err(engine_err(&n.node))?;
+                    self.registry.nexus_destroyed(&n.node, &n.uuid);
                     self.specs.delete_nexus(&n.uuid).await?;
                     self.refresh(&n.node).await;
                 }

@@ -17,7 +17,7 @@ pub async fn restore_nexuses(core: &Core) -> ReconcileResult {
             .cloned()
             .collect();
         for spec in nexuses {
-            if node.nexuses.iter().any(|o| o.uuid == spec.uuid) {
+            if core.registry.has_nexus(&node.id, &spec.uuid) {
                 continue;
             }
             let Some(owner) = spec.owner.clone() else {

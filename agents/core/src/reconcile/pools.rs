@@ -18,7 +18,7 @@ pub async fn restore_pools(core: &Core) -> ReconcileResult {
             .collect();
         let mut changed = false;
         for p in pools {
-            if node.pools.iter().any(|o| o.name == p.id) {
+            if core.registry.has_pool(&node.id, &p.id) {
                 continue;
             }
             let Some(_pool) = core.locks.try_lock(Resource::Pool, &p.id) else {

@@ -181,3 +181,39 @@ impl Cluster {
         args[at + 1].clone()
     }
 }
+
+impl Cluster {
+    /// A REST client of the core agent (the core serves the REST routes).
+    pub fn rest(&self) -> openapi::client::RestClient {
+        openapi::client::RestClient::new(
+            &self.rest_url(),
+            openapi::client::RestClientOptions {
+                timeout: std::time::Duration::from_secs(60),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+}
+
+/// Waits until `n` nodes are online.
+pub async fn nodes_online(api: &openapi::client::RestClient, n: usize) {
+    use openapi::CoreApi;
+    eventually("nodes online", 30, || async {
+        let nodes = api.get_nodes().await.map_err(|e| e.to_string())?;
+        let online = nodes
+            .iter()
+            .filter(|n| {
+                n.state
+                    .as_ref()
+                    .is_some_and(|s| s.status == openapi::models::NodeStatus::Online)
+            })
+            .count();
+        if online == n {
+            Ok(())
+        } else {
+            Err(format!("{online} of {n} online"))
+        }
+    })
+    .await;
+}
