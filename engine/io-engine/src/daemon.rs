@@ -105,6 +105,11 @@ pub struct Config {
     #[arg(short = 'g', long, value_name = "IP:PORT", default_value_t = DEFAULT_GRPC_ENDPOINT)]
     pub grpc_endpoint: SocketAddr,
 
+    /// IP:PORT the core agent is told to reach the gRPC API at (default:
+    /// the listen address): for an engine behind a proxy or NAT.
+    #[arg(long, value_name = "IP:PORT", env = "IO_ENGINE_GRPC_ADVERTISE")]
+    pub grpc_advertise: Option<SocketAddr>,
+
     /// Name of this node (default: the host name).
     #[arg(short = 'N', long, value_name = "NAME")]
     pub node_name: Option<String>,
@@ -218,13 +223,13 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     );
 
     let registration = config.registration_endpoint.clone().map(|core| {
-        let advertised = if endpoint.ip().is_unspecified() {
-            SocketAddr::new(
+        let advertised = match config.grpc_advertise {
+            Some(a) => a,
+            None if endpoint.ip().is_unspecified() => SocketAddr::new(
                 advertised_ip(endpoint.ip(), config.nvmf_advertise),
                 endpoint.port(),
-            )
-        } else {
-            endpoint
+            ),
+            None => endpoint,
         };
         let reg = Registration {
             endpoint: core,

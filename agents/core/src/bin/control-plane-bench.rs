@@ -2,28 +2,34 @@
 //! REST API from concurrent clients, and prints throughput, p50/p99
 //! latency and the count of 5xx answers for each phase. A benchmark, not a
 //! test: it asserts nothing and is run by hand against a running cluster
-//! (`mayastor-local up`), see `docs/performance.md`.
+//! (`mayastor-local up`), see `docs/control-plane.md`.
 //!
-//! With `--slow-node NODE --slow-pid PID` one engine is slowed for the
-//! run: the process is stopped and continued in a duty cycle
-//! (`--stall-ms` of every `--cycle-ms`), so each call to it waits. Results
-//! are then also split into volumes that touch that node (a replica or the
-//! target on it) and those that do not.
+//! With `--slow-node NODE` one engine is slowed for the run by a delay
+//! proxy ([`delay_proxy`]) that the benchmark starts in front of that
+//! engine's gRPC port: every chunk between the core agent and the engine
+//! arrives `--delay-ms` late, each way. The engine is restarted once
+//! (`--restart-engine`, a shell command, run with `IO_ENGINE_GRPC_ADVERTISE`
+//! set to the proxy) so that it registers the proxy as its gRPC address,
+//! and once more at the end without it. Results are then also split into
+//! volumes that touch that node (a replica or the target on it) and those
+//! that do not.
 //!
 //! Talks to the cluster through the REST client crate only; every volume
 //! it made is unpublished and destroyed at the end (unless `--keep`).
 
+#[path = "control-plane-bench/delay_proxy.rs"]
+mod delay_proxy;
+
 use std::{
     collections::BTreeMap,
+    net::SocketAddr,
     process::Command,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
 use clap::Parser;
+use io_engine_api::names::REST_HTTP_PORT;
 use openapi::{
     client::{RestClient, RestClientOptions},
     models::{CreateVolumeBody, Protocol, PublishVolumeBody, Volume, VolumePolicy},
@@ -38,7 +44,7 @@ use openapi::{
 )]
 struct Args {
     /// REST API endpoint.
-    #[arg(long, default_value = "http://127.0.1.252:8081")]
+    #[arg(long, default_value_t = format!("http://127.0.1.252:{REST_HTTP_PORT}"))]
     rest: String,
     /// Volumes to create and publish.
     #[arg(long, default_value_t = 500)]
@@ -58,18 +64,25 @@ struct Args {
     /// Client timeout of one call (well above the REST server's own).
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
-    /// Node whose engine is slowed: results are split by it.
-    #[arg(long, requires = "slow_pid")]
+    /// Node whose engine is slowed by a delay proxy: results are split by
+    /// it.
+    #[arg(long, requires_all = ["proxy_listen", "restart_engine"])]
     slow_node: Option<String>,
-    /// PID of that node's io-engine, stopped and continued in a duty cycle.
-    #[arg(long, requires = "slow_node")]
-    slow_pid: Option<u32>,
-    /// How long the slow engine is stopped in each cycle.
-    #[arg(long, default_value_t = 400)]
-    stall_ms: u64,
-    /// Length of one stop/continue cycle.
-    #[arg(long, default_value_t = 500)]
-    cycle_ms: u64,
+    /// IP:PORT the delay proxy listens on (a free loopback address).
+    #[arg(long, value_name = "IP:PORT")]
+    proxy_listen: Option<std::net::SocketAddr>,
+    /// Shell command that restarts the slow node's engine, e.g.
+    /// `mayastor-local --state-dir DIR restart io-engine-3`; it is run with
+    /// IO_ENGINE_GRPC_ADVERTISE set to the proxy, and again at the end
+    /// without it.
+    #[arg(long, value_name = "COMMAND")]
+    restart_engine: Option<String>,
+    /// Delay the proxy adds to every chunk, each way, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    delay_ms: u64,
+    /// How long the slowed engine may take to register again, in seconds.
+    #[arg(long, default_value_t = 60)]
+    restart_timeout_secs: u64,
     /// Leave the volumes in place.
     #[arg(long)]
     keep: bool,
@@ -135,49 +148,6 @@ fn summarise(samples: &[&Sample]) -> Summary {
                 *m.entry(code).or_default() += 1;
                 m
             }),
-    }
-}
-
-/// Stops and continues a process in a duty cycle until dropped; the
-/// process is always left running.
-struct Slowdown {
-    stop: Arc<AtomicBool>,
-    pid: u32,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
-}
-
-impl Slowdown {
-    fn start(pid: u32, stall: Duration, cycle: Duration) -> Slowdown {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let run = cycle.saturating_sub(stall);
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                signal(pid, "-STOP");
-                std::thread::sleep(stall);
-                signal(pid, "-CONT");
-                std::thread::sleep(run);
-            }
-        });
-        Slowdown {
-            stop,
-            pid,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Slowdown {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        signal(self.pid, "-CONT");
     }
 }
 
@@ -335,6 +305,70 @@ fn print_table(reports: &[PhaseReport]) {
     }
 }
 
+/// Runs the engine restart command (`sh -c`), with
+/// `IO_ENGINE_GRPC_ADVERTISE` set to `advertise` or removed.
+fn restart_engine(command: &str, advertise: Option<SocketAddr>) -> anyhow::Result<()> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(command);
+    match advertise {
+        Some(a) => cmd.env("IO_ENGINE_GRPC_ADVERTISE", a.to_string()),
+        None => cmd.env_remove("IO_ENGINE_GRPC_ADVERTISE"),
+    };
+    let status = cmd
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {command:?}: {e}"))?;
+    if !status.success() {
+        anyhow::bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// How long a restarted engine must look settled (online at its new
+/// address, every pool online) before the run starts: a few poll periods,
+/// so that what the core showed of the old instance has been replaced.
+const SETTLED: Duration = Duration::from_secs(5);
+
+/// Waits until `node` is online at gRPC endpoint `endpoint` with every
+/// pool of it online (the core agent reached it there), without a break
+/// for [`SETTLED`].
+async fn wait_registered(
+    api: &RestClient,
+    node: &str,
+    endpoint: &str,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    let mut settled_since: Option<Instant> = None;
+    loop {
+        let at = api
+            .get_node(node)
+            .await
+            .ok()
+            .and_then(|n| n.state)
+            .filter(|s| s.status == openapi::models::NodeStatus::Online)
+            .is_some_and(|s| s.grpc_endpoint == endpoint);
+        let pools = api.get_node_pools(node).await.unwrap_or_default();
+        let pools_online = !pools.is_empty()
+            && pools.iter().all(|p| {
+                p.state
+                    .as_ref()
+                    .is_some_and(|s| s.status == openapi::models::PoolStatus::Online)
+            });
+        if at && pools_online {
+            let since = *settled_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= SETTLED {
+                return Ok(());
+            }
+        } else {
+            settled_since = None;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{node} is not online with its pools at {endpoint} after {wait:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -343,9 +377,6 @@ async fn main() -> anyhow::Result<()> {
     }
     if !matches!(args.output.as_str(), "table" | "json") {
         anyhow::bail!("-o must be table or json, not {:?}", args.output);
-    }
-    if args.stall_ms >= args.cycle_ms {
-        anyhow::bail!("--stall-ms must be below --cycle-ms");
     }
     let api = RestClient::new(
         &args.rest,
@@ -359,23 +390,40 @@ async fn main() -> anyhow::Result<()> {
         .get_nodes()
         .await
         .map_err(|e| anyhow::anyhow!("the REST API at {} does not answer: {e}", args.rest))?;
-    if let Some(slow) = &args.slow_node {
-        if !nodes.iter().any(|n| &n.id == slow) {
-            anyhow::bail!("--slow-node {slow}: no such node");
+    // The slow node's engine, restarted behind the delay proxy.
+    let slowed = match (&args.slow_node, args.proxy_listen, &args.restart_engine) {
+        (Some(slow), Some(listen), Some(restart)) => {
+            let Some(upstream) = nodes
+                .iter()
+                .find(|n| &n.id == slow)
+                .and_then(|n| n.state.as_ref())
+                .map(|s| s.grpc_endpoint.clone())
+            else {
+                anyhow::bail!("--slow-node {slow}: no such node, or it is not registered");
+            };
+            let upstream: SocketAddr = upstream.parse().map_err(|_| {
+                anyhow::anyhow!("node {slow} registered gRPC endpoint {upstream:?}, not IP:PORT")
+            })?;
+            let delay = Duration::from_millis(args.delay_ms);
+            let proxy = delay_proxy::DelayProxy::start(listen, upstream, delay)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot start the delay proxy on {listen}: {e}"))?;
+            eprintln!(
+                "delay proxy {} -> {upstream} (+{} ms per chunk each way); restarting {slow}'s engine behind it",
+                proxy.listen, args.delay_ms
+            );
+            restart_engine(restart, Some(proxy.listen))?;
+            let wait = Duration::from_secs(args.restart_timeout_secs);
+            wait_registered(&api, slow, &proxy.listen.to_string(), wait).await?;
+            Some((proxy, slow.clone(), upstream, restart.clone(), wait))
         }
-    }
+        _ => None,
+    };
     let ids: Arc<Vec<String>> = Arc::new(
         (0..args.volumes)
             .map(|_| uuid::Uuid::new_v4().to_string())
             .collect(),
     );
-    let slowdown = args.slow_pid.map(|pid| {
-        Slowdown::start(
-            pid,
-            Duration::from_millis(args.stall_ms),
-            Duration::from_millis(args.cycle_ms),
-        )
-    });
 
     let body = CreateVolumeBody {
         size: args.size_mib << 20,
@@ -413,7 +461,6 @@ async fn main() -> anyhow::Result<()> {
         })
         .await
     };
-    drop(slowdown);
 
     let touching = match &args.slow_node {
         Some(slow) => {
@@ -453,6 +500,19 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    if let Some((proxy, slow, upstream, restart, wait)) = slowed {
+        eprintln!("restarting {slow}'s engine without the proxy");
+        let restored = restart_engine(&restart, None);
+        let registered = match restored {
+            Ok(()) => wait_registered(&api, &slow, &upstream.to_string(), wait).await,
+            Err(e) => Err(e),
+        };
+        drop(proxy);
+        if let Err(e) = registered {
+            eprintln!("control-plane-bench: {slow}'s engine is not back at {upstream}: {e:#}");
+        }
+    }
+
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
@@ -464,12 +524,12 @@ async fn main() -> anyhow::Result<()> {
             if args.thick { "thick" } else { "thin" },
             args.clients,
             nodes.len(),
-            match (&args.slow_node, args.slow_pid) {
-                (Some(n), Some(_)) => format!(
-                    ", engine of {n} stopped {} ms of every {} ms",
-                    args.stall_ms, args.cycle_ms
+            match &args.slow_node {
+                Some(n) => format!(
+                    ", {n}'s engine behind a proxy adding {} ms per chunk each way",
+                    args.delay_ms
                 ),
-                _ => String::new(),
+                None => String::new(),
             }
         );
         print_table(&reports);
