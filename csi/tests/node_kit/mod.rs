@@ -1,0 +1,432 @@
+//! Test kit of the node plugin's tests: a local cluster on the host
+//! (`mayastor-local`), a relay that brings its NVMe/TCP target to
+//! 127.0.0.1 (where the VM's guest forwards land), the nvme-vm guest
+//! running `csi-node` with a shell on a forwarded port, and gRPC clients of
+//! the plugin.
+//!
+//! ```text
+//!  guest 10.0.2.100:4420 --guestfwd--> host 127.0.0.1:R --relay--> 127.0.110.1:8420 (target engine)
+//!  host 127.0.0.1:G --hostfwd--> guest :10199 (csi-node gRPC)
+//!  host 127.0.0.1:S --hostfwd--> guest :2323  (busybox nc -e sh: one command per connection)
+//! ```
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use csi::v1::{
+    identity_client::IdentityClient, node_client::NodeClient, volume_capability, ProbeRequest,
+    VolumeCapability,
+};
+use openapi::{models::*, CoreApi, RestClient, RestClientOptions};
+use tonic::transport::Channel;
+
+pub const MIB: u64 = 1 << 20;
+/// The guest's node name (CSI node id, host NQN suffix).
+pub const GUEST_NODE: &str = "csi-vm";
+/// Where the guest reaches the relayed target.
+pub const GUEST_TARGET: &str = "10.0.2.100:4420";
+
+/// The directory of the cluster's binaries, built beside this test's
+/// (by the shared test kit; a no-op when up to date).
+pub fn bin_dir() -> PathBuf {
+    for (pkg, bin) in [
+        ("store", "mayastor-store"),
+        ("agent-core", "agent-core"),
+        ("api-rest", "api-rest"),
+        ("io-engine", "io-engine"),
+    ] {
+        testkit::bin(pkg, bin);
+    }
+    let launcher = testkit::bin("mayastor-local", "mayastor-local");
+    launcher.parent().unwrap().to_path_buf()
+}
+
+pub use testkit::free_port;
+
+// ------------------------------------------------------------ cluster --
+
+/// A running local cluster; `down --wipe` when dropped.
+pub struct Cluster {
+    pub launcher: PathBuf,
+    pub state_dir: PathBuf,
+    pub rest: String,
+    pub prefix: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn up(prefix: &str, nodes: u32, pool_size: &str) -> Cluster {
+        let launcher = bin_dir().join("mayastor-local");
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let out = Command::new(&launcher)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["up", "--nodes", &nodes.to_string(), "--ip-prefix", prefix])
+            .args(["--pool-size", pool_size])
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        let cluster = Cluster {
+            launcher,
+            state_dir,
+            rest: format!("http://{prefix}.252:8081"),
+            prefix: prefix.to_owned(),
+            _dir: dir,
+        };
+        assert!(
+            out.status.success(),
+            "mayastor-local up failed: {}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    /// Runs the launcher on this cluster.
+    pub fn launcher(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.launcher)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(args)
+            .env("HOME", self._dir.path())
+            .output()
+            .unwrap()
+    }
+
+    pub fn client(&self) -> RestClient {
+        RestClient::new(&self.rest, RestClientOptions::default()).unwrap()
+    }
+
+    /// The NVMe/TCP listener of engine `i`.
+    pub fn engine_nvmf(&self, i: u32) -> SocketAddr {
+        format!("{}.{i}:8420", self.prefix).parse().unwrap()
+    }
+
+    /// SIGKILLs engine `i` (its PID from the launcher's `pids/`, checked
+    /// to be an io-engine); false when it was not running.
+    pub fn kill_engine(&self, i: u32) -> bool {
+        let file = self.state_dir.join(format!("pids/io-engine-{i}.pid"));
+        let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+        else {
+            return false;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains("io-engine") {
+            return false;
+        }
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let out = self.launcher(&["down", "--wipe"]);
+        if !out.status.success() {
+            eprintln!(
+                "mayastor-local down failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// Creates a volume and publishes it on `target_node` for the guest.
+pub async fn create_published(
+    rest: &RestClient,
+    size_bytes: u64,
+    replicas: u8,
+    target_node: &str,
+) -> (uuid::Uuid, Volume) {
+    let id = uuid::Uuid::new_v4();
+    rest.put_volume(
+        &id.to_string(),
+        CreateVolumeBody {
+            size: size_bytes,
+            replicas,
+            thin: false,
+            policy: Default::default(),
+            topology: None,
+            labels: None,
+            affinity_group: None,
+        },
+    )
+    .await
+    .unwrap();
+    let v = rest
+        .put_volume_target(
+            &id.to_string(),
+            PublishVolumeBody {
+                node: Some(target_node.to_owned()),
+                frontend_node: Some(GUEST_NODE.to_owned()),
+                protocol: Protocol::Nvmf,
+            },
+        )
+        .await
+        .unwrap();
+    (id, v)
+}
+
+/// The publish context the controller would give the guest: the target's
+/// URI with its address replaced by the guest's forward, and short nvme
+/// timeouts.
+pub fn publish_context(v: &Volume) -> HashMap<String, String> {
+    let uri = &v.state.target.as_ref().expect("published").device_uri;
+    let rest = uri.strip_prefix("nvmf://").expect("nvmf uri");
+    let (_, path) = rest.split_once('/').expect("uri path");
+    HashMap::from([
+        ("uri".to_owned(), format!("nvmf://{GUEST_TARGET}/{path}")),
+        ("nvmeCtrlLossTmo".to_owned(), "300".to_owned()),
+        ("nvmeKeepAliveTmo".to_owned(), "5".to_owned()),
+        ("nvmeReconnectDelay".to_owned(), "1".to_owned()),
+        ("nvmeNrIoQueues".to_owned(), "1".to_owned()),
+        ("ioTimeout".to_owned(), "60".to_owned()),
+    ])
+}
+
+// -------------------------------------------------------------- relay --
+
+/// Forwards every connection to 127.0.0.1:`port` on to `upstream` (the
+/// guest's forwards land on 127.0.0.1; our engines listen in this test's
+/// loopback range).
+pub struct Relay {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    pub fn start(upstream: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(down) = conn else { continue };
+                let Ok(up) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else {
+                    continue;
+                };
+                let _ = down.set_nodelay(true);
+                let _ = up.set_nodelay(true);
+                for (mut from, mut to) in [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ] {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, stop }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+// -------------------------------------------------------------- guest --
+
+/// The nvme-vm guest running `csi-node`; stopped when dropped.
+pub struct Guest {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub grpc_port: u16,
+    pub shell_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn nvme_vm() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/nvme-vm");
+    assert!(
+        dir.join("run").exists(),
+        "the NVMe/TCP VM harness is missing at {} (it ships in ../shared beside the project)",
+        dir.display()
+    );
+    dir
+}
+
+impl Guest {
+    /// Boots the guest with `csi-node` (stripped copy of this build) and
+    /// `blkid` from the host (the guest image lacks it; its library is in
+    /// the image), the target forward to `relay_port`, and waits until the
+    /// plugin answers Probe.
+    pub async fn start(relay_port: u16, csi_node_args: &[&str]) -> Guest {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("csi-node");
+        let st = Command::new("strip")
+            .arg("-o")
+            .arg(&bin)
+            .arg(env!("CARGO_BIN_EXE_csi-node"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "strip csi-node");
+        let log = dir.path().join("console.log");
+        let grpc_port = free_port("127.0.0.1");
+        let shell_port = free_port("127.0.0.1");
+        let script = format!(
+            "modprobe -a ext4 xfs; mkdir -p /run/csi; \
+             (nc -ll -p 2323 -e sh &) ; \
+             exec csi-node --node-name {GUEST_NODE} --csi-socket /run/csi/csi.sock \
+             --grpc-endpoint 0.0.0.0:10199 {}",
+            csi_node_args.join(" ")
+        );
+        let child = Command::new(nvme_vm().join("run"))
+            .args(["-q", "-t", "1500", "-m", "1024"])
+            .arg("--log")
+            .arg(&log)
+            .args(["-g", &format!("4420:{relay_port}")])
+            .args(["-f", &format!("{grpc_port}:10199")])
+            .args(["-f", &format!("{shell_port}:2323")])
+            .arg("--copy")
+            .arg(&bin)
+            .args(["--copy", "/sbin/blkid"])
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut guest = Guest {
+            child: Some(child),
+            log,
+            grpc_port,
+            shell_port,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(mut c) = guest.identity().await {
+                if c.probe(ProbeRequest {}).await.is_ok() {
+                    break;
+                }
+            }
+            let exited = guest
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            assert!(
+                !exited && start.elapsed() < Duration::from_secs(180),
+                "csi-node in the guest did not answer within 180 s\n{}",
+                guest.console()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        eprintln!("guest ready after {:.1?}", start.elapsed());
+        guest
+    }
+
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(format!("http://127.0.0.1:{}", self.grpc_port))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(300))
+            .connect()
+            .await
+    }
+
+    pub async fn identity(&self) -> Result<IdentityClient<Channel>, tonic::transport::Error> {
+        Ok(IdentityClient::new(self.channel().await?))
+    }
+
+    pub async fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel().await.unwrap())
+    }
+
+    /// Runs `cmd` in the guest's shell; (exit code, stdout+stderr).
+    pub fn sh(&self, cmd: &str) -> (i32, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.shell_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+        s.write_all(format!("( {cmd} ) 2>&1; echo \"@@RC=$?\"\nexit\n").as_bytes())
+            .unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (body, rc) = out
+            .rsplit_once("@@RC=")
+            .unwrap_or_else(|| panic!("no exit code from the guest for {cmd:?}: {out}"));
+        (rc.trim().parse().unwrap_or(-1), body.to_owned())
+    }
+
+    /// Runs `cmd`, which must succeed; its output.
+    pub fn ok(&self, cmd: &str) -> String {
+        let (rc, out) = self.sh(cmd);
+        assert_eq!(rc, 0, "guest command {cmd:?} failed ({rc}):\n{out}");
+        out
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM: the harness stops QEMU and its helpers itself.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+            if thread::panicking() {
+                eprintln!("---- guest console ----\n{}", self.console());
+            }
+        }
+    }
+}
+
+// --------------------------------------------------------- capabilities --
+
+pub fn mount_cap(fs: &str) -> VolumeCapability {
+    VolumeCapability {
+        access_mode: Some(volume_capability::AccessMode {
+            mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
+        }),
+        access_type: Some(volume_capability::AccessType::Mount(
+            volume_capability::MountVolume {
+                fs_type: fs.to_owned(),
+                mount_flags: vec![],
+                volume_mount_group: String::new(),
+            },
+        )),
+    }
+}
+
+pub fn block_cap() -> VolumeCapability {
+    VolumeCapability {
+        access_mode: Some(volume_capability::AccessMode {
+            mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
+        }),
+        access_type: Some(volume_capability::AccessType::Block(
+            volume_capability::BlockVolume {},
+        )),
+    }
+}
