@@ -191,6 +191,12 @@ pub async fn dump(opts: &DumpOptions, progress: &dyn Progress) -> Result<Summary
         }
         None => None,
     };
+    let kube = match &opts.kube {
+        Some(k) if opts.resource != Resource::Etcd => {
+            Some(crate::kubernetes::connect(k, opts.timeout).await?)
+        }
+        _ => None,
+    };
     let stem = format!(
         "mayastor-{}",
         mayastor_common::time::format_for_file_name(started_ns / 1_000_000)
@@ -200,6 +206,7 @@ pub async fn dump(opts: &DumpOptions, progress: &dyn Progress) -> Result<Summary
     // ---- phase 2: collectors
     let mut known = Vec::new();
     known.extend(opts.bearer_token.clone());
+    known.extend(kube.iter().flat_map(|k| k.credentials.iter().cloned()));
     let mut bundle = Bundle {
         archive,
         redactor: Redactor::new(known),
@@ -214,7 +221,7 @@ pub async fn dump(opts: &DumpOptions, progress: &dyn Progress) -> Result<Summary
         bundle.archive.final_path().display()
     ));
     let markers = selection.markers(&opts.resource);
-    let kube_source: Option<String> = None;
+    let kube_source: Option<String> = kube.as_ref().map(|k| k.server.clone());
     if let (Some(cluster), Some(client)) = (&cluster, &client) {
         collect_topology(&mut bundle, cluster, client, &selection, opts).await;
     }
@@ -225,6 +232,9 @@ pub async fn dump(opts: &DumpOptions, progress: &dyn Progress) -> Result<Summary
             "store",
             "no store endpoint (pass -e HOST:PORT to include the store)",
         );
+    }
+    if let Some(kube) = &kube {
+        crate::kubernetes::collect(&mut bundle, kube, opts, &selection, since_ns).await;
     }
     let logs_wanted = opts.collect_logs && opts.resource != Resource::Etcd;
     if !logs_wanted {

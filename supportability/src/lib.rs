@@ -37,6 +37,7 @@
 
 pub mod archive;
 pub mod bundle;
+pub mod kubernetes;
 pub mod local;
 pub mod logcut;
 pub mod loki;
@@ -98,6 +99,8 @@ pub enum DumpError {
     Store { endpoint: String, reason: String },
     #[error("no store endpoint: {0}")]
     NoStore(String),
+    #[error("{0}")]
+    Kube(String),
     #[error("cannot write {what}: {source}")]
     Archive {
         what: String,
