@@ -69,7 +69,9 @@ const EXTERNAL_HOMES: &[(&str, &[&str])] = &[
             "supportability",
             "upgrade",
             "csi",
-            "agents/operator",
+            // The DiskPool operator watches DiskPool resources and writes
+            // their status and events: its job is the Kubernetes API.
+            "agents/operator-diskpool",
             "agents/ha",
             "deploy",
         ],
@@ -81,7 +83,9 @@ const EXTERNAL_HOMES: &[(&str, &[&str])] = &[
             "supportability",
             "upgrade",
             "csi",
-            "agents/operator",
+            // The DiskPool operator watches DiskPool resources and writes
+            // their status and events: its job is the Kubernetes API.
+            "agents/operator-diskpool",
             "agents/ha",
             "deploy",
         ],
