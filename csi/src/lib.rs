@@ -30,6 +30,7 @@ pub mod controller;
 pub mod identity;
 pub mod node;
 pub mod socket;
+pub mod volume_guard;
 
 /// Package `csi.v1` of the CSI specification.
 pub mod v1 {

@@ -21,14 +21,14 @@
 //!   [`filesystem`], [`mount`], [`stats`]: what is done with the device;
 //!   [`exec`]: the host's tools run with a time limit.
 //! - [`error`]: [`NodeError`], mapped to `tonic::Status` in one place;
-//!   [`locks`]: one call per volume at a time.
+//!   [`crate::volume_guard`]: one call per volume at a time.
 //!
 //! Invariants: everything the plugin does is read back from the kernel
 //! (sysfs, `/proc/self/mountinfo`), so a restarted plugin knows what is
 //! staged and published; a volume's target NQN is
 //! `nqn.2019-05.io.openebs:<volume-uuid>` (DESIGN section 2), so unstage
 //! needs nothing but the volume id. Calls on one volume run one at a time
-//! ([`locks`]); a second concurrent call on it gets ABORTED, as the CSI
+//! ([`crate::volume_guard`]); a second concurrent call on it gets ABORTED, as the CSI
 //! spec asks. Blocking work (syscalls, tools) runs on tokio's blocking pool
 //! or as child processes with a timeout.
 
@@ -37,7 +37,6 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod filesystem;
-pub mod locks;
 pub mod mount;
 pub mod nvme;
 pub mod publish;

@@ -330,7 +330,7 @@ async fn kernel_stage_publish_expand_and_target_loss() {
     assert!(cluster.kill_engine(1), "io-engine-1 was not running");
     wait_condition(&ext4, &mut node, true, Duration::from_secs(60)).await;
     // Restarted; the core agent recreates the target on it.
-    let out = cluster.launcher(&["up"]);
+    let out = cluster.run(&["up"]);
     assert!(
         out.status.success(),
         "{}",

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use common::procs::bin;
 use openapi::models::{CreateVolumeBody, Protocol, PublishVolumeBody, VolumePolicy};
 use openapi::{CoreApi, RestClient, RestClientOptions};
+use testkit::LocalCluster;
 
 const PREFIX: &str = "127.0.42";
 const SESSION: &str = "tui-e2e-127-0-42";
@@ -71,21 +72,14 @@ fn keys(keys: &[&str]) {
     tmux(&args);
 }
 
-/// Stops the cluster and the tmux session even when the test fails.
-struct Cleanup<'a> {
-    launcher: &'a Path,
-    state: &'a Path,
-}
+/// Stops the tmux session even when the test fails (the cluster stops
+/// itself when dropped).
+struct Cleanup;
 
-impl Drop for Cleanup<'_> {
+impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
             .args(["kill-session", "-t", SESSION])
-            .output();
-        let _ = Command::new(self.launcher)
-            .arg("--state-dir")
-            .arg(self.state)
-            .args(["down", "--wipe"])
             .output();
     }
 }
@@ -145,37 +139,10 @@ fn pane(format: &str) -> String {
 
 #[test]
 fn dashboard_against_a_local_cluster_in_tmux() {
-    let launcher = bin("mayastor-local", "mayastor-local");
     let plugin = bin("kubectl-mayastor", "kubectl-mayastor");
-    for (pkg, b) in [
-        ("store", "mayastor-store"),
-        ("agent-core", "agent-core"),
-        ("io-engine", "io-engine"),
-        ("api-rest", "api-rest"),
-    ] {
-        bin(pkg, b);
-    }
-    // Pools are files: keep them in memory when the machine has /dev/shm.
-    let state = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
-    let _cleanup = Cleanup {
-        launcher: &launcher,
-        state: state.path(),
-    };
-    let up = || {
-        let out = run(Command::new(&launcher)
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["up", "--nodes", "3", "--ip-prefix", PREFIX]));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("REST endpoint: "))
-            .map(|u| u.trim().to_string())
-            .unwrap_or_else(|| panic!("no REST endpoint in:\n{stdout}"))
-    };
-    let url = up();
+    let cluster = LocalCluster::up(PREFIX, 3, &[]);
+    let _cleanup = Cleanup;
+    let url = cluster.rest_url.clone();
     assert_eq!(url, format!("http://{PREFIX}.252:8081"));
 
     // a published 2-replica volume, made through the REST client
@@ -270,10 +237,10 @@ fn dashboard_against_a_local_cluster_in_tmux() {
             .unwrap()
     });
     let index = victim.trim_start_matches("node-");
-    let pid_file = state.path().join(format!("pids/io-engine-{index}.pid"));
-    let record = std::fs::read_to_string(&pid_file).unwrap();
-    let pid = record.split_whitespace().next().unwrap();
-    run(Command::new("kill").args(["-KILL", pid]));
+    assert!(
+        cluster.kill_engine(index.parse().unwrap()),
+        "io-engine of {victim} is not running"
+    );
     let mut faulted = false;
     wait_screen(
         "faulted child",
@@ -282,7 +249,9 @@ fn dashboard_against_a_local_cluster_in_tmux() {
         |s| s.contains(&format!("node {victim} Offline")) || s.contains("Faulted"),
     );
     // bring it back: the child is rebuilt
-    up();
+    run(cluster
+        .command()
+        .args(["up", "--nodes", "3", "--ip-prefix", PREFIX]));
     wait_screen(
         "rebuilt volume",
         120,

@@ -105,15 +105,13 @@ impl Observed {
         match change {
             Change::Replica { replica, created } => {
                 let known = self.replicas.contains_key(&replica.uuid);
-                // A created replica's pool commits its size, unless the
-                // pool was listed with the replica in it already. Polls
-                // list replicas before pools, so a replica in a snapshot is
-                // also in that snapshot's pool figures. Counting it twice
-                // until the next poll is safe (placement sees less room),
-                // counting it never is not.
+                // A created replica's clusters count in its pool's `used`,
+                // unless the pool was listed with the replica in it
+                // already (polls list replicas before pools). The pool's
+                // commitment is recounted from the replicas instead (see
+                // `recount`), so it is never counted twice.
                 if *created && !(in_snapshot && known) {
                     if let Some(p) = self.pools.iter_mut().find(|p| p.name == replica.pool_name) {
-                        p.committed = p.committed.saturating_add(replica.size);
                         p.used = p.used.saturating_add(replica.allocated);
                     }
                 }
@@ -122,14 +120,30 @@ impl Observed {
             Change::Nexus(n) => {
                 self.nexuses.insert(n.uuid.clone(), n.clone());
             }
-            // Its pool keeps counting it until the next poll: less room
-            // for a moment, never more than there is.
+            // Recorded once its engine destroyed it: its room is free.
             Change::ReplicaGone(uuid) => {
                 self.replicas.remove(uuid);
             }
             Change::NexusGone(uuid) => {
                 self.nexuses.remove(uuid);
             }
+        }
+    }
+
+    /// Each pool's commitment as its engine defines it (the sum of the
+    /// sizes of its replicas), from the replicas known here: the poll's
+    /// snapshot plus the changes recorded since. A pool listed after a
+    /// replica was made holds it in its own figure while the replica list
+    /// taken just before may not; counting from one list counts every
+    /// replica exactly once, so placement never refuses room that is free.
+    fn recount(&mut self) {
+        for p in &mut self.pools {
+            p.committed = self
+                .replicas
+                .values()
+                .filter(|r| r.pool_name == p.name)
+                .map(|r| r.size)
+                .fold(0u64, u64::saturating_add);
         }
     }
 }
@@ -288,6 +302,7 @@ impl Registry {
                 o.apply(change, true);
             }
             o.recent = recent;
+            o.recount();
         }
     }
 
@@ -298,6 +313,7 @@ impl Registry {
         let ticket = self.ticket();
         if let Some(n) = nodes.get_mut(node) {
             n.observed.apply(&change, false);
+            n.observed.recount();
             n.observed.recent.push((ticket, change));
         }
     }
@@ -495,4 +511,55 @@ pub async fn poll(
         .into_inner()
         .nexus_list;
     Ok((pools, replicas, nexuses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(uuid: &str, size: u64) -> EngineReplica {
+        EngineReplica {
+            uuid: uuid.into(),
+            pool_name: "p".into(),
+            size,
+            ..Default::default()
+        }
+    }
+
+    fn pool(committed: u64) -> EnginePool {
+        EnginePool {
+            name: "p".into(),
+            capacity: 100,
+            committed,
+            ..Default::default()
+        }
+    }
+
+    /// A replica made between the poll's replica list and its pool list is
+    /// in the pool's figure but not in the list; recorded from the
+    /// engine's answer, it is counted once, not twice.
+    #[test]
+    fn a_replica_made_during_a_poll_is_committed_once() {
+        let mut o = Observed::default();
+        let made = Change::Replica {
+            replica: replica("b", 10),
+            created: true,
+        };
+        o.apply(&made, false);
+        o.recent.push((5, made));
+        // The snapshot (ticket 4): replica list without "b", pool figure with it.
+        o.pools = vec![pool(30)];
+        o.replicas = [("a".to_owned(), replica("a", 20))].into();
+        o.recent.retain(|(t, _)| *t > 4);
+        let recent = std::mem::take(&mut o.recent);
+        for (_, c) in &recent {
+            o.apply(c, true);
+        }
+        o.recount();
+        assert_eq!(o.pools[0].committed, 30);
+        // Destroyed: its room is free at once.
+        o.apply(&Change::ReplicaGone("b".into()), false);
+        o.recount();
+        assert_eq!(o.pools[0].committed, 20);
+    }
 }

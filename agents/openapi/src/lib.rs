@@ -15,6 +15,10 @@ pub mod client;
 pub mod models;
 
 pub use client::{RestClient, RestClientOptions};
+/// The project's names (NQN builders, default ports; DESIGN.md section 2),
+/// whose one home is `engine/api`: here for the tools, which link only
+/// this crate.
+pub use io_engine_api::names;
 
 use models::*;
 

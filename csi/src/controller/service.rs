@@ -17,11 +17,11 @@ use tracing::instrument;
 
 use super::{
     errors::{required, rest_status, size_of_range, volume_uuid},
-    guard::{CreateLimit, VolumeGuards},
+    guard::CreateLimit,
     params::VolumeParams,
     views,
 };
-use crate::{context, v1::*};
+use crate::{context, v1::*, volume_guard::VolumeGuards};
 
 /// Size of a volume whose request gives no capacity range.
 pub const DEFAULT_VOLUME_BYTES: u64 = 1 << 30;

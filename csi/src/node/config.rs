@@ -11,21 +11,8 @@ use std::{collections::HashMap, time::Duration};
 
 use super::error::NodeError;
 
-/// Prefix of every NQN of the project; a volume target's NQN is this
-/// followed by the volume uuid (DESIGN section 2; the builders live in
-/// `engine/api`, which tools may not link, so the two forms are restated
-/// here).
-pub const NQN_PREFIX: &str = "nqn.2019-05.io.openebs:";
-
-/// The host NQN this node connects with.
-pub fn host_nqn(node: &str) -> String {
-    format!("{NQN_PREFIX}node-name:{node}")
-}
-
-/// The NQN of a volume's target.
-pub fn volume_nqn(volume: &uuid::Uuid) -> String {
-    format!("{NQN_PREFIX}{volume}")
-}
+/// The host NQN this node connects with, and the NQN of a volume's target.
+pub use openapi::names::{host_nqn, volume_nqn};
 
 /// Defaults of the NVMe/TCP connection (the `--nvme-*` flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +194,7 @@ mod tests {
     fn context_overrides_defaults_and_checks_values() {
         let v = uuid::Uuid::new_v4();
         let mut publish = HashMap::new();
-        publish.insert("uri".to_owned(), format!("nvmf://h:1/{}", volume_nqn(&v)));
+        publish.insert("uri".to_owned(), format!("nvmf://h:1/{}", volume_nqn(v)));
         publish.insert("nvmeCtrlLossTmo".to_owned(), "60".to_owned());
         let mut vctx = HashMap::new();
         vctx.insert("ioTimeout".to_owned(), "45".to_owned());

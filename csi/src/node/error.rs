@@ -30,6 +30,12 @@ pub enum NodeError {
     Internal(String),
 }
 
+impl From<crate::volume_guard::Busy> for NodeError {
+    fn from(b: crate::volume_guard::Busy) -> Self {
+        NodeError::Aborted(b.0)
+    }
+}
+
 impl NodeError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         NodeError::InvalidArgument(msg.into())

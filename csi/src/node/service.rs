@@ -6,12 +6,12 @@ use std::{collections::HashMap, path::Path, time::Duration};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use crate::volume_guard::VolumeGuards;
+
 use super::{
     config::{ConnectParams, NodeConfig},
     error::{NodeError, NodeResult},
-    filesystem,
-    locks::VolumeLocks,
-    mount, nvme,
+    filesystem, mount, nvme,
     pb::{self, node_server::Node, node_service_capability, volume_usage::Unit},
     publish::{self, PublishRequest},
     stage::{self, StageRequest},
@@ -26,14 +26,14 @@ const RESIZE_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct NodeService {
     cfg: NodeConfig,
-    locks: VolumeLocks,
+    locks: VolumeGuards,
 }
 
 impl NodeService {
     pub fn new(cfg: NodeConfig) -> Self {
         NodeService {
             cfg,
-            locks: VolumeLocks::default(),
+            locks: VolumeGuards::default(),
         }
     }
 }
@@ -138,7 +138,7 @@ impl Node for NodeService {
                 &r.volume_context,
                 &self.cfg.nvme,
             )?;
-            let _guard = self.locks.try_lock(&r.volume_id)?;
+            let _guard = self.locks.take(&r.volume_id)?;
             stage::stage(
                 &self.cfg,
                 StageRequest {
@@ -163,7 +163,7 @@ impl Node for NodeService {
         ok(async {
             let volume = VolumeId::parse(&r.volume_id)?;
             let staging = required_path("staging_target_path", &r.staging_target_path)?;
-            let _guard = self.locks.try_lock(&r.volume_id)?;
+            let _guard = self.locks.take(&r.volume_id)?;
             stage::unstage(&self.cfg, &volume, &staging).await?;
             Ok(pb::NodeUnstageVolumeResponse {})
         }
@@ -187,7 +187,7 @@ impl Node for NodeService {
                 ));
             }
             let staging = required_path("staging_target_path", &r.staging_target_path)?;
-            let _guard = self.locks.try_lock(&r.volume_id)?;
+            let _guard = self.locks.take(&r.volume_id)?;
             publish::publish(PublishRequest {
                 volume,
                 staging,
@@ -210,7 +210,7 @@ impl Node for NodeService {
         ok(async {
             let volume = VolumeId::parse(&r.volume_id)?;
             let target = required_path("target_path", &r.target_path)?;
-            let _guard = self.locks.try_lock(&r.volume_id)?;
+            let _guard = self.locks.take(&r.volume_id)?;
             publish::unpublish(&volume, &target).await?;
             Ok(pb::NodeUnpublishVolumeResponse {})
         }
@@ -288,7 +288,7 @@ impl Node for NodeService {
             }
             let at = volume_at(&r.volume_id, &path)?;
             let volume = VolumeId::parse(&r.volume_id)?;
-            let _guard = self.locks.try_lock(&r.volume_id)?;
+            let _guard = self.locks.take(&r.volume_id)?;
             let Some(dev) = at.device else {
                 return Err(NodeError::FailedPrecondition(format!(
                     "the block device of volume {} is gone",

@@ -30,7 +30,7 @@ impl VolumeId {
         let uuid = uuid::Uuid::parse_str(id)
             .map_err(|_| NodeError::invalid(format!("volume id {id:?} is not a uuid")))?;
         Ok(VolumeId {
-            nqn: volume_nqn(&uuid),
+            nqn: volume_nqn(uuid),
             uuid,
         })
     }

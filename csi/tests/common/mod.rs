@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use csi::v1::{
@@ -16,74 +15,28 @@ use csi::v1::{
     CapacityRange, CreateVolumeRequest, VolumeCapability,
 };
 use openapi::{RestClient, RestClientOptions};
-use testkit::Proc;
+use testkit::{LocalCluster, Proc};
 use tonic::transport::Channel;
 
-/// A running local cluster; `down --wipe` when dropped.
-pub struct Cluster {
-    launcher: PathBuf,
-    pub state_dir: PathBuf,
-    pub rest_url: String,
-    home: tempfile::TempDir,
+/// A running local cluster (the process test kit's); `down --wipe` when
+/// dropped.
+pub struct Cluster(LocalCluster);
+
+impl std::ops::Deref for Cluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.0
+    }
 }
 
 impl Cluster {
-    /// `mayastor-local up --nodes N --ip-prefix PREFIX`.
+    /// `mayastor-local up --nodes N --ip-prefix PREFIX --pool-size SIZE`.
     pub fn up(prefix: &str, nodes: u32, pool_size: &str) -> Cluster {
-        for (pkg, bin) in [
-            ("store", "mayastor-store"),
-            ("agent-core", "agent-core"),
-            ("api-rest", "api-rest"),
-            ("io-engine", "io-engine"),
-        ] {
-            testkit::bin(pkg, bin);
-        }
-        let launcher = testkit::bin("mayastor-local", "mayastor-local");
-        let home = tempfile::tempdir().unwrap();
-        let state_dir = home.path().join("cluster");
-        let mut cluster = Cluster {
-            launcher,
-            state_dir,
-            rest_url: String::new(),
-            home,
-        };
-        let out = cluster
-            .launcher_cmd()
-            .args(["up", "--nodes", &nodes.to_string(), "--ip-prefix", prefix])
-            .args(["--pool-size", pool_size])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "mayastor-local up failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster.rest_url = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("REST endpoint: "))
-            .map(|u| u.trim().to_owned())
-            .expect("the REST endpoint is printed");
-        cluster
-    }
-
-    fn launcher_cmd(&self) -> Command {
-        let mut cmd = Command::new(&self.launcher);
-        cmd.arg("--state-dir")
-            .arg(&self.state_dir)
-            .env("HOME", self.home.path())
-            .env("XDG_DATA_HOME", self.home.path().join("data"));
-        cmd
+        Cluster(LocalCluster::up(prefix, nodes, &["--pool-size", pool_size]))
     }
 
     pub fn rest(&self) -> RestClient {
         RestClient::new(&self.rest_url, RestClientOptions::default()).unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.launcher_cmd().args(["down", "--wipe"]).output();
     }
 }
 

@@ -31,6 +31,7 @@ use csi::v1::{
     VolumeCapability,
 };
 use openapi::{models::*, CoreApi, RestClient, RestClientOptions};
+use testkit::LocalCluster;
 use tonic::transport::Channel;
 
 pub const MIB: u64 = 1 << 20;
@@ -39,114 +40,33 @@ pub const GUEST_NODE: &str = "csi-vm";
 /// Where the guest reaches the relayed target.
 pub const GUEST_TARGET: &str = "10.0.2.100:4420";
 
-/// The directory of the cluster's binaries, built beside this test's
-/// (by the shared test kit; a no-op when up to date).
-pub fn bin_dir() -> PathBuf {
-    for (pkg, bin) in [
-        ("store", "mayastor-store"),
-        ("agent-core", "agent-core"),
-        ("api-rest", "api-rest"),
-        ("io-engine", "io-engine"),
-    ] {
-        testkit::bin(pkg, bin);
-    }
-    let launcher = testkit::bin("mayastor-local", "mayastor-local");
-    launcher.parent().unwrap().to_path_buf()
-}
-
 pub use testkit::free_port;
 
 // ------------------------------------------------------------ cluster --
 
-/// A running local cluster; `down --wipe` when dropped.
-pub struct Cluster {
-    pub launcher: PathBuf,
-    pub state_dir: PathBuf,
-    pub rest: String,
-    pub prefix: String,
-    _dir: tempfile::TempDir,
+/// A running local cluster (the process test kit's); `down --wipe` when
+/// dropped.
+pub struct Cluster(LocalCluster);
+
+impl std::ops::Deref for Cluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.0
+    }
 }
 
 impl Cluster {
     pub fn up(prefix: &str, nodes: u32, pool_size: &str) -> Cluster {
-        let launcher = bin_dir().join("mayastor-local");
-        let dir = tempfile::tempdir().unwrap();
-        let state_dir = dir.path().join("state");
-        let out = Command::new(&launcher)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["up", "--nodes", &nodes.to_string(), "--ip-prefix", prefix])
-            .args(["--pool-size", pool_size])
-            .env("HOME", dir.path())
-            .output()
-            .unwrap();
-        let cluster = Cluster {
-            launcher,
-            state_dir,
-            rest: format!("http://{prefix}.252:8081"),
-            prefix: prefix.to_owned(),
-            _dir: dir,
-        };
-        assert!(
-            out.status.success(),
-            "mayastor-local up failed: {}\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster
-    }
-
-    /// Runs the launcher on this cluster.
-    pub fn launcher(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.launcher)
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(args)
-            .env("HOME", self._dir.path())
-            .output()
-            .unwrap()
+        Cluster(LocalCluster::up(prefix, nodes, &["--pool-size", pool_size]))
     }
 
     pub fn client(&self) -> RestClient {
-        RestClient::new(&self.rest, RestClientOptions::default()).unwrap()
+        RestClient::new(&self.rest_url, RestClientOptions::default()).unwrap()
     }
 
     /// The NVMe/TCP listener of engine `i`.
     pub fn engine_nvmf(&self, i: u32) -> SocketAddr {
         format!("{}.{i}:8420", self.prefix).parse().unwrap()
-    }
-
-    /// SIGKILLs engine `i` (its PID from the launcher's `pids/`, checked
-    /// to be an io-engine); false when it was not running.
-    pub fn kill_engine(&self, i: u32) -> bool {
-        let file = self.state_dir.join(format!("pids/io-engine-{i}.pid"));
-        let Some(pid) = std::fs::read_to_string(file)
-            .ok()
-            .and_then(|t| t.split_whitespace().next().map(str::to_owned))
-        else {
-            return false;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if !String::from_utf8_lossy(&cmdline).contains("io-engine") {
-            return false;
-        }
-        Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let out = self.launcher(&["down", "--wipe"]);
-        if !out.status.success() {
-            eprintln!(
-                "mayastor-local down failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
     }
 }
 

@@ -33,20 +33,6 @@ use openapi::{
     CoreApi,
 };
 
-/// Builds the binaries the launcher starts (a no-op when up to date) with
-/// the process test kit, next to the launcher; returns the launcher.
-fn build_binaries() -> PathBuf {
-    for (pkg, bin) in [
-        ("io-engine", "io-engine"),
-        ("agent-core", "agent-core"),
-        ("api-rest", "api-rest"),
-        ("store", "mayastor-store"),
-    ] {
-        testkit::bin(pkg, bin);
-    }
-    PathBuf::from(env!("CARGO_BIN_EXE_mayastor-local"))
-}
-
 /// One cluster's launcher: a state directory and an address prefix.
 struct Launcher {
     exe: PathBuf,
@@ -57,7 +43,7 @@ struct Launcher {
 impl Launcher {
     fn new(prefix: &'static str) -> Launcher {
         Launcher {
-            exe: build_binaries(),
+            exe: testkit::local_cluster::launcher(),
             state: tempfile::tempdir().unwrap(),
             prefix,
         }

@@ -310,12 +310,4 @@ fn assert_success(out: &Output, what: &str) {
     );
 }
 
-/// The last lines of a log, on a failure.
-pub fn print_tail(path: &Path) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(30).collect();
-    eprintln!("==== {} (last lines)", path.display());
-    for line in tail.into_iter().rev() {
-        eprintln!("{line}");
-    }
-}
+pub use crate::process::print_tail;

@@ -8,6 +8,8 @@
 //!   ([`Proc::terminate`]), and SIGKILL when dropped (printing the log's tail
 //!   when the test is failing);
 //! - [`etcd`] starts a real etcd (Debian's `etcd-server`);
+//! - [`LocalCluster`] runs a whole local cluster (`mayastor-local up`,
+//!   `down --wipe` when dropped);
 //! - [`kube_local`] starts a real Kubernetes API server (and the
 //!   machine's one worker node) with `shared/tools/kube-local`;
 //! - [`free_port`] and [`free_port_on`] (a free port on a loopback
@@ -27,10 +29,12 @@
 
 pub mod etcd;
 pub mod kube_local;
+pub mod local_cluster;
 mod process;
 mod wait;
 
-pub use process::{bin, free_port, free_port_on, wait_port, Proc};
+pub use local_cluster::LocalCluster;
+pub use process::{bin, free_port, free_port_on, print_tail, wait_port, Proc};
 pub use wait::{eventually, wait_until};
 
 /// The timestamp a log line of ours starts with (RFC 3339 UTC, as the

@@ -27,11 +27,18 @@ pub fn free_port_on(ip: impl Into<IpAddr>) -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static BUILT: Mutex<bool> = Mutex::new(false);
 
-/// Path of binary `bin` of package `pkg`, built if needed (once per test
-/// process; a no-op when it is up to date). An environment variable named
-/// after the binary (`IO_ENGINE_BIN` for `io-engine`) overrides it.
+/// Path of binary `bin` of package `pkg`, built if needed. An environment
+/// variable named after the binary (`IO_ENGINE_BIN` for `io-engine`)
+/// overrides it.
+///
+/// The first call of a test process builds what the workspace's test run
+/// builds (`cargo test --no-run --workspace`): the same feature set as the
+/// suite itself, so under `cargo nextest run --workspace` it is a no-op, and
+/// no test rebuilds the dependencies with another feature set (which a
+/// `cargo build -p <pkg>` does, and which would also replace the suite's
+/// binaries under `target/` with other builds).
 pub fn bin(pkg: &str, bin: &str) -> PathBuf {
     let var = format!("{}_BIN", bin.to_ascii_uppercase().replace('-', "_"));
     if let Some(path) = std::env::var_os(&var) {
@@ -42,40 +49,43 @@ pub fn bin(pkg: &str, bin: &str) -> PathBuf {
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     let path = profile_dir.join(bin);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if built.iter().any(|b| b == bin) {
-        return path;
+    if !*built {
+        build_workspace(&profile_dir, pkg, bin, &path);
+        *built = true;
     }
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// `cargo test --no-run --workspace` into the target directory of
+/// `profile_dir` (`target/debug` is the default profile).
+fn build_workspace(profile_dir: &Path, pkg: &str, bin: &str, path: &Path) {
     let target_dir = profile_dir.parent().unwrap().to_path_buf();
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_string(),
-        Some(other) => other.to_string(),
-    };
+    let mut args = vec!["test", "--no-run", "--quiet", "--workspace"];
+    let profile = profile_dir.file_name().and_then(|n| n.to_str());
+    let named;
+    match profile {
+        Some("debug") | None => {}
+        Some("release") => args.push("--release"),
+        Some(other) => {
+            named = other.to_string();
+            args.extend(["--profile", &named]);
+        }
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            pkg,
-            "--bin",
-            bin,
-            "--profile",
-            &profile,
-        ])
+        .args(&args)
         .env("CARGO_TARGET_DIR", &target_dir)
         .output();
     match out {
         Ok(o) if o.status.success() => {}
         Ok(o) => panic!(
-            "building {bin} failed:\n{}",
+            "building {bin} of {pkg} failed:\n{}",
             String::from_utf8_lossy(&o.stderr)
         ),
         Err(e) if path.exists() => eprintln!("cannot run {cargo} ({e}); using {}", path.display()),
-        Err(e) => panic!("cannot run {cargo} to build {bin}: {e}"),
+        Err(e) => panic!("cannot run {cargo} to build {bin} of {pkg}: {e}"),
     }
-    assert!(path.exists(), "{} is missing", path.display());
-    built.push(bin.to_owned());
-    path
 }
 
 /// A supervised child process.
@@ -266,5 +276,15 @@ pub fn wait_port(addr: &str, what: &str) {
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
         thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last lines of a log, on a failure.
+pub fn print_tail(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    eprintln!("==== {} (last lines)", path.display());
+    for line in tail.into_iter().rev() {
+        eprintln!("{line}");
     }
 }

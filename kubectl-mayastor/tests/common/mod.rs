@@ -14,38 +14,20 @@ use std::process::{Command, Output};
 use kubectl_mayastor::table::Table;
 use openapi::models::*;
 use openapi::{CoreApi, RestClient, RestClientOptions};
+use testkit::LocalCluster;
 
-/// The launcher, with every binary it starts built beside it in this
-/// test's target directory by the process test kit (same cargo and
-/// profile; a no-op when up to date).
-pub fn launcher() -> PathBuf {
-    for (pkg, bin) in [
-        ("store", "mayastor-store"),
-        ("agent-core", "agent-core"),
-        ("api-rest", "api-rest"),
-        ("io-engine", "io-engine"),
-    ] {
-        testkit::bin(pkg, bin);
-    }
-    testkit::bin("mayastor-local", "mayastor-local")
-}
+#[allow(unused_imports)]
+pub use testkit::local_cluster::{binary as cluster_binary, launcher, print_logs};
 
-/// Another of the cluster's binaries (`api-rest`, ...), built beside the
-/// launcher by [`launcher`].
-pub fn cluster_binary(name: &str) -> PathBuf {
-    let path = launcher().parent().unwrap().join(name);
-    assert!(path.exists(), "{} is missing", path.display());
-    path
-}
-
-/// A running local cluster; `down --wipe` when dropped.
+/// A running local cluster (the process test kit's), with the fields the
+/// plugin's tests read; `down --wipe` when dropped.
 pub struct Cluster {
     pub launcher: PathBuf,
     /// XDG_DATA_HOME of the launcher and of the plugin runs.
     pub data_home: PathBuf,
     pub state_dir: PathBuf,
     pub rest: String,
-    _dir: tempfile::TempDir,
+    local: LocalCluster,
 }
 
 impl Cluster {
@@ -57,40 +39,15 @@ impl Cluster {
 
     /// `up` with more flags (e.g. `--store etcd`).
     pub fn up_with(prefix: &str, nodes: u32, extra: &[&str]) -> Cluster {
-        let launcher = launcher();
-        let dir = tempfile::tempdir().unwrap();
-        let data_home = dir.path().join("data");
-        let state_dir = data_home.join("mayastor-local");
-        std::fs::create_dir_all(&data_home).unwrap();
-        let out = Command::new(&launcher)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["up", "--nodes", &nodes.to_string(), "--ip-prefix", prefix])
-            .args(extra)
-            .env("XDG_DATA_HOME", &data_home)
-            .env("HOME", dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let rest = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("REST endpoint: "))
-            .map(|u| u.trim().to_string());
-        let cluster = Cluster {
-            launcher,
-            data_home,
-            state_dir,
-            rest: rest.clone().unwrap_or_default(),
-            _dir: dir,
-        };
-        assert!(
-            out.status.success() && rest.is_some(),
-            "mayastor-local up failed: {}\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(cluster.rest, format!("http://{prefix}.252:8081"));
-        cluster
+        let local = LocalCluster::up(prefix, nodes, extra);
+        assert_eq!(local.rest_url, format!("http://{prefix}.252:8081"));
+        Cluster {
+            launcher: local.launcher_path().to_path_buf(),
+            data_home: local.data_home.clone(),
+            state_dir: local.state_dir.clone(),
+            rest: local.rest_url.clone(),
+            local,
+        }
     }
 
     pub fn client(&self) -> RestClient {
@@ -102,9 +59,8 @@ impl Cluster {
     pub fn plugin(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_kubectl-mayastor"))
             .args(args)
-            .env("XDG_DATA_HOME", &self.data_home)
-            .env("HOME", self._dir.path())
-            .env("KUBECONFIG", self._dir.path().join("no-kubeconfig"))
+            .envs(self.local.envs())
+            .env("KUBECONFIG", self.data_home.join("no-kubeconfig"))
             .env_remove("RUST_BACKTRACE")
             .output()
             .unwrap()
@@ -199,43 +155,6 @@ impl Cluster {
     pub fn volume(&self, id: &str) -> Volume {
         let client = self.client();
         self.block_on(async { client.get_volume(id).await.unwrap() })
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            print_logs(&self.state_dir.join("logs"));
-        }
-        let out = Command::new(&self.launcher)
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(["down", "--wipe"])
-            .env("XDG_DATA_HOME", &self.data_home)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!(
-                "mayastor-local down --wipe failed: {}\n{}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => eprintln!("cannot run mayastor-local down: {e}"),
-        }
-    }
-}
-
-pub fn print_logs(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        eprintln!("==== {} (last lines)", entry.path().display());
-        for line in tail.into_iter().rev() {
-            eprintln!("{line}");
-        }
     }
 }
 
