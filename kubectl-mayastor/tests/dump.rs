@@ -585,37 +585,39 @@ fn bad_input_and_interrupt_leave_nothing() {
         "nothing left behind"
     );
 
-    // Ctrl-C while Loki keeps the dump waiting.
+    // Ctrl-C, then SIGKILL, while Loki keeps the dump waiting with its
+    // archive open: nothing is left either way (the archive has no name
+    // until it is complete).
     let loki = std::net::TcpListener::bind("127.0.63.20:0").unwrap();
     let loki_url = format!("http://{}", loki.local_addr().unwrap());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mayastor"))
-        .args(["dump", "system", "-d", dir, "-t", "60s", "-l", &loki_url])
-        .env("XDG_DATA_HOME", &cluster.data_home)
-        .env("KUBECONFIG", "/nonexistent")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the dump to start writing", Duration::from_secs(30), || {
-        listing(out_dir.path())
-            .iter()
-            .any(|n| n.ends_with(".partial"))
-    });
-    // The dump is waiting on Loki now.
-    let _conn = loki.accept().unwrap();
-    let pid = child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(!exit.success());
-    assert_eq!(
-        listing(out_dir.path()),
-        ["read-only"],
-        "no partial bundle after Ctrl-C"
-    );
+    for signal in ["-INT", "-KILL"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mayastor"))
+            .args(["dump", "system", "-d", dir, "-t", "60s", "-l", &loki_url])
+            .env("XDG_DATA_HOME", &cluster.data_home)
+            .env("KUBECONFIG", "/nonexistent")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The dump is waiting on Loki now, its archive written to.
+        let _conn = loki.accept().unwrap();
+        let open = dumpkit::unnamed_files_in(child.id(), out_dir.path());
+        assert_eq!(open.len(), 1, "the archive is open and unnamed: {open:?}");
+        assert_eq!(listing(out_dir.path()), ["read-only"], "nothing named yet");
+        let pid = child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(!exit.success());
+        assert_eq!(
+            listing(out_dir.path()),
+            ["read-only"],
+            "no partial bundle after kill {signal}"
+        );
+    }
 }
 
 fn is_root() -> bool {

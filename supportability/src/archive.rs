@@ -1,17 +1,24 @@
-//! The bundle file: a zip (default) or a gzip-compressed tar, written to a
-//! hidden temporary name in the output directory and renamed to its final
-//! name only once complete.
+//! The bundle file: a zip (default) or a gzip-compressed tar, written to an
+//! anonymous file in the output directory (`O_TMPFILE`: it has no name
+//! while it is written) and linked to its final name only once complete
+//! (`linkat` of `/proc/self/fd/N`), so a crash, even SIGKILL, leaves
+//! nothing behind.
 //!
 //! ```text
-//! <dir>/.mayastor-2026-12-06--15-11-31-UTC.zip.<pid>.partial   while writing
-//! <dir>/mayastor-2026-12-06--15-11-31-UTC.zip                  when complete
+//! <dir>/                                           while writing (nothing)
+//! <dir>/mayastor-2026-12-06--15-11-31-UTC.zip      when complete
 //! ```
 //!
+//! Where the file system has no `O_TMPFILE` (or `/proc` is missing), the
+//! file is written to a hidden temporary name and renamed at the end:
+//! `<dir>/.mayastor-...zip.<pid>.partial`; a `.partial` left by a killed
+//! run is removed by the next run once its process is gone
+//! ([`remove_stale_partials`]).
+//!
 //! Invariants:
-//! - dropping an [`Archive`] that was not [`Archive::finish`]ed deletes the
-//!   temporary file (an error, a failed collector's panic, Ctrl-C handled
-//!   by the caller); a `.partial` left by a killed run is removed by the
-//!   next run once its process is gone ([`remove_stale_partials`]);
+//! - dropping an [`Archive`] that was not [`Archive::finish`]ed leaves
+//!   nothing (an error, a failed collector's panic, Ctrl-C handled by the
+//!   caller);
 //! - every byte goes through the [`Redactor`], one line at a time, with at
 //!   most [`crate::redact::MAX_LINE_BYTES`] held (a longer line is cut there);
 //! - zip entries are compressed as they are written; a tar entry, whose
@@ -60,10 +67,22 @@ enum Writer {
     Tar(tar::Builder<flate2::write::GzEncoder<BufWriter<File>>>),
 }
 
+/// How the file being written is named until it is complete.
+#[derive(Debug)]
+enum Temp {
+    /// `O_TMPFILE`: no name at all.
+    Anonymous,
+    /// The fallback: a hidden `.partial` name, renamed at the end.
+    Named(PathBuf),
+}
+
 /// A bundle being written.
 pub struct Archive {
     writer: Option<Writer>,
-    temp_path: PathBuf,
+    temp: Temp,
+    dir: PathBuf,
+    stem: String,
+    format: Format,
     final_path: PathBuf,
     finished: bool,
 }
@@ -120,26 +139,28 @@ impl Archive {
             });
         }
         remove_stale_partials(dir);
-        let ext = format.extension();
-        let mut final_path = dir.join(format!("{stem}.{ext}"));
-        let mut n = 1;
-        while final_path.exists() {
-            final_path = dir.join(format!("{stem}-{n}.{ext}"));
-            n += 1;
-        }
-        let final_name = final_path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let temp_path = dir.join(format!(".{final_name}{}", partial_suffix()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp_path)
-            .map_err(|e| DumpError::OutputDirectory {
-                dir: dir.to_path_buf(),
-                reason: format!("cannot create a file there: {e}"),
-            })?;
+        let final_path = free_name(dir, stem, format);
+        let cannot = |e: std::io::Error| DumpError::OutputDirectory {
+            dir: dir.to_path_buf(),
+            reason: format!("cannot create a file there: {e}"),
+        };
+        let (file, temp) = match anonymous_file(dir) {
+            Ok(file) => (file, Temp::Anonymous),
+            Err(e) if tmpfile_unsupported(&e) => {
+                let final_name = final_path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                let temp_path = dir.join(format!(".{final_name}{}", partial_suffix()));
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&temp_path)
+                    .map_err(cannot)?;
+                (file, Temp::Named(temp_path))
+            }
+            Err(e) => return Err(cannot(e)),
+        };
         let out = BufWriter::with_capacity(256 << 10, file);
         let writer = match format {
             Format::Zip => Writer::Zip(Box::new(zip::ZipWriter::new(out))),
@@ -150,7 +171,10 @@ impl Archive {
         };
         Ok(Archive {
             writer: Some(writer),
-            temp_path,
+            temp,
+            dir: dir.to_path_buf(),
+            stem: stem.to_string(),
+            format,
             final_path,
             finished: false,
         })
@@ -204,7 +228,12 @@ impl Archive {
         })
     }
 
-    /// Completes the container, syncs it and renames it to its final name.
+    /// Whether the file being written has no name (`O_TMPFILE`).
+    pub fn anonymous(&self) -> bool {
+        matches!(self.temp, Temp::Anonymous)
+    }
+
+    /// Completes the container, syncs it and gives it its final name.
     pub fn finish(mut self) -> Result<PathBuf, DumpError> {
         let what = self.final_path.display().to_string();
         let file = match self.writer.take() {
@@ -222,8 +251,26 @@ impl Archive {
             None => return Err(io(&what, std::io::Error::other("archive already finished"))),
         };
         file.sync_all().map_err(|e| io(&what, e))?;
-        drop(file);
-        std::fs::rename(&self.temp_path, &self.final_path).map_err(|e| io(&what, e))?;
+        match &self.temp {
+            Temp::Named(temp_path) => {
+                drop(file);
+                std::fs::rename(temp_path, &self.final_path).map_err(|e| io(&what, e))?;
+            }
+            Temp::Anonymous => loop {
+                match link_anonymous(&file, &self.final_path) {
+                    Ok(()) => break,
+                    // Taken since `create` (another dump in this second).
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        self.final_path = free_name(&self.dir, &self.stem, self.format);
+                    }
+                    Err(e) => return Err(io(&what, e)),
+                }
+            },
+        }
+        // The new name is durable once the directory is synced.
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
         self.finished = true;
         Ok(self.final_path.clone())
     }
@@ -233,9 +280,63 @@ impl Drop for Archive {
     fn drop(&mut self) {
         if !self.finished {
             self.writer = None;
-            let _ = std::fs::remove_file(&self.temp_path);
+            if let Temp::Named(temp_path) = &self.temp {
+                let _ = std::fs::remove_file(temp_path);
+            }
         }
     }
+}
+
+/// `<stem>.<ext>`, or `<stem>-N.<ext>` when taken.
+fn free_name(dir: &Path, stem: &str, format: Format) -> PathBuf {
+    let ext = format.extension();
+    let mut path = dir.join(format!("{stem}.{ext}"));
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(format!("{stem}-{n}.{ext}"));
+        n += 1;
+    }
+    path
+}
+
+/// An unnamed file in `dir` (`O_TMPFILE`), readable by its owner and group
+/// and others once linked, as a file made by `open` would be.
+fn anonymous_file(dir: &Path) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags, CWD};
+    let fd = rustix::fs::openat(
+        CWD,
+        dir,
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    // Linking needs `/proc/self/fd`; without it, use the fallback.
+    if !Path::new("/proc/self/fd").is_dir() {
+        return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+    }
+    Ok(File::from(fd))
+}
+
+/// Whether `O_TMPFILE` failed because the kernel or file system lacks it
+/// (then the named fallback is used) rather than for a reason that also
+/// stops a named file (permissions, a missing directory).
+fn tmpfile_unsupported(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    let errno = e.raw_os_error().map(Errno::from_raw_os_error);
+    e.kind() == std::io::ErrorKind::Unsupported
+        || matches!(
+            errno,
+            Some(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS)
+        )
+}
+
+/// Gives the unnamed file `file` the name `path` (fails with
+/// `AlreadyExists` when taken).
+fn link_anonymous(file: &File, path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, CWD};
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW)?;
+    Ok(())
 }
 
 fn io(what: &str, e: std::io::Error) -> DumpError {
@@ -342,8 +443,11 @@ mod tests {
                 .expect("ls")
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| !n.starts_with("bundle."))
                 .collect();
-            assert!(names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
+            // Nothing named while writing (tmpfs and ext4 have O_TMPFILE).
+            assert!(archive.anonymous(), "O_TMPFILE is supported here");
+            assert!(names.is_empty(), "{names:?}");
             archive
                 .add_text("a/one.txt", "x topsecret-1 y\nline2", &redactor)
                 .expect("add");

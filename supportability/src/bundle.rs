@@ -4,8 +4,8 @@
 //!
 //! Phase 1 (nothing written yet; any error is returned): read the REST
 //! objects and find the asked resource, connect to the store, create the
-//! archive's temporary file. Phase 2: collectors; a failure is recorded and
-//! the dump goes on. The archive is renamed to its final name last.
+//! archive's (unnamed) file. Phase 2: collectors; a failure is recorded and
+//! the dump goes on. The archive gets its final name last.
 
 use std::io::Write;
 use std::time::Instant;

@@ -11,7 +11,7 @@
 //!  Loki query_range ────► logs/<group>/<node>-loki-<container>.log
 //!                           │ every byte through redact::Redactor
 //!                           ▼
-//!             archive::Archive (.partial, renamed when complete)
+//!             archive::Archive (O_TMPFILE, linked when complete)
 //!             + manifest.json, README.txt, support_tool_logs.log
 //! ```
 //!

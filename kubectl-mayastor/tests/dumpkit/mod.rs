@@ -113,6 +113,19 @@ impl Bundle {
     }
 }
 
+/// The files process `pid` holds open in `dir` that have no name there
+/// (`O_TMPFILE`: `/proc/<pid>/fd/N` reads `<dir>/#<inode> (deleted)`).
+pub fn unnamed_files_in(pid: u32, dir: &Path) -> Vec<String> {
+    let prefix = format!("{}/#", dir.display());
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|t| t.starts_with(&prefix) && t.ends_with(" (deleted)"))
+        .collect()
+}
+
 /// The bundle a successful `dump` printed the path of.
 pub fn bundle_of(out: &Output) -> Bundle {
     let stdout = String::from_utf8_lossy(&out.stdout);
