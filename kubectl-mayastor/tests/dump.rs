@@ -588,19 +588,21 @@ fn bad_input_and_interrupt_leave_nothing() {
     // Ctrl-C, then SIGKILL, while Loki keeps the dump waiting with its
     // archive open: nothing is left either way (the archive has no name
     // until it is complete).
-    let loki = std::net::TcpListener::bind("127.0.63.20:0").unwrap();
-    let loki_url = format!("http://{}", loki.local_addr().unwrap());
     for signal in ["-INT", "-KILL"] {
+        // A listener of its own per run: no connection of the last run waits
+        // in its backlog.
+        let loki = std::net::TcpListener::bind("127.0.63.20:0").unwrap();
+        let loki_url = format!("http://{}", loki.local_addr().unwrap());
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mayastor"))
             .args(["dump", "system", "-d", dir, "-t", "60s", "-l", &loki_url])
             .env("XDG_DATA_HOME", &cluster.data_home)
             .env("KUBECONFIG", "/nonexistent")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         // The dump is waiting on Loki now, its archive written to.
-        let _conn = loki.accept().unwrap();
+        let _conn = dumpkit::accept_from(&loki, &mut child, Duration::from_secs(120));
         let open = dumpkit::unnamed_files_in(child.id(), out_dir.path());
         assert_eq!(open.len(), 1, "the archive is open and unnamed: {open:?}");
         assert_eq!(listing(out_dir.path()), ["read-only"], "nothing named yet");

@@ -170,3 +170,39 @@ pub fn error_line(out: &Output) -> String {
     assert!(last.starts_with("error: "), "{stderr}");
     last
 }
+
+/// The first connection to `listener` from `child`, waiting at most
+/// `limit`: a child that exits first (or never connects) fails the test
+/// with its output instead of leaving it blocked in `accept`.
+pub fn accept_from(
+    listener: &std::net::TcpListener,
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::net::TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                listener.set_nonblocking(false).unwrap();
+                conn.set_nonblocking(false).unwrap();
+                return conn;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("accept: {e}"),
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = err.read_to_string(&mut stderr);
+            }
+            panic!("the dump ended ({status}) before connecting:\n{stderr}");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the dump did not connect within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
