@@ -3,16 +3,22 @@
 # cluster on 127.0.69.* with N thin volumes (default 1000) and about 200 MiB
 # of component logs; prints the dump's wall time, peak RSS and bundle size
 # (GNU time), for docs/supportability.md.
-#   [PROFILE=debug] scripts/bench-dump.sh [VOLUMES] [LOG_MIB]
+#   [PROFILE=debug] [BIN_DIR=DIR] scripts/bench-dump.sh [VOLUMES] [LOG_MIB]
+# BIN_DIR: use the binaries already built there (mayastor-local, its
+# components and kubectl-mayastor) instead of building them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VOLUMES=${1:-1000}
 LOG_MIB=${2:-200}
 PROFILE=${PROFILE:-release}
 CARGO_PROFILE=$PROFILE; [ "$PROFILE" = debug ] && CARGO_PROFILE=dev
-cargo build --profile "$CARGO_PROFILE" -q -p store --bin mayastor-store -p agent-core -p api-rest \
-    -p io-engine --bin io-engine -p mayastor-local -p kubectl-mayastor
-B=$(pwd)/target/$PROFILE
+if [ -n "${BIN_DIR:-}" ]; then
+    B=$BIN_DIR
+else
+    cargo build --profile "$CARGO_PROFILE" -q -p store --bin mayastor-store -p agent-core -p api-rest \
+        -p io-engine --bin io-engine -p mayastor-local -p kubectl-mayastor
+    B=$(pwd)/target/$PROFILE
+fi
 W=$(mktemp -d /tmp/bench-dump.XXXXXX)
 export XDG_DATA_HOME=$W/data HOME=$W KUBECONFIG=$W/no-kubeconfig
 STATE=$XDG_DATA_HOME/mayastor-local

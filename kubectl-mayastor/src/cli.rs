@@ -215,6 +215,9 @@ pub struct TuiArgs {
     /// How often the dashboard polls the REST API
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
+    /// Directory the `b` key writes support bundles to (must exist)
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub bundle_dir: PathBuf,
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h` or a bare number of seconds (more than

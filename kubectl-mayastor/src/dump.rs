@@ -141,6 +141,29 @@ fn local_state_dir(endpoint: Option<&Endpoint>) -> Option<PathBuf> {
     }
 }
 
+/// A dump of `resource` with the sources found from `endpoint` (the REST
+/// API as found by discovery) and the global flags: the local cluster's
+/// state directory, Kubernetes; the rest at the command line's defaults.
+/// The dashboard's bundle key uses it too.
+pub fn options(
+    global: &GlobalArgs,
+    endpoint: Option<&Endpoint>,
+    resource: supportability::Resource,
+) -> supportability::DumpOptions {
+    let from_kubernetes = matches!(endpoint.map(|e| &e.source), Some(Source::Kubernetes { .. }));
+    let mut opts = supportability::DumpOptions::new(resource);
+    opts.timeout = global.timeout;
+    opts.rest_url = endpoint.map(|e| e.url.clone());
+    opts.local_state_dir = local_state_dir(endpoint);
+    opts.kube = (from_kubernetes || global.kube_config_path.is_some()).then(|| {
+        supportability::KubeOptions {
+            kubeconfig: global.kube_config_path.clone(),
+            namespace: global.namespace.clone(),
+        }
+    });
+    opts
+}
+
 /// Runs `dump ...` on its own runtime.
 pub fn run(global: &GlobalArgs, args: &DumpArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -170,24 +193,14 @@ async fn execute(global: &GlobalArgs, args: &DumpArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow!("{e:#}"))?,
         ),
     };
-    let local = local_state_dir(endpoint.as_ref());
-    let from_kubernetes = matches!(
-        endpoint.as_ref().map(|e| &e.source),
-        Some(Source::Kubernetes { .. })
-    );
-    let kube = (from_kubernetes || global.kube_config_path.is_some()).then(|| {
-        supportability::KubeOptions {
-            kubeconfig: global.kube_config_path.clone(),
-            namespace: global.namespace.clone(),
-        }
-    });
+    let mut opts = options(global, endpoint.as_ref(), resource);
 
     if let DumpResource::Etcd { stdout: true } = args.resource {
         let store = args
             .etcd_endpoint
             .clone()
             .or_else(|| {
-                local
+                opts.local_state_dir
                     .as_ref()
                     .and_then(|d| supportability::local::LocalCluster::new(d).store_endpoint())
             })
@@ -199,17 +212,12 @@ async fn execute(global: &GlobalArgs, args: &DumpArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut opts = supportability::DumpOptions::new(resource);
     opts.output_dir = args.output_directory_path.clone();
     opts.format = args.archive;
     opts.since = args.since;
     opts.max_log_bytes = args.max_log_bytes;
-    opts.timeout = global.timeout;
-    opts.rest_url = endpoint.as_ref().map(|e| e.url.clone());
     opts.bearer_token = args.bearer_token.clone();
     opts.store_endpoint = args.etcd_endpoint.clone();
-    opts.local_state_dir = local;
-    opts.kube = kube;
     opts.loki_endpoint = args.loki_endpoint.clone();
     opts.collect_logs = !matches!(
         args.resource,

@@ -44,10 +44,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tui(args) => {
             let endpoint = resolve_blocking(&cli.global)?;
+            let mut bundle = dump::options(
+                &cli.global,
+                Some(&endpoint),
+                supportability::Resource::System,
+            );
+            bundle.output_dir = args.bundle_dir.clone();
             tui::run(tui::Options {
                 rest: endpoint.url,
                 interval: args.interval,
                 timeout: cli.global.timeout,
+                bundle: Some(bundle),
             })
         }
         Command::Dump(args) => dump::run(&cli.global, args),

@@ -47,6 +47,10 @@ pub(crate) struct Bundle<'a> {
     pub records: Vec<CollectorRecord>,
     tool_log: Vec<String>,
     progress: &'a dyn Progress,
+    /// Collectors begun (or skipped) so far.
+    begun: usize,
+    /// Collectors known so far, begun or not ([`Progress::planned`]).
+    planned: usize,
 }
 
 fn human_bytes(n: u64) -> String {
@@ -66,7 +70,25 @@ impl Bundle<'_> {
             .push(format!("{} {}", rfc3339(now_ns()), line.as_ref()));
     }
 
+    /// `n` more collectors are ahead that were not counted yet.
+    pub fn plan_more(&mut self, n: usize) {
+        if n > 0 {
+            self.planned += n;
+            self.progress.planned(self.planned);
+        }
+    }
+
+    /// Counts a collector that starts (one not planned raises the plan).
+    fn count_begun(&mut self) {
+        self.begun += 1;
+        if self.begun > self.planned {
+            self.planned = self.begun;
+            self.progress.planned(self.planned);
+        }
+    }
+
     pub fn begin(&mut self, name: &str) -> Instant {
+        self.count_begun();
         self.progress.started(name);
         self.log(format!("{name}: started"));
         Instant::now()
@@ -88,6 +110,7 @@ impl Bundle<'_> {
 
     /// Records a collector that does not apply.
     pub fn skip(&mut self, name: &str, reason: &str) {
+        self.count_begun();
         self.progress.started(name);
         self.finish_record(
             name,
@@ -213,6 +236,8 @@ pub async fn dump(opts: &DumpOptions, progress: &dyn Progress) -> Result<Summary
         records: Vec::new(),
         tool_log: Vec::new(),
         progress,
+        begun: 0,
+        planned: 0,
     };
     bundle.log(format!(
         "dump {} version {} into {}",
@@ -220,6 +245,30 @@ pub async fn dump(opts: &DumpOptions, progress: &dyn Progress) -> Result<Summary
         env!("CARGO_PKG_VERSION"),
         bundle.archive.final_path().display()
     ));
+    let logs_wanted = opts.collect_logs && opts.resource != Resource::Etcd;
+    let local_logs = match (&local, logs_wanted) {
+        (Some(local), true) => local.logs().map_or(1, |logs| {
+            logs.iter()
+                .filter(|l| match &l.node {
+                    Some(node) => selection.everything || selection.nodes.contains(node),
+                    None => true,
+                })
+                .count()
+        }),
+        _ => 0,
+    };
+    let loki_containers = match (&opts.loki_endpoint, logs_wanted) {
+        (Some(_), true) => crate::loki::DEFAULT_CONTAINERS.len(),
+        _ => 0,
+    };
+    bundle.plan_more(
+        usize::from(cluster.is_some())
+            + usize::from(cluster.is_some() && !selection.volumes.is_empty())
+            + 1
+            + usize::from(!logs_wanted && opts.resource != Resource::Etcd)
+            + local_logs
+            + loki_containers,
+    );
     let markers = selection.markers(&opts.resource);
     let kube_source: Option<String> = kube.as_ref().map(|k| k.server.clone());
     if let (Some(cluster), Some(client)) = (&cluster, &client) {
@@ -236,7 +285,6 @@ pub async fn dump(opts: &DumpOptions, progress: &dyn Progress) -> Result<Summary
     if let Some(kube) = &kube {
         crate::kubernetes::collect(&mut bundle, kube, opts, &selection, since_ns).await;
     }
-    let logs_wanted = opts.collect_logs && opts.resource != Resource::Etcd;
     if !logs_wanted {
         if opts.resource != Resource::Etcd {
             bundle.skip("logs", "log collection disabled");

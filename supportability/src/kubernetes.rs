@@ -188,6 +188,8 @@ pub(crate) async fn collect(
     selection: &Selection,
     since_ns: i64,
 ) {
+    // The Secrets, then the resource collectors.
+    bundle.plan_more(1 + resources::COLLECTORS);
     learn_secrets(bundle, kube).await;
     resources::collect(bundle, kube).await;
     if !opts.collect_logs || opts.resource == crate::Resource::Etcd {

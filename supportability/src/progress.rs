@@ -23,6 +23,10 @@ pub enum Outcome {
 pub trait Progress: Send + Sync {
     fn started(&self, collector: &str);
     fn finished(&self, collector: &str, outcome: &Outcome);
+    /// The collectors known so far, finished or not (it grows as the dump
+    /// learns more: log files, pods); with [`Progress::finished`] calls it
+    /// gives a gauge.
+    fn planned(&self, _collectors: usize) {}
 }
 
 /// Discards everything.

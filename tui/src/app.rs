@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use openapi::models::{Node, Pool, Volume, VolumeStatus};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use crate::bundle::{BundleState, BundleUpdate};
 use crate::format::{self, short_id};
 use crate::model;
 use crate::rebuild::{Estimate, RebuildTracker};
@@ -122,6 +123,8 @@ pub enum Action {
         node: String,
         label: String,
     },
+    /// Write a system support bundle in the background.
+    Bundle,
 }
 
 impl Action {
@@ -136,6 +139,7 @@ impl Action {
             Action::Cordon { node, label } => format!("cordon node {node} (label {label})"),
             Action::Uncordon { node, label } => format!("uncordon node {node} (label {label})"),
             Action::Drain { node, label } => format!("drain node {node} (label {label})"),
+            Action::Bundle => "write a support bundle".into(),
         }
     }
 
@@ -149,6 +153,7 @@ impl Action {
             Action::Cordon { node, label } => format!("node {node} cordoned (label {label})"),
             Action::Uncordon { node, label } => format!("node {node} uncordoned (label {label})"),
             Action::Drain { node, label } => format!("node {node} drain started (label {label})"),
+            Action::Bundle => "support bundle started".into(),
         }
     }
 }
@@ -215,6 +220,8 @@ pub enum Update {
         result: Result<(), String>,
         at: SystemTime,
     },
+    /// The support bundle's progress or outcome.
+    Bundle(BundleUpdate),
 }
 
 /// The dashboard's state (see the module header).
@@ -236,6 +243,8 @@ pub struct App {
     pub in_flight: usize,
     /// Lines scrolled back in the events view.
     pub events_scroll: usize,
+    /// The last support bundle (key `b`), running or finished.
+    pub bundle: Option<BundleState>,
     selected_volume: Option<String>,
     selected_pool: Option<String>,
     selected_node: Option<String>,
@@ -255,6 +264,7 @@ impl App {
             message: None,
             in_flight: 0,
             events_scroll: 0,
+            bundle: None,
             selected_volume: None,
             selected_pool: None,
             selected_node: None,
@@ -274,6 +284,7 @@ impl App {
                 at,
             } => self.unreachable(error, at),
             Update::ActionDone { action, result, at } => self.action_done(&action, result, at),
+            Update::Bundle(update) => self.bundle_update(update, SystemTime::now()),
         }
     }
 
@@ -358,6 +369,33 @@ impl App {
         };
         self.push_event(now, text.clone());
         self.message = Some(Message { text, error });
+    }
+
+    /// The support bundle's progress, or its end (an event too).
+    pub fn bundle_update(&mut self, update: BundleUpdate, now: SystemTime) {
+        let state = match update {
+            BundleUpdate::Progress {
+                done,
+                planned,
+                current,
+            } => {
+                // A late progress line never hides the outcome.
+                if !self.bundle.as_ref().is_some_and(BundleState::running) {
+                    return;
+                }
+                BundleState::Running {
+                    done,
+                    planned,
+                    current,
+                }
+            }
+            BundleUpdate::Finished(Ok((path, failed))) => BundleState::Done { path, failed },
+            BundleUpdate::Finished(Err(e)) => BundleState::Failed(e),
+        };
+        if !state.running() {
+            self.push_event(now, state.text());
+        }
+        self.bundle = Some(state);
     }
 
     fn push_event(&mut self, at: SystemTime, text: String) {
@@ -632,6 +670,14 @@ impl App {
             KeyCode::Char('c') => self.open_node(NodeOp::Cordon),
             KeyCode::Char('u') => self.open_node(NodeOp::Uncordon),
             KeyCode::Char('d') => self.open_node(NodeOp::Drain),
+            KeyCode::Char('b') => {
+                if self.bundle.as_ref().is_some_and(BundleState::running) {
+                    self.refuse("a support bundle is being written");
+                } else {
+                    self.bundle = Some(BundleState::starting());
+                    return Some(Action::Bundle);
+                }
+            }
             _ => {}
         }
         None

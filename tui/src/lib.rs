@@ -9,6 +9,8 @@
 //! - [`events`]: changes between two snapshots, as event lines;
 //! - [`ui`]: `draw(frame, &App)`;
 //! - [`poller`]: the tokio tasks that poll and run actions;
+//! - [`bundle`]: the support-bundle key (a system bundle written in the
+//!   background by the `supportability` crate, its gauge and path);
 //! - [`terminal`]: raw mode and the alternate screen, restored on exit,
 //!   on panic and on SIGTERM/SIGHUP/SIGINT.
 //!
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bundle;
 pub mod events;
 pub mod format;
 pub mod model;
@@ -44,6 +47,9 @@ pub struct Options {
     pub interval: Duration,
     /// Timeout of one REST request.
     pub timeout: Duration,
+    /// How the `b` key writes a system support bundle (`None`: the key
+    /// says bundles are not available).
+    pub bundle: Option<supportability::DumpOptions>,
 }
 
 /// Runs the dashboard until the user quits (or SIGTERM, SIGHUP, SIGINT).

@@ -71,7 +71,8 @@ pub fn spawn_action(
 /// Calls the endpoint behind `action`; an error is the REST error's text.
 pub async fn perform(api: &dyn CoreApi, action: &Action) -> Result<(), String> {
     let result = match action {
-        Action::Quit | Action::Refresh => return Ok(()),
+        // The support bundle is not a REST call (see `crate::bundle`).
+        Action::Quit | Action::Refresh | Action::Bundle => return Ok(()),
         Action::Scale { volume, replicas } => api
             .put_volume_replica_count(volume, *replicas)
             .await

@@ -140,14 +140,15 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             &mut app,
             rx,
             &stop,
-            |action| {
-                poller::spawn_action(
+            |action| match action {
+                Action::Bundle => crate::bundle::spawn(opts.bundle.clone(), tx.clone()),
+                action => poller::spawn_action(
                     runtime.handle(),
                     Arc::clone(&api),
                     action,
                     tx.clone(),
                     Arc::clone(&refresh),
-                )
+                ),
             },
             &refresh,
         )

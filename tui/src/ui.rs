@@ -35,11 +35,13 @@ pub fn draw(frame: &mut Frame, app: &App) {
     } else {
         (area.height / 4).min(16)
     };
-    let [header, banner_area, body, events, footer] = Layout::vertical([
+    let bundle_line = u16::from(app.bundle.is_some());
+    let [header, banner_area, body, events, bundle_area, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(banner),
         Constraint::Min(0),
         Constraint::Length(events_pane),
+        Constraint::Length(bundle_line),
         Constraint::Length(1),
     ])
     .areas(area);
@@ -57,6 +59,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     if events_pane > 0 {
         draw_events(frame, events, app, false);
+    }
+    if let Some(state) = &app.bundle {
+        crate::bundle::draw(frame, bundle_area, state);
     }
     draw_footer(frame, footer, app);
     match &app.mode {
@@ -204,7 +209,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
             _ => "",
         };
         Line::styled(
-            format!("q quit  ? help  tab views  / filter  {keys}"),
+            format!("q quit  ? help  tab views  / filter  b bundle  {keys}"),
             dim(),
         )
     };
@@ -779,6 +784,7 @@ pub const HELP: &[&str] = &[
     "s      (volumes)                     scale the volume",
     "c / u  (nodes)                       cordon / uncordon",
     "d      (nodes)                       drain the node",
+    "b                                    write a support bundle",
     "?                                    close this help",
     "q, ctrl-c                            quit",
     "Actions ask for confirmation: Enter confirms, Esc cancels.",

@@ -179,6 +179,12 @@ pub(crate) async fn collect(
     };
     let since_seconds = i64::try_from(opts.since.as_secs().max(1)).unwrap_or(i64::MAX);
     let mut containers = BTreeSet::new();
+    let wanted = pods
+        .iter()
+        .flat_map(sources_of)
+        .filter(|s| selection.everything || selection.nodes.contains(&s.node))
+        .count();
+    bundle.plan_more(wanted);
     for pod in &pods {
         let sources = sources_of(pod);
         for source in sources {

@@ -123,6 +123,10 @@ where
         .collect()
 }
 
+/// How many collectors [`collect`] runs: three workloads, DiskPool,
+/// StorageClass, PersistentVolume, PersistentVolumeClaim, Node, Pod, Event.
+pub(crate) const COLLECTORS: usize = 10;
+
 /// Runs every resource collector.
 pub(crate) async fn collect(bundle: &mut Bundle<'_>, kube: &Kube) {
     let ns = kube.namespace.as_str();
