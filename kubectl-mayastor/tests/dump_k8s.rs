@@ -222,7 +222,6 @@ fn names(list: &Value) -> BTreeSet<String> {
 }
 
 #[test]
-#[ignore = "written, not yet verified end to end (run it with --run-ignored all)"]
 fn kube_node_dump_system() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
