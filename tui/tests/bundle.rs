@@ -11,11 +11,10 @@ mod common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::procs::bin;
+use common::tmux::{run, Session};
 use common::{assert_absent, assert_line, fixed_app, render};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use tui::bundle::{BundleState, BundleUpdate};
@@ -107,48 +106,14 @@ fn bundle_key_gauge_path_and_refusal() {
     assert_eq!(key_b(&mut app), Some(Action::Bundle));
 }
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn tmux(args: &[&str]) -> String {
-    String::from_utf8_lossy(&run(Command::new("tmux").args(args)).stdout).into_owned()
-}
-
-/// Captures the pane until `check` holds (at most `secs`).
-fn wait_screen(what: &str, secs: u64, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let s = tmux(&["capture-pane", "-p", "-t", SESSION]);
-        if check(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} within {secs}s; screen:\n{s}"
-        );
-        sleep(Duration::from_millis(100));
-    }
-}
-
-/// Stops the tmux session and the cluster even when the test fails.
-struct Cleanup<'a> {
+/// Stops the local cluster even when the test fails.
+struct ClusterDown<'a> {
     launcher: &'a Path,
     state: &'a Path,
 }
 
-impl Drop for Cleanup<'_> {
+impl Drop for ClusterDown<'_> {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", SESSION])
-            .output();
         let _ = Command::new(self.launcher)
             .arg("--state-dir")
             .arg(self.state)
@@ -177,7 +142,7 @@ fn bundle_key_writes_a_system_bundle_in_tmux() {
     let state = data_home.join("mayastor-local");
     let out_dir = dir.path().join("bundles");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let _cleanup = Cleanup {
+    let _down = ClusterDown {
         launcher: &launcher,
         state: &state,
     };
@@ -193,33 +158,20 @@ fn bundle_key_writes_a_system_bundle_in_tmux() {
         .map(|u| u.trim().to_string())
         .unwrap_or_else(|| panic!("no REST endpoint in:\n{stdout}"));
 
-    let _ = Command::new("tmux")
-        .args(["kill-session", "-t", SESSION])
-        .output();
     let cmd = format!(
         "env XDG_DATA_HOME={} KUBECONFIG=/nonexistent {} --rest {url} tui --interval 500ms --bundle-dir {}",
         data_home.display(),
         plugin.display(),
         out_dir.display()
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        SESSION,
-        "-x",
-        "180",
-        "-y",
-        "32",
-        &cmd,
-    ]);
-    wait_screen("the connected dashboard", 30, |s| {
+    let session = Session::start(SESSION, 180, 32, &cmd);
+    session.wait_screen("the connected dashboard", 30, |s| {
         s.contains("connected to")
     });
-    assert!(tmux(&["capture-pane", "-p", "-t", SESSION]).contains("b bundle"));
+    assert!(session.screen().contains("b bundle"));
 
-    tmux(&["send-keys", "-t", SESSION, "b"]);
-    let screen = wait_screen("the bundle's path", 120, |s| {
+    session.keys(&["b"]);
+    let screen = session.wait_screen("the bundle's path", 120, |s| {
         s.contains("support bundle written: ")
             || s.contains("support bundle failed")
             || s.contains("partially collected")
@@ -291,5 +243,5 @@ fn bundle_key_writes_a_system_bundle_in_tmux() {
         "{manifest:#}"
     );
 
-    tmux(&["send-keys", "-t", SESSION, "q"]);
+    session.keys(&["q"]);
 }
