@@ -8,6 +8,8 @@
 //!   parameters; [`views`]: REST resources as CSI sees them (conditions,
 //!   free capacity); [`guard`]: one call at a time per volume and the
 //!   create limit; [`errors`]: REST errors as CSI codes;
+//! - [`pv_gc`]: the PV garbage collector, run when a Kubernetes API server
+//!   is known (`--kube-config-path`, or in a pod);
 //! - [`run`]: builds the services and serves them on the unix socket until
 //!   SIGTERM/SIGINT.
 //!
@@ -18,6 +20,7 @@
 pub mod errors;
 pub mod guard;
 pub mod params;
+pub mod pv_gc;
 pub mod service;
 pub mod views;
 
@@ -66,6 +69,18 @@ pub struct Args {
     /// retries).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub create_volume_limit: u16,
+    /// Kubeconfig of the cluster whose PersistentVolumes the PV garbage
+    /// collector watches [default: the in-cluster config inside a pod;
+    /// elsewhere the collector is off].
+    #[arg(long, visible_alias = "kubeconfig", value_name = "FILE")]
+    pub kube_config_path: Option<PathBuf>,
+    /// Time between two sweeps for volumes with no PV.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = mayastor_common::duration::parse_positive)]
+    pub orphan_vol_gc_period: Duration,
+    /// How long a volume found with no PV waits before it is checked
+    /// again and deleted.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = mayastor_common::duration::parse)]
+    pub orphan_vol_gc_grace: Duration,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -122,18 +137,55 @@ pub fn rest_client(args: &Args) -> anyhow::Result<RestClient> {
         .map_err(|e| anyhow::anyhow!("--rest-endpoint {}: {e}", args.rest_endpoint))
 }
 
+/// The Kubernetes client of the PV garbage collector: `--kube-config-path`,
+/// else the in-cluster config inside a pod, else `None` (collector off).
+/// The KUBECONFIG variable and `~/.kube/config` are not read: a collector
+/// must never delete volumes against a cluster nobody pointed it at.
+pub async fn kube_client(args: &Args) -> anyhow::Result<Option<kube::Client>> {
+    let config = match &args.kube_config_path {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| anyhow::anyhow!("--kube-config-path {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("--kube-config-path {}: {e}", path.display()))?
+        }
+        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => kube::Config::incluster()
+            .map_err(|e| anyhow::anyhow!("in-cluster Kubernetes config: {e}"))?,
+        None => return Ok(None),
+    };
+    let client =
+        kube::Client::try_from(config).map_err(|e| anyhow::anyhow!("Kubernetes client: {e}"))?;
+    Ok(Some(client))
+}
+
 /// Serves the controller until `shutdown` is cancelled.
 pub async fn serve(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
     let rest = rest_client(&args)?;
+    let kube = kube_client(&args).await?;
     let identity = IdentityService::new(
         IdentityService::controller_capabilities(),
         Arc::new(RestReadiness::new(rest.clone())),
     );
+    let rest: Arc<dyn CoreApi> = Arc::new(rest);
     let controller = service::ControllerService::new(
-        Arc::new(rest),
+        rest.clone(),
         args.pool_selector(),
         usize::from(args.create_volume_limit),
     );
+    match kube {
+        Some(kube) => {
+            let times = pv_gc::GcTimes {
+                period: args.orphan_vol_gc_period,
+                grace: args.orphan_vol_gc_grace,
+            };
+            let gc = pv_gc::PvGarbageCollector::new(kube, rest, controller.guards(), times);
+            tokio::spawn(gc.run(shutdown.clone()));
+        }
+        None => tracing::info!(
+            "no Kubernetes API server (no --kube-config-path, not in a pod): PV garbage collector off"
+        ),
+    }
     let router = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_service(ControllerServer::new(controller));

@@ -61,6 +61,12 @@ impl ControllerService {
         }
     }
 
+    /// The per-volume guards, shared with the PV garbage collector so it
+    /// never deletes a volume while a CSI call on it is in flight.
+    pub fn guards(&self) -> VolumeGuards {
+        self.guards.clone()
+    }
+
     /// The volume, `None` when it does not exist.
     async fn find(&self, id: &str) -> Result<Option<Volume>, Status> {
         match self.rest.get_volume(id).await {
