@@ -41,24 +41,6 @@ const SKIPS: &[(&str, &str)] = &[
     ),
 ];
 
-/// `csi-sanity`, unpacked once per target directory.
-fn csi_sanity() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("csi-tools");
-    let bin = dir.join("csi-sanity");
-    if !bin.exists() {
-        let install =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/csi-tools/install");
-        let out = Command::new(&install).arg(&dir).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{} failed: {}",
-            install.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    bin
-}
-
 fn node_plugin(socket: &Path) -> Proc {
     Proc::spawn(
         "csi-node",
@@ -75,7 +57,7 @@ fn node_plugin(socket: &Path) -> Proc {
 #[test]
 fn csi_sanity_passes_against_the_controller() {
     let started = std::time::Instant::now();
-    let sanity = csi_sanity();
+    let sanity = csi_tool("csi-sanity");
     let cluster = Cluster::up("127.0.101", 1, "256MiB");
     let ctl = Controller::start(&cluster.rest_url, &["--any-pool"]);
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use csi::v1::{
@@ -129,4 +130,23 @@ pub fn create_req(name: &str, size: i64, params: &[(&str, &str)]) -> CreateVolum
             .collect::<HashMap<_, _>>(),
         ..Default::default()
     }
+}
+
+/// A tool of `../shared/tools/csi-tools` (csi-sanity, the sidecars),
+/// unpacked once per target directory by the tools' `install`.
+pub fn csi_tool(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("csi-tools");
+    let bin = dir.join(name);
+    if !bin.exists() {
+        let install =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/csi-tools/install");
+        let out = Command::new(&install).arg(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            install.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    bin
 }
