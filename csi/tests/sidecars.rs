@@ -1,11 +1,13 @@
 //! The real CSI sidecars of `../shared/tools/csi-tools` (external-provisioner
-//! v5.3.0 and external-resizer v1.12.0, host processes with `--kubeconfig`)
+//! v5.3.0, external-attacher v4.9.0 and external-resizer v1.12.0, host
+//! processes with `--kubeconfig`)
 //! against a real API server with its controller-manager (kube-local, no
 //! node; the Nodes and CSINodes a kubelet would register are made by hand)
 //! and the real `csi-controller` on a real 2-node local cluster
 //! (loopback 127.0.103.x): a PVC against a 2-replica StorageClass is
 //! provisioned (PV Bound, the volume in REST with 2 replicas and the PVC's
-//! size), expanding the PVC grows the volume, deleting the PVC deletes the
+//! size), a VolumeAttachment publishes it to its node and unpublishes it
+//! when deleted, expanding the PVC grows the volume, deleting the PVC deletes the
 //! volume and the PV. Asserted on the REST state and the API objects.
 
 #![allow(clippy::unwrap_used)]
@@ -70,6 +72,7 @@ async fn sidecars_provision_expand_and_delete_a_pvc() {
         &["--extra-create-metadata"],
     );
     let _resizer = sidecar("csi-resizer", &kubeconfig, &socket, &[]);
+    let _attacher = sidecar("csi-attacher", &kubeconfig, &socket, &[]);
 
     // No kubelet here: the Nodes and the CSINodes that the registrar would
     // make, with our topology key (the provisioner's Topology needs them).
@@ -157,6 +160,58 @@ spec:
         Some("2"),
         "{labels:?}"
     );
+
+    // --- A VolumeAttachment (what the attach-detach controller makes for a
+    // pod) is published by the attacher to that node, and unpublished when
+    // deleted.
+    let started = Instant::now();
+    kube.apply(&format!(
+        "apiVersion: storage.k8s.io/v1
+kind: VolumeAttachment
+metadata:
+  name: data-on-node-1
+spec:
+  attacher: {driver}
+  nodeName: node-1
+  source:
+    persistentVolumeName: {pv}
+",
+        driver = csi::PLUGIN_NAME
+    ));
+    testkit::wait_until("VolumeAttachment attached", Duration::from_secs(60), || {
+        jsonpath(
+            &kube,
+            &["volumeattachment", "data-on-node-1"],
+            "{.status.attached}",
+        ) == "true"
+    });
+    let uri = jsonpath(
+        &kube,
+        &["volumeattachment", "data-on-node-1"],
+        "{.status.attachmentMetadata.uri}",
+    );
+    assert!(uri.starts_with("nvmf://") && uri.ends_with(&uid), "{uri}");
+    let target = rest.get_volume(&uid).await.unwrap().spec.target;
+    assert_eq!(
+        target.map(|t| t.frontend_nodes),
+        Some(vec!["node-1".to_owned()])
+    );
+    println!("attached after {:.1?}", started.elapsed());
+    kube.kubectl_ok(&[
+        "delete",
+        "volumeattachment",
+        "data-on-node-1",
+        "--wait=false",
+    ]);
+    testkit::wait_until("VolumeAttachment gone", Duration::from_secs(60), || {
+        let out = kube
+            .kubectl()
+            .args(["get", "volumeattachment", "data-on-node-1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).contains("NotFound")
+    });
+    assert_eq!(rest.get_volume(&uid).await.unwrap().spec.target, None);
 
     // --- Expanding the PVC grows the volume (and the PV).
     let started = Instant::now();
