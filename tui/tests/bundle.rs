@@ -10,11 +10,10 @@
 mod common;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::procs::bin;
-use common::tmux::{run, Session};
+use common::tmux::Session;
 use common::{assert_absent, assert_line, fixed_app, render};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use tui::bundle::{BundleState, BundleUpdate};
@@ -106,57 +105,17 @@ fn bundle_key_gauge_path_and_refusal() {
     assert_eq!(key_b(&mut app), Some(Action::Bundle));
 }
 
-/// Stops the local cluster even when the test fails.
-struct ClusterDown<'a> {
-    launcher: &'a Path,
-    state: &'a Path,
-}
-
-impl Drop for ClusterDown<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(self.launcher)
-            .arg("--state-dir")
-            .arg(self.state)
-            .args(["down", "--wipe"])
-            .output();
-    }
-}
-
 #[test]
 fn bundle_key_writes_a_system_bundle_in_tmux() {
-    let launcher = bin("mayastor-local", "mayastor-local");
     let plugin = bin("kubectl-mayastor", "kubectl-mayastor");
-    for (pkg, b) in [
-        ("store", "mayastor-store"),
-        ("agent-core", "agent-core"),
-        ("io-engine", "io-engine"),
-        ("api-rest", "api-rest"),
-    ] {
-        bin(pkg, b);
-    }
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
-    // Where the plugin finds the local cluster (its logs and store).
-    let data_home = dir.path().join("data");
-    let state = data_home.join("mayastor-local");
+    // The plugin finds the local cluster (its logs and store) through
+    // XDG_DATA_HOME, as a user's would.
+    let cluster = testkit::LocalCluster::up(PREFIX, 1, &[]);
+    let data_home = cluster.data_home.clone();
+    let url = cluster.rest_url.clone();
+    let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("bundles");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let _down = ClusterDown {
-        launcher: &launcher,
-        state: &state,
-    };
-    let out = run(Command::new(&launcher)
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["up", "--nodes", "1", "--ip-prefix", PREFIX])
-        .env("XDG_DATA_HOME", &data_home));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let url = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("REST endpoint: "))
-        .map(|u| u.trim().to_string())
-        .unwrap_or_else(|| panic!("no REST endpoint in:\n{stdout}"));
 
     let cmd = format!(
         "env XDG_DATA_HOME={} KUBECONFIG=/nonexistent {} --rest {url} tui --interval 500ms --bundle-dir {}",
