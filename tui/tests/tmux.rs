@@ -11,11 +11,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::procs::bin;
+use common::tmux::{run, tmux};
 use openapi::models::{CreateVolumeBody, Protocol, PublishVolumeBody, VolumePolicy};
 use openapi::{CoreApi, RestClient, RestClientOptions};
 use testkit::LocalCluster;
@@ -23,21 +24,6 @@ use testkit::LocalCluster;
 const PREFIX: &str = "127.0.42";
 const SESSION: &str = "tui-e2e-127-0-42";
 const VOLUME: &str = "7e57e2e0-0000-4000-8000-00000000aa01";
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn tmux(args: &[&str]) -> String {
-    String::from_utf8_lossy(&run(Command::new("tmux").args(args)).stdout).into_owned()
-}
 
 fn screen() -> String {
     tmux(&["capture-pane", "-p", "-t", SESSION])
