@@ -450,11 +450,15 @@ fn kube_node_helm_install_images_pool_volume_uninstall() {
     let crds = kube.kubectl_ok(&["get", "crd", "-o", "name"]);
     assert!(crds.contains("diskpools.openebs.io"), "{crds}");
     println!("stays: CRD diskpools.openebs.io (Helm installs crds/ and never deletes them, so DiskPools are not lost)");
-    let dsp = kube.kubectl_ok(&["get", "dsp", "-n", NAMESPACE, "-o", "name"]);
-    assert_eq!(dsp.trim(), "", "no DiskPool was applied");
+    // Straight from the API path: kubectl's discovery cache, filled before
+    // the chart installed the CRD, may not know the `dsp` short name yet.
+    let path = format!("/apis/openebs.io/v1beta2/namespaces/{NAMESPACE}/diskpools");
+    let list: Value = serde_json::from_str(&kube.kubectl_ok(&["get", "--raw", &path])).unwrap();
+    let dsp = list["items"].as_array().cloned().unwrap_or_default();
+    assert!(dsp.is_empty(), "no DiskPool was applied: {dsp:?}");
     println!(
-        "stays: DiskPools: [{}] (custom resources outlive the release; pool-0 was made through REST, not as a DiskPool)",
-        dsp.trim()
+        "stays: DiskPools: {} (custom resources outlive the release; pool-0 was made through REST, not as a DiskPool)",
+        dsp.len()
     );
     let pvs = kube.kubectl_ok(&["get", "pv", "-o", "name"]);
     assert_eq!(pvs.trim(), "", "no PersistentVolume was provisioned");
