@@ -1,7 +1,8 @@
 //! The io-engine gRPC contract.
 //!
 //! `proto/io_engine.proto` is the source of truth; this crate only compiles
-//! it (clients and servers for `PoolRpc`, `ReplicaRpc` and `HostRpc`) under
+//! it (clients and servers for `PoolRpc`, `ReplicaRpc`, `HostRpc`,
+//! `NexusRpc`, `RebuildRpc`, `StatsRpc` and `RegistrationRpc`) under
 //! [`v1`]. It has no logic and no runtime of its own, so both the engine and
 //! every consumer (the `io-engine-client` CLI, the control plane) can depend
 //! on it without depending on each other.

@@ -172,6 +172,12 @@ pub struct Config {
     /// Default rebuild bandwidth limit in MiB/s (0: unlimited).
     #[arg(long, value_name = "MIB_PER_S", default_value_t = 0)]
     pub rebuild_bandwidth_mib: u64,
+
+    /// Keep no I/O statistics (pool, replica and nexus counters): the
+    /// stats calls then fail with FAILED_PRECONDITION. For measuring their
+    /// cost; statistics are on by default.
+    #[arg(long, env = "IO_ENGINE_NO_IO_STATS")]
+    pub no_io_stats: bool,
 }
 
 impl Config {
@@ -205,6 +211,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         .local_addr()
         .context("cannot read the bound gRPC address")?;
     let node_name = config.node_name.clone().unwrap_or_else(host_name);
+    crate::stats::set_enabled(!config.no_io_stats);
     let nvmf = start_nvmf(&config, &node_name).await?;
     let nvmf_served = {
         let target = nvmf.target.clone();

@@ -18,11 +18,13 @@ mod host;
 mod nexus;
 mod pool;
 mod replica;
+mod stats;
 
 pub use host::{scan_block_devices, HostService};
 pub use nexus::{nexus_message, NexusService, RebuildService};
 pub use pool::PoolService;
 pub use replica::ReplicaService;
+pub use stats::{io_stats_message, StatsService};
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -50,6 +52,9 @@ pub fn router(share: Arc<ShareManager>, nexus: Arc<NexusRegistry>, host: HostIde
     tonic::transport::Server::builder()
         .add_service(v1::nexus_rpc_server::NexusRpcServer::new(
             NexusService::new(nexus.clone()),
+        ))
+        .add_service(v1::stats_rpc_server::StatsRpcServer::new(
+            StatsService::new(registry.clone(), nexus.clone()),
         ))
         .add_service(v1::rebuild_rpc_server::RebuildRpcServer::new(
             RebuildService::new(nexus),

@@ -4,6 +4,7 @@
 //!   `pool-format` crate) and the replicas carved out of them;
 //! - [`grpc`]: the engine gRPC API (`engine/api`) served on port 10124;
 //! - [`daemon`]: configuration and lifecycle of the `io-engine` process;
+//! - [`stats`]: I/O statistics of pools, replicas and nexuses;
 //! - [`stress`]: the `pool-stress` workload used by crash drills.
 //!
 //! Dependency rule: this crate talks to disks only through `blockdev`, and to
@@ -17,6 +18,7 @@ pub mod nexus;
 pub mod pool;
 pub mod registration;
 pub mod share;
+pub mod stats;
 pub mod stress;
 
 /// Version string reported by the host-info call.

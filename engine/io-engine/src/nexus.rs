@@ -226,6 +226,8 @@ pub struct Nexus {
     jobs: Mutex<HashMap<Uuid, Arc<RebuildJob>>>,
     history: Mutex<VecDeque<RebuildStats>>,
     published: Mutex<Option<Published>>,
+    /// Reads and writes of the nexus (see [`crate::stats`]).
+    io: crate::stats::IoStats,
     me: std::sync::Weak<Nexus>,
 }
 
@@ -290,6 +292,7 @@ impl Nexus {
             jobs: Mutex::new(HashMap::new()),
             history: Mutex::new(VecDeque::new()),
             published: Mutex::new(None),
+            io: crate::stats::IoStats::new(),
             me: me.clone(),
         })
     }
@@ -305,6 +308,11 @@ impl Nexus {
 
     pub fn size_bytes(&self) -> u64 {
         self.dev.size_bytes()
+    }
+
+    /// The nexus's I/O counters now.
+    pub fn io_stats(&self) -> crate::stats::IoStatsSnapshot {
+        self.io.snapshot()
     }
 
     pub fn block_size(&self) -> u32 {

@@ -6,6 +6,8 @@
 //! targets, no info logs (a failing child is logged once, when it is
 //! faulted), no nexus-wide lock (the write gate is shared). Child devices
 //! are a closed enum ([`ChildDevice`]): each child I/O is a static call.
+//! Completed reads and writes are counted in the nexus's [`crate::stats`]
+//! (relaxed atomic adds).
 
 use std::{future::Future, io, sync::atomic::Ordering, sync::Arc, time::Duration};
 
@@ -13,6 +15,7 @@ use blockdev::{check_io, BlockDevError, BlockDevice, DeviceInfo};
 use tracing::warn;
 
 use super::{Child, ChildDevice, FaultReason, Nexus};
+use crate::stats::IoTimer;
 
 fn timed_out(timeout: Duration) -> BlockDevError {
     BlockDevError::Io {
@@ -203,14 +206,9 @@ impl Nexus {
         self.settle_children(answers, op.name(), offset, Some((offset, len)), true)
             .await
     }
-}
 
-impl BlockDevice for Nexus {
-    fn info(&self) -> &DeviceInfo {
-        &self.dev
-    }
-
-    async fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> blockdev::Result<()> {
+    /// A read from one online child, retried on the next one on error.
+    async fn read_children(&self, offset_bytes: u64, buf: &mut [u8]) -> blockdev::Result<()> {
         check_io(&self.dev, "read", offset_bytes, buf.len() as u64)?;
         self.check_open("read", offset_bytes)?;
         let children = self.children();
@@ -234,9 +232,25 @@ impl BlockDevice for Nexus {
         }
         Err(error.unwrap_or_else(|| no_healthy_child("read", offset_bytes)))
     }
+}
+
+impl BlockDevice for Nexus {
+    fn info(&self) -> &DeviceInfo {
+        &self.dev
+    }
+
+    async fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> blockdev::Result<()> {
+        let timer = IoTimer::start();
+        self.read_children(offset_bytes, buf).await?;
+        self.io.read_done(timer, buf.len() as u64);
+        Ok(())
+    }
 
     async fn write_at(&self, offset_bytes: u64, buf: &[u8]) -> blockdev::Result<()> {
-        self.write_op(offset_bytes, WriteOp::Write(buf)).await
+        let timer = IoTimer::start();
+        self.write_op(offset_bytes, WriteOp::Write(buf)).await?;
+        self.io.write_done(timer, buf.len() as u64);
+        Ok(())
     }
 
     async fn flush(&self) -> blockdev::Result<()> {

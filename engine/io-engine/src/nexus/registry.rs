@@ -115,6 +115,20 @@ impl NexusRegistry {
         all.iter().map(|n| n.view()).collect()
     }
 
+    /// I/O statistics of every nexus, in uuid order.
+    pub fn io_stats(&self) -> Vec<crate::stats::EntityIoStats> {
+        let all: Vec<_> = self.nexuses.lock().values().cloned().collect();
+        all.iter()
+            .map(|n| crate::stats::EntityIoStats {
+                name: n.name().to_string(),
+                uuid: n.uuid(),
+                pool: None,
+                stats: n.io_stats(),
+                tick_us: crate::stats::tick_us(),
+            })
+            .collect()
+    }
+
     /// Creates a nexus (see the module documentation for which children
     /// start online). Creating an existing nexus again with the same size
     /// and children returns it.

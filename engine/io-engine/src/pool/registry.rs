@@ -16,6 +16,8 @@ use pool_format::{Geometry, Owner, PoolMeta, Share, DEFAULT_CLUSTER_SIZE, DEFAUL
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::stats::{tick_us, EntityIoStats};
+
 use super::{
     disk::{probe, wipe_headers, CoreRef, PoolCore, Probe},
     replica::ReplicaState,
@@ -404,6 +406,24 @@ impl PoolRegistry {
 
     pub fn list_pools(&self) -> Vec<PoolInfo> {
         let mut v: Vec<_> = self.pools.read().iter().map(|p| p.info()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// I/O statistics of every pool, sorted by name.
+    pub fn pool_io_stats(&self) -> Vec<EntityIoStats> {
+        let mut v: Vec<_> = self
+            .pools
+            .read()
+            .iter()
+            .map(|p| EntityIoStats {
+                name: p.core.name.clone(),
+                uuid: p.core.uuid,
+                pool: None,
+                stats: p.core.io.snapshot(),
+                tick_us: tick_us(),
+            })
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }

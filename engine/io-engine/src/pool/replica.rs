@@ -6,7 +6,9 @@
 //! atomic per logical cluster, 0 = unallocated, else physical index + 1) and
 //! sent to the pool's disk at the translated offset. Reads of unallocated
 //! clusters return zeroes; writes to them first allocate, zero and commit a
-//! cluster under the pool's metadata lock.
+//! cluster under the pool's metadata lock. Each completed read and write
+//! is counted for the replica and its pool (relaxed atomic adds, see
+//! [`crate::stats`]).
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
@@ -17,6 +19,8 @@ use blockdev::{check_io, Backend, BlockDevError, BlockDevice, DeviceInfo};
 use parking_lot::RwLock;
 use pool_format::ReplicaRecord;
 use uuid::Uuid;
+
+use crate::stats::{IoStats, IoTimer};
 
 use super::{
     disk::{CoreRef, PoolCore},
@@ -32,6 +36,8 @@ pub(crate) struct ReplicaState {
     pub map: RwLock<Vec<AtomicU32>>,
     pub allocated: AtomicU64,
     pub destroyed: AtomicBool,
+    /// Reads and writes of this replica (see [`crate::stats`]).
+    pub io: IoStats,
 }
 
 impl ReplicaState {
@@ -50,6 +56,7 @@ impl ReplicaState {
             record: RwLock::new(record),
             map: RwLock::new(map),
             destroyed: AtomicBool::new(false),
+            io: IoStats::new(),
         }
     }
 
@@ -167,6 +174,44 @@ impl Replica {
         self.core.geometry.cluster_offset(physical_plus_one - 1) + p.offset_in_cluster
     }
 
+    async fn read_pieces(&self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), BlockDevError> {
+        check_io(&self.info, "read", offset_bytes, buf.len() as u64)?;
+        self.live()?;
+        for p in self.pieces(offset_bytes, buf.len()) {
+            let dst = &mut buf[p.buf_start..p.buf_start + p.len];
+            match self.lookup(p.logical) {
+                0 => dst.fill(0),
+                phys => self
+                    .core
+                    .dev
+                    .read_at(self.physical_offset(phys, &p), dst)
+                    .await
+                    .map_err(|e| self.io_err(e))?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_pieces(&self, offset_bytes: u64, buf: &[u8]) -> Result<(), BlockDevError> {
+        check_io(&self.info, "write", offset_bytes, buf.len() as u64)?;
+        self.live()?;
+        for p in self.pieces(offset_bytes, buf.len()) {
+            let phys = match self.lookup(p.logical) {
+                0 => self.ensure_allocated(p.logical, offset_bytes).await?,
+                phys => phys,
+            };
+            self.core
+                .dev
+                .write_at(
+                    self.physical_offset(phys, &p),
+                    &buf[p.buf_start..p.buf_start + p.len],
+                )
+                .await
+                .map_err(|e| self.io_err(e))?;
+        }
+        Ok(())
+    }
+
     /// Returns the physical cluster + 1 backing `logical`, allocating it
     /// when the replica is thin.
     async fn ensure_allocated(&self, logical: u32, offset: u64) -> Result<u32, BlockDevError> {
@@ -212,39 +257,23 @@ impl BlockDevice for Replica {
     }
 
     async fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), BlockDevError> {
-        check_io(&self.info, "read", offset_bytes, buf.len() as u64)?;
-        self.live()?;
-        for p in self.pieces(offset_bytes, buf.len()) {
-            let dst = &mut buf[p.buf_start..p.buf_start + p.len];
-            match self.lookup(p.logical) {
-                0 => dst.fill(0),
-                phys => self
-                    .core
-                    .dev
-                    .read_at(self.physical_offset(phys, &p), dst)
-                    .await
-                    .map_err(|e| self.io_err(e))?,
-            }
+        let timer = IoTimer::start();
+        self.read_pieces(offset_bytes, buf).await?;
+        if let Some(ns) = timer.elapsed_ns() {
+            let bytes = buf.len() as u64;
+            self.state.io.add_read(bytes, ns);
+            self.core.io.add_read(bytes, ns);
         }
         Ok(())
     }
 
     async fn write_at(&self, offset_bytes: u64, buf: &[u8]) -> Result<(), BlockDevError> {
-        check_io(&self.info, "write", offset_bytes, buf.len() as u64)?;
-        self.live()?;
-        for p in self.pieces(offset_bytes, buf.len()) {
-            let phys = match self.lookup(p.logical) {
-                0 => self.ensure_allocated(p.logical, offset_bytes).await?,
-                phys => phys,
-            };
-            self.core
-                .dev
-                .write_at(
-                    self.physical_offset(phys, &p),
-                    &buf[p.buf_start..p.buf_start + p.len],
-                )
-                .await
-                .map_err(|e| self.io_err(e))?;
+        let timer = IoTimer::start();
+        self.write_pieces(offset_bytes, buf).await?;
+        if let Some(ns) = timer.elapsed_ns() {
+            let bytes = buf.len() as u64;
+            self.state.io.add_write(bytes, ns);
+            self.core.io.add_write(bytes, ns);
         }
         Ok(())
     }

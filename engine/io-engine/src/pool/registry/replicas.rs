@@ -12,6 +12,7 @@ use crate::pool::{
     replica::{Replica, ReplicaState},
     CreateReplicaArgs, PoolError, ReplicaInfo, ReplicaSelector, ShareProtocol,
 };
+use crate::stats::{tick_us, EntityIoStats};
 
 impl PoolRegistry {
     fn find_replica_anywhere(&self, uuid: &Uuid) -> Option<(Arc<Pool>, Arc<ReplicaState>)> {
@@ -195,6 +196,30 @@ impl PoolRegistry {
             })
             .collect();
         v.sort_by(|a, b| (&a.pool_name, &a.name).cmp(&(&b.pool_name, &b.name)));
+        v
+    }
+
+    /// I/O statistics of every replica, sorted by pool and name.
+    pub fn replica_io_stats(&self) -> Vec<EntityIoStats> {
+        let mut v: Vec<EntityIoStats> = self
+            .pools
+            .read()
+            .iter()
+            .flat_map(|p| {
+                p.replicas
+                    .read()
+                    .values()
+                    .map(|r| EntityIoStats {
+                        name: r.record.read().name.clone(),
+                        uuid: r.uuid,
+                        pool: Some((p.core.name.clone(), p.core.uuid)),
+                        stats: r.io.snapshot(),
+                        tick_us: tick_us(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.pool, &a.name).cmp(&(&b.pool, &b.name)));
         v
     }
 
