@@ -160,7 +160,7 @@ pub async fn reconcile(dp: Arc<DiskPool>, ctx: Arc<Context>) -> Result<Action, R
         cleanup(&dp, &api, &ctx).await?
     } else {
         if !has_finalizer {
-            set_finalizers(&api, &dp, true).await?;
+            set_finalizers(&api, &dp, dp.resource_version(), true).await?;
         }
         apply(&dp, &api, &ctx).await?
     };
@@ -257,7 +257,12 @@ async fn apply(
             Ok(Action::requeue(ctx.interval))
         }
         Err(e) => {
-            let (reason, note) = if e.kind == ErrorKind::NotFound {
+            // NotFound is also what a missing disk gets: only the node
+            // lookup tells an unknown node apart.
+            let unknown_node = e.kind == ErrorKind::NotFound
+                && matches!(ctx.rest.get_node(&dp.spec.node).await,
+                    Err(n) if n.kind == ErrorKind::NotFound);
+            let (reason, note) = if unknown_node {
                 (
                     "NodeNotFound",
                     format!(
@@ -288,12 +293,15 @@ async fn cleanup(
 ) -> Result<Action, ReconcileError> {
     let name = dp.name_any();
     let mut status = dp.status.clone();
+    let mut resource_version = dp.resource_version();
     if status.as_ref().map(|s| s.cr_state) != Some(CrState::Terminating) {
         let terminating = DiskPoolStatus {
             cr_state: CrState::Terminating,
             ..status.clone().unwrap_or_default()
         };
-        update_status(dp, api, ctx, &mut status, terminating).await?;
+        if let Some(patched) = update_status(dp, api, ctx, &mut status, terminating).await? {
+            resource_version = patched;
+        }
     }
     let pool = match ctx.rest.get_pool(&name).await {
         Ok(pool) => Some(pool),
@@ -340,7 +348,7 @@ async fn cleanup(
             .await;
         }
     }
-    set_finalizers(api, dp, false).await?;
+    set_finalizers(api, dp, resource_version, false).await?;
     Ok(Action::await_change())
 }
 
@@ -370,9 +378,16 @@ async fn volumes_on(ctx: &Context, pool: &str) -> Vec<String> {
     volumes
 }
 
-/// Adds (`add`) or removes the finalizer; the resource version makes the
-/// merge patch fail rather than overwrite a concurrent change.
-async fn set_finalizers(api: &Api<DiskPool>, dp: &DiskPool, add: bool) -> Result<(), kube::Error> {
+/// Adds (`add`) or removes the finalizer. The merge patch carries the
+/// resource version the list was read at (`resource_version`: the
+/// resource's, or the one the operator's own status patch returned), so
+/// it fails rather than overwrite a concurrent change.
+async fn set_finalizers(
+    api: &Api<DiskPool>,
+    dp: &DiskPool,
+    resource_version: Option<String>,
+    add: bool,
+) -> Result<(), kube::Error> {
     let mut finalizers: Vec<String> = dp
         .finalizers()
         .iter()
@@ -385,7 +400,7 @@ async fn set_finalizers(api: &Api<DiskPool>, dp: &DiskPool, add: bool) -> Result
     let patch = serde_json::json!({
         "metadata": {
             "finalizers": finalizers,
-            "resourceVersion": dp.resource_version(),
+            "resourceVersion": resource_version,
         }
     });
     api.patch(
@@ -399,25 +414,27 @@ async fn set_finalizers(api: &Api<DiskPool>, dp: &DiskPool, add: bool) -> Result
 
 /// Writes `status` when it differs from `current` (what the resource
 /// holds, updated here), with an event for a change of state or of pool
-/// status.
+/// status. Returns the resource version the patch made (None when there
+/// was nothing to write).
 async fn update_status(
     dp: &DiskPool,
     api: &Api<DiskPool>,
     ctx: &Context,
     current: &mut Option<DiskPoolStatus>,
     status: DiskPoolStatus,
-) -> Result<(), kube::Error> {
+) -> Result<Option<Option<String>>, kube::Error> {
     if current.as_ref() == Some(&status) {
-        return Ok(());
+        return Ok(None);
     }
     let old = current.replace(status.clone());
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(
-        &dp.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let patched = api
+        .patch_status(
+            &dp.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
     let name = dp.name_any();
     let old_state = old.as_ref().map(|s| s.cr_state);
     if old_state != Some(status.cr_state) {
@@ -454,7 +471,7 @@ async fn update_status(
             publish(ctx, dp, kind, "PoolStatusChanged", &note).await;
         }
     }
-    Ok(())
+    Ok(Some(patched.resource_version()))
 }
 
 /// Publishes an event about `dp`; a failure is logged, never fatal.
