@@ -25,6 +25,7 @@ CLAP_SOURCES = {
     "io-engine": ["engine/io-engine/src/daemon.rs"],
     "agent-core": ["agents/core/src/config.rs"],
     "api-rest": ["agents/rest/src/main.rs"],
+    "operator-diskpool": ["agents/operator-diskpool/src/main.rs"],
     "csi-controller": ["csi/src/controller.rs", "csi/src/controller/args.rs"],
     "csi-node": ["csi/src/node/args.rs", "csi/src/node.rs"],
 }

@@ -125,6 +125,13 @@ class DefaultRender(unittest.TestCase):
             {"name": "http", "port": 8081, "targetPort": 8081, "protocol": "TCP"}])
         self.assertEqual(service["spec"]["selector"],
                          self.get("Deployment", "api-rest")["spec"]["selector"]["matchLabels"])
+        operator = self.get("Deployment", "operator-diskpool")
+        self.assertEqual(operator["spec"]["strategy"], {"type": "Recreate"})
+        pool = c.containers(operator)["operator-diskpool"]
+        self.assertEqual(arg_value(pool, "endpoint"), "http://api-rest.mayastor.svc.cluster.local:8081")
+        self.assertEqual(arg_value(pool, "namespace"), "mayastor")
+        self.assertEqual(arg_value(pool, "interval"), "30s")
+        self.assertIn("MY_POD_NAME", [e["name"] for e in pool["env"]])
         etcd = self.get("StatefulSet", "etcd")
         self.assertEqual(etcd["spec"]["replicas"], 3)
         member = c.containers(etcd)["etcd"]

@@ -2,16 +2,19 @@
 //! images built by `deploy/images/build.sh` from this build's binaries
 //! (the debug profile, to spare CI a release build), the chart installed
 //! with real Helm (helm-python-sdk, through `deploy/helm/tests/helm_release.py`)
-//! and the one-node values, its pods Ready, `kubectl mayastor` finding the
-//! REST API through the kubeconfig alone, a pool and a volume made through
-//! the `api-rest` Service, the volume written and read back with checksums
-//! over NVMe/TCP by our initiator, and `helm uninstall` leaving no pod.
+//! and the one-node values, its pods Ready (the DiskPool operator's too), a
+//! `DiskPool` applied with kubectl becoming Created/Online with the pool's
+//! figures, `kubectl mayastor` finding the REST API through the kubeconfig
+//! alone, a volume made through the `api-rest` Service on that pool,
+//! written and read back with checksums over NVMe/TCP by our initiator,
+//! and `helm uninstall` leaving no pod (what stays is printed, with why).
 //!
 //! Needs root, kube-local built, the project's Python venv with
 //! helm-python-sdk (`deploy/helm/tests/run.sh --install`), and the debug
-//! binaries of io-engine, agent-core, api-rest and kubectl-mayastor (a
-//! workspace test run builds them). Named `kube_node_*`: nextest runs it in
-//! the `kube-node` group, and the test kit holds the node's flock.
+//! binaries of io-engine, agent-core, api-rest, operator-diskpool and
+//! kubectl-mayastor (a workspace test run builds them). Named
+//! `kube_node_*`: nextest runs it in the `kube-node` group, and the test
+//! kit holds the node's flock.
 
 use std::{
     collections::BTreeMap,
@@ -23,10 +26,7 @@ use std::{
 use mayastor_local::data::{VolumePath, BLOCK_BYTES, HOST_NODE};
 use openapi::{
     client::{RestClient, RestClientOptions},
-    models::{
-        CreatePoolBody, CreateVolumeBody, NodeStatus, PoolStatus, Protocol, PublishVolumeBody,
-        VolumePolicy,
-    },
+    models::{CreateVolumeBody, NodeStatus, PoolStatus, Protocol, PublishVolumeBody, VolumePolicy},
     CoreApi,
 };
 use serde_json::{json, Value};
@@ -39,8 +39,14 @@ const NODE: &str = "kube-local-node";
 const VOLUME: &str = "6b756265-6e6f-4465-8000-68656c6d3031";
 const VOLUME_BYTES: u64 = 32 << 20;
 const POOL_BYTES: u64 = 128 << 20;
-/// Our components that must become Ready (the operator too when its image exists).
-const READY: &[&str] = &["etcd", "io-engine", "agent-core", "api-rest"];
+/// Our components that must become Ready.
+const READY: &[&str] = &[
+    "etcd",
+    "io-engine",
+    "agent-core",
+    "api-rest",
+    "operator-diskpool",
+];
 const WAIT: Duration = Duration::from_secs(240);
 
 fn repo() -> PathBuf {
@@ -159,6 +165,13 @@ fn wait_ready(kube: &KubeLocal, apps: &[&str]) -> Duration {
     }
 }
 
+/// DiskPool `name` of the namespace as JSON, read from its API path (no
+/// kubectl discovery cache involved: it may predate the CRD).
+fn diskpool(kube: &KubeLocal, name: &str) -> Value {
+    let path = format!("/apis/openebs.io/v1beta2/namespaces/{NAMESPACE}/diskpools/{name}");
+    serde_json::from_str(&kube.kubectl_ok(&["get", "--raw", &path])).expect("DiskPool JSON")
+}
+
 /// `kubectl mayastor ARGS` through kubectl's plugin discovery, with only the
 /// kubeconfig to find the REST API (no --rest, no local cluster file).
 fn plugin(kube: &KubeLocal, xdg: &Path, args: &[&str]) -> String {
@@ -195,7 +208,13 @@ fn rows(table: &str) -> Vec<Vec<String>> {
 fn kube_node_helm_install_images_pool_volume_uninstall() {
     let started = Instant::now();
     let debug = debug_dir();
-    let needed = ["io-engine", "agent-core", "api-rest", "kubectl-mayastor"];
+    let needed = [
+        "io-engine",
+        "agent-core",
+        "api-rest",
+        "operator-diskpool",
+        "kubectl-mayastor",
+    ];
     let missing: Vec<&str> = needed
         .into_iter()
         .filter(|b| !debug.join(b).is_file())
@@ -260,7 +279,6 @@ fn kube_node_helm_install_images_pool_volume_uninstall() {
             "node": { "kubeletDir": kube.state_dir().join("node/kubelet") },
         },
         "base": { "metrics": { "enabled": has("metrics-exporter") } },
-        "operators": { "pool": { "enabled": has("operator-diskpool") } },
     });
     let values = repo().join("deploy/helm/single-node-values.yaml");
     let installed = helm(
@@ -275,10 +293,7 @@ fn kube_node_helm_install_images_pool_volume_uninstall() {
         ],
     );
     print!("{installed}");
-    let mut apps = READY.to_vec();
-    if has("operator-diskpool") {
-        apps.push("operator-diskpool");
-    }
+    let apps = READY.to_vec();
     let ready_in = wait_ready(&kube, &apps);
     println!(
         "Ready {:.1?} after the install: {}",
@@ -309,8 +324,10 @@ fn kube_node_helm_install_images_pool_volume_uninstall() {
     )
     .expect("REST client");
 
-    // 3. The engine registered at the node's address; a pool on a file of
-    // the pool host path, made through the REST Service.
+    // 3. The engine registered at the node's address; a DiskPool on a file
+    // of the pool host path, applied with kubectl: the operator makes the
+    // pool through the REST Service and reports it Created/Online with the
+    // pool's figures.
     let uri = format!("aio://{}?blk_size=512", pool_file.display());
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -327,21 +344,55 @@ fn kube_node_helm_install_images_pool_volume_uninstall() {
             assert!(Instant::now() < deadline, "{NODE} not Online: {nodes:?}");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let pool = api
-            .put_node_pool(
-                NODE,
-                "pool-0",
-                CreatePoolBody {
-                    disks: vec![uri.clone()],
-                    labels: None,
-                },
-            )
-            .await
-            .expect("pool through the REST Service");
-        let state = pool.state.expect("pool state");
-        assert_eq!(state.status, PoolStatus::Online);
-        assert!(state.capacity > VOLUME_BYTES && state.capacity <= POOL_BYTES);
     });
+    let t = Instant::now();
+    kube.apply(&format!(
+        r#"apiVersion: openebs.io/v1beta2
+kind: DiskPool
+metadata:
+  name: pool-0
+  namespace: {NAMESPACE}
+spec:
+  node: {NODE}
+  disks: ["{uri}"]
+"#
+    ));
+    let dsp = loop {
+        let dsp = diskpool(&kube, "pool-0");
+        let status = &dsp["status"];
+        if status["cr_state"] == "Created" && status["pool_status"] == "Online" {
+            break dsp;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            let events = kube
+                .kubectl()
+                .args(["get", "events", "-n", NAMESPACE])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            panic!("DiskPool pool-0 not Created/Online: {dsp}\n{events:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let pool = rt.block_on(api.get_pool("pool-0")).expect("pool-0 in REST");
+    let state = pool.state.expect("pool state");
+    assert_eq!(state.status, PoolStatus::Online);
+    assert!(state.capacity > VOLUME_BYTES && state.capacity <= POOL_BYTES);
+    assert_eq!(state.disks, std::slice::from_ref(&uri));
+    let status = &dsp["status"];
+    assert_eq!(status["capacity"], state.capacity);
+    assert_eq!(status["used"], state.used);
+    assert_eq!(status["available"], state.capacity - state.used);
+    assert_eq!(
+        pool.spec.expect("pool spec").labels["openebs.io/created-by"],
+        "operator-diskpool"
+    );
+    println!(
+        "DiskPool pool-0 Created/Online {:.1?} after kubectl apply: capacity {}, used {}, available {}",
+        t.elapsed(),
+        status["capacity"],
+        status["used"],
+        status["available"]
+    );
 
     // 4. The plugin finds the REST API through the kubeconfig alone.
     let table = plugin(&kube, &xdg, &["get", "pools"]);
@@ -450,15 +501,18 @@ fn kube_node_helm_install_images_pool_volume_uninstall() {
     let crds = kube.kubectl_ok(&["get", "crd", "-o", "name"]);
     assert!(crds.contains("diskpools.openebs.io"), "{crds}");
     println!("stays: CRD diskpools.openebs.io (Helm installs crds/ and never deletes them, so DiskPools are not lost)");
-    // Straight from the API path: kubectl's discovery cache, filled before
-    // the chart installed the CRD, may not know the `dsp` short name yet.
-    let path = format!("/apis/openebs.io/v1beta2/namespaces/{NAMESPACE}/diskpools");
-    let list: Value = serde_json::from_str(&kube.kubectl_ok(&["get", "--raw", &path])).unwrap();
-    let dsp = list["items"].as_array().cloned().unwrap_or_default();
-    assert!(dsp.is_empty(), "no DiskPool was applied: {dsp:?}");
+    // The DiskPool stays, with its finalizer: the operator that would
+    // remove it is gone with the release, and the pool with it (a reinstall's
+    // operator finds the pool and takes the DiskPool up again).
+    let dsp = diskpool(&kube, "pool-0");
+    assert_eq!(
+        dsp["metadata"]["finalizers"],
+        json!(["openebs.io/diskpool-protection"])
+    );
+    assert_eq!(dsp["status"]["cr_state"], "Created");
     println!(
-        "stays: DiskPools: {} (custom resources outlive the release; pool-0 was made through REST, not as a DiskPool)",
-        dsp.len()
+        "stays: DiskPool pool-0 with its finalizer openebs.io/diskpool-protection (custom resources outlive the release; \
+         with the operator gone nothing deletes its pool, which a reinstall takes up again)"
     );
     let pvs = kube.kubectl_ok(&["get", "pv", "-o", "name"]);
     assert_eq!(pvs.trim(), "", "no PersistentVolume was provisioned");
