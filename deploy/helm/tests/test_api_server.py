@@ -1,8 +1,9 @@
 """The chart against a real Kubernetes 1.20 API server (kube-local, API
 server only: objects are stored and validated, no pod runs): the rendered
 manifests pass kubectl's schema validation and a server-side dry run, and
-a real Helm install creates every object; a DiskPool is accepted, shows
-its status in `kubectl get dsp`, a bad one is refused; `helm uninstall`
+a real Helm install creates every object; the README's DiskPool examples
+pass a server-side dry run; a DiskPool is accepted, shows its status in
+`kubectl get dsp`, a bad one is refused; `helm uninstall`
 removes the release and leaves the CRD and the DiskPools."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import helm_python as helm
 
 import chart as c
+from test_readme import diskpool_examples
 
 TOOL = Path(os.environ.get("KUBE_LOCAL_TOOL", c.REPO.parent / "shared" / "tools" / "kube-local"))
 
@@ -106,6 +108,11 @@ class ApiServer(unittest.TestCase):
         self.assertEqual(self.names("dsp"), {"pool-1"})
 
     def check_diskpools(self) -> None:
+        # The README's examples are accepted by the CRD's schema (a
+        # server-side dry run: the server validates, stores nothing).
+        for example in diskpool_examples():
+            done = self.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(example))
+            self.assertEqual(json.loads(done.stdout)["spec"], example["spec"])
         pool = {
             "apiVersion": "openebs.io/v1beta2", "kind": "DiskPool",
             "metadata": {"name": "pool-1", "namespace": c.NAMESPACE},
