@@ -17,7 +17,9 @@
 //!   and publish context (one home for controller and node);
 //! - [`client`]: a channel to a plugin's unix socket (tests, tools);
 //! - [`socket`]: serving a tonic router on a unix socket (stale socket
-//!   removed at start, removed again at shutdown).
+//!   removed at start, removed again at shutdown); [`uds_authority`]:
+//!   the `:authority` older gRPC-Go clients send on a unix socket, made
+//!   acceptable to the HTTP/2 server.
 //!
 //! Dependency rule: a tool crate (DESIGN.md section 1): the REST client
 //! crate and the bottom-level crates only, never a server's internals.
@@ -30,6 +32,7 @@ pub mod controller;
 pub mod identity;
 pub mod node;
 pub mod socket;
+pub mod uds_authority;
 pub mod volume_guard;
 
 /// Package `csi.v1` of the CSI specification.

@@ -5,7 +5,10 @@
 //!   an earlier run (only a socket: any other file at the path is an
 //!   error, so a typo never deletes data) and binds;
 //! - [`serve`] runs the router until the token is cancelled, then removes
-//!   the socket file (calls in flight get [`SHUTDOWN_GRACE`] to finish).
+//!   the socket file (calls in flight get [`SHUTDOWN_GRACE`] to finish);
+//!   every connection goes through [`AuthorityFix`], so that clients which
+//!   send the socket's path as `:authority` (the kubelet before 1.26) are
+//!   served.
 
 use std::{
     io,
@@ -13,9 +16,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use futures::TryStreamExt;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::uds_authority::AuthorityFix;
 
 /// How long calls in flight may take to finish after shutdown is asked.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -76,8 +82,10 @@ pub async fn serve(
 ) -> Result<(), SocketError> {
     let listener = bind(path)?;
     tracing::info!(socket = %path.display(), "serving CSI");
-    let server = router
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown.cancelled());
+    let server = router.serve_with_incoming_shutdown(
+        UnixListenerStream::new(listener).map_ok(AuthorityFix::new),
+        shutdown.cancelled(),
+    );
     // A CO keeps its connection open for ever: after the shutdown signal,
     // calls in flight get a grace period, then the server stops anyway.
     let served = tokio::select! {
