@@ -158,8 +158,9 @@ fn failed_attempts(op: &Proc, name: &str) -> Vec<SystemTime> {
         .collect()
 }
 
-/// The attempts within the window follow the backoff: a few, each gap at
-/// least ~5 s and growing.
+/// The attempts within the window follow the backoff (5 s, then 10 s,
+/// then 20 s...): a few, each gap at least its step of the schedule (less
+/// a little for timer slack).
 fn assert_backoff(name: &str, attempts: &[SystemTime]) {
     let gaps: Vec<Duration> = attempts
         .windows(2)
@@ -174,12 +175,11 @@ fn assert_backoff(name: &str, attempts: &[SystemTime]) {
         "{name}: {} attempts in {FAILURE_WINDOW:?} (gaps {gaps:?})",
         attempts.len()
     );
-    assert!(gaps[0] >= Duration::from_millis(4500), "{name}: {gaps:?}");
-    for pair in gaps.windows(2) {
-        // Doubling, with slack for the time a reconcile itself takes.
+    for (i, gap) in gaps.iter().enumerate() {
+        let step = Duration::from_secs(5 << i);
         assert!(
-            pair[1] >= pair[0].mul_f64(1.6),
-            "{name}: gaps do not grow: {gaps:?}"
+            *gap >= step.mul_f64(0.9),
+            "{name}: gap {i} is {gap:?}, the backoff says {step:?}: {gaps:?}"
         );
     }
 }
@@ -304,16 +304,20 @@ fn operator_against_kube_local_and_a_local_cluster() {
         ("dp-bad", "CreateFailed", missing_disk),
         ("dp-nonode", "NodeNotFound", "node-9"),
     ] {
-        let attempts: Vec<SystemTime> = failed_attempts(&op, name)
-            .into_iter()
+        let attempts = failed_attempts(&op, name);
+        let in_window: Vec<SystemTime> = attempts
+            .iter()
+            .copied()
             .filter(|at| *at <= window_end)
             .collect();
-        assert_backoff(name, &attempts);
-        let events = event_count(&kube, name, reason);
-        assert_eq!(
-            events as usize,
-            attempts.len(),
-            "{name}: one {reason} event per attempt"
+        assert_backoff(name, &in_window);
+        // The event of an attempt is published before its log line: read
+        // after the log, the count may be one ahead.
+        let events = event_count(&kube, name, reason) as usize;
+        assert!(
+            (attempts.len()..=attempts.len() + 1).contains(&events),
+            "{name}: {events} {reason} events for {} attempts",
+            attempts.len()
         );
         let note = note(&kube, name, reason);
         eprintln!("{name}: {reason}: {note}");
