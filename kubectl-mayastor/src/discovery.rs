@@ -108,7 +108,9 @@ pub async fn from_kubernetes(
     namespace: &str,
     timeout: Duration,
 ) -> anyhow::Result<Endpoint> {
-    let config = kube_config(kubeconfig, timeout).await?;
+    let config = supportability::kubernetes::client_config(kubeconfig, timeout)
+        .await
+        .map_err(|e| anyhow!(e))?;
     let server = config.cluster_url.to_string();
     let server = server.trim_end_matches('/');
     let client = kube::Client::try_from(config)
@@ -136,30 +138,6 @@ pub async fn from_kubernetes(
             namespace: namespace.to_string(),
         },
     })
-}
-
-async fn kube_config(path: Option<&Path>, timeout: Duration) -> anyhow::Result<kube::Config> {
-    let options = kube::config::KubeConfigOptions::default();
-    let mut config = match path {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| anyhow!("cannot read kubeconfig {}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .map_err(|e| anyhow!("kubeconfig {}: {e}", path.display()))?
-        }
-        None => {
-            let kubeconfig = kube::config::Kubeconfig::read()
-                .map_err(|e| anyhow!("no usable kubeconfig (KUBECONFIG or ~/.kube/config): {e}"))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .map_err(|e| anyhow!("kubeconfig: {e}"))?
-        }
-    };
-    config.connect_timeout = Some(timeout);
-    config.read_timeout = Some(timeout);
-    config.write_timeout = Some(timeout);
-    Ok(config)
 }
 
 /// The REST URL from the Service and its Endpoints: the first ready

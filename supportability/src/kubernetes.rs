@@ -131,31 +131,46 @@ pub fn base64_encode(bytes: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Phase 1: reads the kubeconfig and sets up the client (no request yet).
-pub async fn connect(opts: &KubeOptions, timeout: std::time::Duration) -> Result<Kube, DumpError> {
-    let bad = |e: String| DumpError::Kube(e);
+/// The client configuration of a kubeconfig: `path`, else `KUBECONFIG`,
+/// else `~/.kube/config`, with `timeout` on connecting, reading and
+/// writing. The one home of this rule for every tool that talks to the
+/// Kubernetes API; the error is one line naming the file.
+pub async fn client_config(
+    path: Option<&Path>,
+    timeout: std::time::Duration,
+) -> Result<kube::Config, String> {
     let options = kube::config::KubeConfigOptions::default();
-    let (kubeconfig, what) = match &opts.kubeconfig {
+    let (kubeconfig, what) = match path {
         Some(path) => (
             kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| bad(format!("cannot read kubeconfig {}: {e}", path.display())))?,
+                .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?,
             format!("kubeconfig {}", path.display()),
         ),
         None => (
-            kube::config::Kubeconfig::read().map_err(|e| {
-                bad(format!(
-                    "no usable kubeconfig (KUBECONFIG or ~/.kube/config): {e}"
-                ))
-            })?,
+            kube::config::Kubeconfig::read()
+                .map_err(|e| format!("no usable kubeconfig (KUBECONFIG or ~/.kube/config): {e}"))?,
             "kubeconfig".to_string(),
         ),
     };
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|e| bad(format!("{what}: {e}")))?;
+        .map_err(|e| format!("{what}: {e}"))?;
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
+    Ok(config)
+}
+
+/// Phase 1: reads the kubeconfig and sets up the client (no request yet).
+pub async fn connect(opts: &KubeOptions, timeout: std::time::Duration) -> Result<Kube, DumpError> {
+    let bad = |e: String| DumpError::Kube(e);
+    let config = client_config(opts.kubeconfig.as_deref(), timeout)
+        .await
+        .map_err(bad)?;
+    let what = match &opts.kubeconfig {
+        Some(path) => format!("kubeconfig {}", path.display()),
+        None => "kubeconfig".to_string(),
+    };
     let server = config
         .cluster_url
         .to_string()
