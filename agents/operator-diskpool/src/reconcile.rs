@@ -460,14 +460,14 @@ async fn update_status(
         .await;
     }
     let old_pool = old.as_ref().and_then(|s| s.pool_status);
-    if let Some(now) = status.pool_status {
-        if old_pool.is_some() && old_pool != Some(now) {
+    if let (Some(was), Some(now)) = (old_pool, status.pool_status) {
+        if was != now {
             let kind = if now == PoolStatus::Online {
                 EventType::Normal
             } else {
                 EventType::Warning
             };
-            let note = format!("pool {name} is {now:?} (was {:?})", old_pool);
+            let note = format!("pool {name} is {now:?} (was {was:?})");
             publish(ctx, dp, kind, "PoolStatusChanged", &note).await;
         }
     }

@@ -7,7 +7,9 @@
 //! replica present (stays Terminating with the event naming the volume,
 //! goes once the volume is deleted), and the operator SIGKILLed mid-create
 //! (the engine paused so the create is in flight) converging after a
-//! restart. One cluster and one API server for the whole scenario.
+//! restart, then its status following the engine's SIGKILL (Unknown) and
+//! restart (Online) with an event each. One cluster and one API server for
+//! the whole scenario.
 
 #![allow(clippy::unwrap_used)]
 
@@ -403,6 +405,48 @@ fn operator_against_kube_local_and_a_local_cluster() {
         "operator-diskpool"
     );
     assert_eq!(dp["metadata"]["finalizers"], serde_json::json!([FINALIZER]));
+
+    // --- the status is kept current: the engine SIGKILLed, its node
+    // stops reporting the pool (Unknown, a warning event); restarted, the
+    // pool is imported again (Online, an event).
+    assert!(cluster.kill_engine(1), "engine 1 killed");
+    let t = Instant::now();
+    wait_until("dp-crash Unknown", Duration::from_secs(30), || {
+        diskpool(&kube, "dp-crash").is_some_and(|dp| status(&dp, "pool_status") == "Unknown")
+    });
+    eprintln!(
+        "dp-crash Unknown {:.1?} after the engine's SIGKILL",
+        t.elapsed()
+    );
+    let restarted = cluster.run(&["restart", "io-engine-1"]);
+    assert!(
+        restarted.status.success(),
+        "restart io-engine-1: {}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let t = Instant::now();
+    wait_created_online(&kube, "dp-crash", 60);
+    eprintln!(
+        "dp-crash Online {:.1?} after the engine's restart",
+        t.elapsed()
+    );
+    let changes: Vec<String> = events(&kube, "dp-crash")
+        .into_iter()
+        .filter(|e| e.0 == "PoolStatusChanged")
+        .map(|e| e.1)
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .any(|n| n.contains("is Unknown (was Online)")),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|n| n.contains("is Online (was Unknown)")),
+        "{changes:?}"
+    );
 
     // Deleting it without replicas removes the pool.
     kube.kubectl_ok(&["-n", NS, "delete", "diskpool", "dp-crash", "--timeout=30s"]);
