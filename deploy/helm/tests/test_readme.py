@@ -2,8 +2,8 @@
 options build.sh and the chart have, every key of the table of values
 users tune is a key of values.yaml, the DiskPool examples are DiskPools the
 chart's CRD describes (test_api_server.py also has the API server accept
-them with a server-side dry run), and the operator's flag table is its clap
-definition."""
+them with a server-side dry run), the event reasons listed are the ones the
+operator publishes, and the operator's flag table is its clap definition."""
 
 from __future__ import annotations
 
@@ -122,6 +122,23 @@ class DiskPoolExamples(unittest.TestCase):
         text = section("DiskPools and the operator")
         header = next(line for line in text.splitlines() if line.startswith("NAME "))
         self.assertEqual(header.split(), ["NAME", *columns])
+
+
+class OperatorEvents(unittest.TestCase):
+    def test_the_event_reasons_are_the_operators(self) -> None:
+        source = (c.REPO / "agents" / "operator-diskpool" / "src" / "reconcile.rs").read_text()
+        crd = (c.REPO / "agents" / "operator-diskpool" / "src" / "crd.rs").read_text()
+        published = set(re.findall(r'publish\(\s*ctx,\s*dp,\s*[\w:]+,\s*"(\w+)"', source))
+        published |= set(re.findall(r'\(\s*"([A-Z]\w+)",\s*format!', source))
+        # Each state change is an event named after the new state.
+        self.assertIn('&format!("{:?}", status.cr_state)', source)
+        states = re.search(r"pub enum CrState \{(.*?)\}", crd, re.S).group(1)
+        published |= set(re.findall(r"^\s*(\w+),", states, re.M))
+        text = section("DiskPools and the operator")
+        start = text.index("Every transition and failure is an event")
+        documented = set(re.findall(r"`([A-Z][a-zA-Z]+)`", text[start : text.index("A failed create", start)]))
+        self.assertGreaterEqual(len(published), 10)
+        self.assertEqual(documented, published)
 
 
 class OperatorFlags(unittest.TestCase):

@@ -386,6 +386,21 @@ spec:
         pool.spec.expect("pool spec").labels["openebs.io/created-by"],
         "operator-diskpool"
     );
+    // The operator's RBAC lets it publish events (a failure there is only
+    // logged by the operator).
+    let path = format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events");
+    let events: Value = serde_json::from_str(&kube.kubectl_ok(&["get", "--raw", &path])).unwrap();
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["regarding"]["name"] == "pool-0" && e["regarding"]["kind"] == "DiskPool")
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"Creating") && reasons.contains(&"Created"),
+        "events of pool-0: {reasons:?}"
+    );
     println!(
         "DiskPool pool-0 Created/Online {:.1?} after kubectl apply: capacity {}, used {}, available {}",
         t.elapsed(),
