@@ -64,6 +64,12 @@ impl CoreApi for CoreService {
     async fn get_rebuild_history(&self, id: &str) -> Result<RebuildHistory> {
         Ok(self.0.rebuild_history(id).await?)
     }
+    async fn get_volume_stats(&self, id: &str) -> Result<VolumeIoStats> {
+        Ok(self.0.volume_stats(id).await?)
+    }
+    async fn get_pool_stats(&self, node: Option<&str>, id: &str) -> Result<PoolIoStats> {
+        Ok(self.0.pool_stats(node, id).await?)
+    }
     async fn get_pools(&self) -> Result<Vec<Pool>> {
         Ok(self.0.pools_view())
     }

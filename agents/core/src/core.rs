@@ -16,6 +16,7 @@
 mod nodes;
 mod pools;
 mod replicas;
+mod stats;
 mod targets;
 mod views;
 mod volumes;

@@ -18,6 +18,7 @@ use std::{
 use io_engine_api::v1::{
     nexus_rpc_client::NexusRpcClient, pool_rpc_client::PoolRpcClient,
     rebuild_rpc_client::RebuildRpcClient, replica_rpc_client::ReplicaRpcClient,
+    stats_rpc_client::StatsRpcClient,
 };
 use parking_lot::RwLock;
 use tonic::transport::{Channel, Endpoint};
@@ -32,6 +33,7 @@ pub struct EngineClient {
     pub replica: ReplicaRpcClient<Channel>,
     pub nexus: NexusRpcClient<Channel>,
     pub rebuild: RebuildRpcClient<Channel>,
+    pub stats: StatsRpcClient<Channel>,
 }
 
 impl EngineClient {
@@ -51,7 +53,8 @@ impl EngineClient {
             pool: PoolRpcClient::new(ch.clone()),
             replica: ReplicaRpcClient::new(ch.clone()),
             nexus: NexusRpcClient::new(ch.clone()),
-            rebuild: RebuildRpcClient::new(ch),
+            rebuild: RebuildRpcClient::new(ch.clone()),
+            stats: StatsRpcClient::new(ch),
         })
     }
 }

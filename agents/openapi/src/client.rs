@@ -407,8 +407,31 @@ impl CoreApi for RestClient {
         .await
     }
 
+    async fn get_volume_stats(&self, id: &str) -> Result<VolumeIoStats> {
+        self.call(Method::GET, &["volumes", id, "stats"], &[], None::<&()>)
+            .await
+    }
+
     async fn get_pools(&self) -> Result<Vec<Pool>> {
         self.call(Method::GET, &["pools"], &[], None::<&()>).await
+    }
+
+    async fn get_pool_stats(&self, node: Option<&str>, id: &str) -> Result<PoolIoStats> {
+        match node {
+            Some(node) => {
+                self.call(
+                    Method::GET,
+                    &["nodes", node, "pools", id, "stats"],
+                    &[],
+                    None::<&()>,
+                )
+                .await
+            }
+            None => {
+                self.call(Method::GET, &["pools", id, "stats"], &[], None::<&()>)
+                    .await
+            }
+        }
     }
 
     async fn get_pool(&self, id: &str) -> Result<Pool> {

@@ -157,6 +157,9 @@ pub trait CoreApi: Send + Sync {
     async fn del_volume_target(&self, id: &str, force: bool) -> Result<Volume>;
     /// `GET /volumes/{id}/rebuild-history`
     async fn get_rebuild_history(&self, id: &str) -> Result<RebuildHistory>;
+    /// `GET /volumes/{id}/stats`: NotPublished when the volume has no
+    /// target.
+    async fn get_volume_stats(&self, id: &str) -> Result<VolumeIoStats>;
 
     // --- pools
     /// `GET /pools`
@@ -171,6 +174,9 @@ pub trait CoreApi: Send + Sync {
     async fn put_node_pool(&self, node: &str, pool: &str, body: CreatePoolBody) -> Result<Pool>;
     /// `DELETE /nodes/{node}/pools/{pool}`
     async fn del_node_pool(&self, node: &str, pool: &str) -> Result<()>;
+    /// `GET /pools/{id}/stats`, and `GET /nodes/{node}/pools/{id}/stats`
+    /// with `node` set (NotFound when the pool is not on that node).
+    async fn get_pool_stats(&self, node: Option<&str>, id: &str) -> Result<PoolIoStats>;
     /// `PUT /pools/{id}/label/{key}={value}` and `DELETE /pools/{id}/label/{key}`
     async fn label_pool(&self, id: &str, key: &str, value: Option<&str>) -> Result<Pool>;
 

@@ -438,3 +438,8 @@ pub struct Specs {
 
 mod upgrade;
 pub use upgrade::*;
+
+// ------------------------------------------------------------------ stats --
+
+mod stats;
+pub use stats::*;

@@ -18,6 +18,7 @@ mod pools;
 mod probes;
 mod replicas;
 mod specs;
+mod stats;
 mod upgrade;
 mod volumes;
 
@@ -28,6 +29,7 @@ pub use pools::*;
 pub use probes::*;
 pub use replicas::*;
 pub use specs::*;
+pub use stats::*;
 pub use upgrade::*;
 pub use volumes::*;
 

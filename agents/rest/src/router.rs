@@ -64,13 +64,19 @@ pub fn router(api: Arc<dyn CoreApi>, opts: RouterOptions) -> Router {
             "/v0/volumes/{id}/rebuild-history",
             get(h::get_rebuild_history),
         )
+        .route("/v0/volumes/{id}/stats", get(h::get_volume_stats))
         .route("/v0/pools", get(h::get_pools))
         .route("/v0/pools/{id}", get(h::get_pool).delete(h::del_pool))
+        .route("/v0/pools/{id}/stats", get(h::get_pool_stats))
         .route("/v0/pools/{id}/label/{label}", any(h::pool_label))
         .route("/v0/nodes/{node}/pools", get(h::get_node_pools))
         .route(
             "/v0/nodes/{node}/pools/{pool}",
             put(h::put_node_pool).delete(h::del_node_pool),
+        )
+        .route(
+            "/v0/nodes/{node}/pools/{pool}/stats",
+            get(h::get_node_pool_stats),
         )
         .route("/v0/replicas", get(h::get_replicas))
         .route("/v0/replicas/{id}", get(h::get_replica))

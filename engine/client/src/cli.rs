@@ -64,6 +64,9 @@ pub enum Command {
     /// Information about the node.
     #[command(subcommand)]
     Host(HostCommand),
+    /// I/O statistics (cumulative reads and writes: ops, bytes, latency).
+    #[command(subcommand)]
+    Stats(StatsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -361,6 +364,25 @@ pub enum RebuildCommand {
 pub enum HostCommand {
     /// Version, node name, endpoint and block devices of the node.
     Info,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatsCommand {
+    /// I/O statistics of the pools (all reads and writes of their replicas).
+    Pool {
+        /// Only this pool (name or uuid).
+        name: Option<String>,
+    },
+    /// I/O statistics of the replicas.
+    Replica {
+        /// Only this replica (name or uuid).
+        name: Option<String>,
+    },
+    /// I/O statistics of the nexuses (the application's reads and writes).
+    Nexus {
+        /// Only this nexus (name, i.e. the volume uuid, or nexus uuid).
+        name: Option<String>,
+    },
 }
 
 impl Cli {

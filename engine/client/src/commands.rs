@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context};
 use io_engine_api::v1::{
     self, host_rpc_client::HostRpcClient, nexus_rpc_client::NexusRpcClient,
     pool_rpc_client::PoolRpcClient, rebuild_rpc_client::RebuildRpcClient,
-    replica_rpc_client::ReplicaRpcClient,
+    replica_rpc_client::ReplicaRpcClient, stats_rpc_client::StatsRpcClient,
 };
 use serde::Serialize;
 use tonic::{transport::Channel, Status};
@@ -18,6 +18,7 @@ use crate::{
 
 mod nexus;
 mod rebuild;
+mod stats;
 
 /// Time allowed to establish the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +35,7 @@ pub async fn execute(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Replica(cmd) => replica(ReplicaRpcClient::new(channel), cmd, format).await,
         Command::Nexus(cmd) => nexus::run(NexusRpcClient::new(channel), cmd, format).await,
         Command::Rebuild(cmd) => rebuild::run(RebuildRpcClient::new(channel), cmd, format).await,
+        Command::Stats(cmd) => stats::run(StatsRpcClient::new(channel), cmd, format).await,
         Command::Host(HostCommand::Info) => {
             let host = HostRpcClient::new(channel)
                 .get_host_info(v1::GetHostInfoRequest {})

@@ -14,6 +14,7 @@ use crate::units::human_size;
 
 mod nexus;
 mod rebuild;
+mod stats;
 
 pub use nexus::{
     child_reason_name, child_state_name, child_table, nexus_state_name, nexus_table,
@@ -23,6 +24,7 @@ pub use rebuild::{
     history_table, progress_table, rebuild_state_name, stats_table, RebuildHistoryView,
     RebuildStatsView,
 };
+pub use stats::{io_stats_table, replica_io_stats_table, IoStatsView};
 
 /// Alignment of a table column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

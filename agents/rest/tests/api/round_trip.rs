@@ -46,6 +46,39 @@ async fn reads_equal_the_api_behind() {
         client.get_rebuild_history(VOLUME_1).await,
         api.get_rebuild_history(VOLUME_1).await
     );
+    assert_eq!(
+        client.get_volume_stats(VOLUME_1).await,
+        api.get_volume_stats(VOLUME_1).await
+    );
+    assert_eq!(
+        client
+            .get_volume_stats(VOLUME_1)
+            .await
+            .expect("stats")
+            .stats
+            .bytes_written,
+        7 * 4096
+    );
+    // An unpublished volume has no statistics: 412 NotPublished, as is.
+    assert_eq!(
+        client.get_volume_stats(VOLUME_2).await.map_err(|e| e.kind),
+        Err(ErrorKind::NotPublished)
+    );
+    assert_eq!(
+        client.get_pool_stats(None, "pool-2").await,
+        api.get_pool_stats(None, "pool-2").await
+    );
+    assert_eq!(
+        client.get_pool_stats(Some("node-2"), "pool-2").await,
+        api.get_pool_stats(Some("node-2"), "pool-2").await
+    );
+    assert_eq!(
+        client
+            .get_pool_stats(Some("node-1"), "pool-2")
+            .await
+            .map_err(|e| e.kind),
+        Err(ErrorKind::NotFound)
+    );
     assert_eq!(client.get_pools().await, api.get_pools().await);
     assert_eq!(
         client.get_pool("pool-2").await,

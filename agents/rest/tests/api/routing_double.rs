@@ -199,6 +199,19 @@ fn volume(uuid: &str, body: &CreateVolumeBody) -> Volume {
     }
 }
 
+/// Counters of `n` 4 KiB reads and writes.
+fn io_stats(n: u64) -> IoStats {
+    IoStats {
+        num_read_ops: n,
+        bytes_read: n * 4096,
+        num_write_ops: n,
+        bytes_written: n * 4096,
+        read_latency_us: n * 10,
+        write_latency_us: n * 20,
+        tick_us: 1_000_000,
+    }
+}
+
 fn missing(what: &str, id: &str) -> RestError {
     RestError::not_found(format!("{what} {id}"))
 }
@@ -341,6 +354,47 @@ impl CoreApi for RoutingDouble {
     async fn get_pools(&self) -> Result<Vec<Pool>> {
         self.record("get_pools()".into());
         self.with(|t| Ok(t.pools.values().cloned().collect()))
+    }
+
+    async fn get_volume_stats(&self, id: &str) -> Result<VolumeIoStats> {
+        self.record(format!("get_volume_stats({id})"));
+        self.with(|t| {
+            let v = t.volumes.get(id).ok_or_else(|| missing("volume", id))?;
+            let target = v.spec.target.as_ref().ok_or_else(|| {
+                RestError::new(
+                    ErrorKind::NotPublished,
+                    format!("volume {id} is not published"),
+                )
+            })?;
+            Ok(VolumeIoStats {
+                volume_uuid: id.into(),
+                node: target.node.clone(),
+                nexus_uuid: NEXUS_1.into(),
+                stats: io_stats(7),
+                replicas: vec![ReplicaIoStats {
+                    uuid: REPLICA_1.into(),
+                    node: target.node.clone(),
+                    pool: "pool-1".into(),
+                    stats: Some(io_stats(7)),
+                }],
+            })
+        })
+    }
+
+    async fn get_pool_stats(&self, node: Option<&str>, id: &str) -> Result<PoolIoStats> {
+        self.record(format!("get_pool_stats({node:?}, {id})"));
+        self.with(|t| {
+            let p = t.pools.get(id).ok_or_else(|| missing("pool", id))?;
+            let at = p.spec.as_ref().map(|s| s.node.clone()).unwrap_or_default();
+            if node.is_some_and(|n| n != at) {
+                return Err(missing("pool", id));
+            }
+            Ok(PoolIoStats {
+                id: id.into(),
+                node: at,
+                stats: io_stats(3),
+            })
+        })
     }
 
     async fn get_pool(&self, id: &str) -> Result<Pool> {
