@@ -8,7 +8,8 @@
 //! goes once the volume is deleted), and the operator SIGKILLed mid-create
 //! (the engine paused so the create is in flight) converging after a
 //! restart, then its status following the engine's SIGKILL (Unknown) and
-//! restart (Online) with an event each. One cluster and one API server for
+//! restart (Online) with an event each; a pool the operator did not create
+//! is adopted and left in place when its DiskPool goes. One cluster and one API server for
 //! the whole scenario.
 
 #![allow(clippy::unwrap_used)]
@@ -446,6 +447,20 @@ fn operator_against_kube_local_and_a_local_cluster() {
             .iter()
             .any(|n| n.contains("is Online (was Unknown)")),
         "{changes:?}"
+    );
+
+    // --- a pool the operator did not create (the cluster's own pool-1):
+    // adopted by a DiskPool of its name, node and disk, and left in place
+    // when that DiskPool is deleted.
+    let own = block_on(rest.get_pool("pool-1")).unwrap().spec.unwrap();
+    assert!(!own.labels.contains_key("openebs.io/created-by"));
+    apply_diskpool(&kube, "pool-1", NODE, &own.disks[0], &[]);
+    wait_created_online(&kube, "pool-1", 30);
+    kube.kubectl_ok(&["-n", NS, "delete", "diskpool", "pool-1", "--timeout=30s"]);
+    assert!(note(&kube, "pool-1", "Released").contains("not created by the operator"));
+    assert!(
+        block_on(rest.get_pool("pool-1")).is_ok(),
+        "pool-1 left in place"
     );
 
     // Deleting it without replicas removes the pool.
