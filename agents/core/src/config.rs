@@ -75,6 +75,13 @@ pub struct Args {
     /// TTL of the leader lease.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub lease_ttl: Duration,
+    /// What a leader does when it loses the lease: it stops reconciling at
+    /// once either way. `exit`: exit with code 2 (a supervisor such as
+    /// Kubernetes starts it again). `restart`: replace itself with a fresh
+    /// copy of the same binary and flags (same PID) that waits for the
+    /// lease again, for hosts without a supervisor (the local cluster).
+    #[arg(long, value_enum, default_value_t = OnLeaseLoss::Exit)]
+    pub on_lease_loss: OnLeaseLoss,
     /// Timeout of one engine call.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub engine_timeout: Duration,
@@ -108,4 +115,13 @@ impl Args {
             volume_commitment_initial_pct: self.volume_commitment_initial,
         }
     }
+}
+
+/// `--on-lease-loss`: what a leader does once its lease is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnLeaseLoss {
+    /// Exit with code 2.
+    Exit,
+    /// Execute the same binary with the same arguments again (same PID).
+    Restart,
 }

@@ -10,7 +10,10 @@
 //!   one keep-alive interval), and only after the kill.
 //! - SIGTERM of a leader releases the lease at once: the other takes over
 //!   well under the TTL, after the leader logged that it stops.
-//! - A leader whose lock disappears from the store exits with code 2.
+//! - A leader whose lock disappears from the store exits with code 2; with
+//!   `--on-lease-loss restart` (the local cluster's setting) it comes back
+//!   in place instead: same PID, a fresh instance that takes the lease
+//!   again and serves.
 //! - The lock key `StoreLeaseLock/core-agent` names the holder throughout.
 
 #![allow(clippy::unwrap_used)]
@@ -316,4 +319,52 @@ async fn one_leader_at_a_time_with_takeover_after_kill_and_at_once_after_sigterm
     }
     let acquisitions = a.count(ACQUIRED) + b.count(ACQUIRED);
     assert_eq!(acquisitions, terms.len(), "an acquisition without a term");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_told_to_restart_comes_back_in_place_after_losing_its_lock() {
+    let (_etcd, etcd_ep, _etcd_data) = etcd_in_memory(&format!("{PREFIX}.11"));
+    let store = EtcdStore::connect(std::slice::from_ref(&etcd_ep), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let lock = StoreKeys::new("default", "mayastor").lease_lock("core-agent");
+    let ip = format!("{PREFIX}.12");
+    let ep = format!("{ip}:{}", free_port(&ip));
+    let mut args = core_args(PREFIX, &etcd_ep, &ep, &Timers::default());
+    args.extend(["--on-lease-loss".to_string(), "restart".to_string()]);
+    let mut a = Agent {
+        proc: Proc::spawn("agent-core-restart", bin("agent-core", "agent-core"), args),
+        ep,
+    };
+    a.wait_log(ACQUIRED, 1, Duration::from_secs(60)).await;
+    let pid = a.proc.pid().unwrap();
+    let t = Instant::now();
+    while !a.answers().await {
+        assert!(t.elapsed() < Duration::from_secs(10), "A does not serve");
+    }
+    assert_eq!(owner(&store, &lock).await, Some(a.owner()));
+
+    let deleted = SystemTime::now();
+    assert!(store.delete(lock.as_bytes()).await.unwrap());
+    let lost = a
+        .wait_log("the leader lease was lost", 1, Duration::from_secs(5))
+        .await;
+    assert!(since(lost, deleted) < Duration::from_secs(2), "lost late");
+    // A fresh instance: it waits for the lease, takes it and serves.
+    a.wait_log(WAITING, 2, Duration::from_secs(10)).await;
+    let again = a.wait_log(ACQUIRED, 2, Duration::from_secs(10)).await;
+    assert!(a.proc.is_running(), "the restarted agent exited");
+    assert_eq!(a.proc.pid(), Some(pid), "restarted under another PID");
+    assert_eq!(owner(&store, &lock).await, Some(a.owner()));
+    let t = Instant::now();
+    while !a.answers().await {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the restarted agent does not serve"
+        );
+    }
+    println!(
+        "lease: a leader told to restart was leading again {:.2?} after its lock vanished",
+        since(again, deleted)
+    );
 }

@@ -38,6 +38,8 @@ const CORE_TIMERS: &[(&str, &str)] = &[
     ("--poll-period", "1s"),
     ("--faulted-child-wait", "120s"),
     ("--lease-ttl", "3s"),
+    // No supervisor restarts a core that lost its lease here.
+    ("--on-lease-loss", "restart"),
     ("--engine-timeout", "10s"),
 ];
 
