@@ -19,6 +19,7 @@ use crate::format::{self, short_id};
 use crate::model;
 use crate::rebuild::{Estimate, RebuildTracker};
 use crate::snapshot::Snapshot;
+use crate::stats::LiveRates;
 
 /// Events kept in memory (the oldest are dropped first).
 pub const MAX_EVENTS: usize = 1000;
@@ -246,6 +247,8 @@ pub struct App {
     pub events_scroll: usize,
     /// The last support bundle (key `b`), running or finished.
     pub bundle: Option<BundleState>,
+    /// I/O rates between the last two polls.
+    pub rates: LiveRates,
     selected_volume: Option<String>,
     selected_pool: Option<String>,
     selected_node: Option<String>,
@@ -266,6 +269,7 @@ impl App {
             in_flight: 0,
             events_scroll: 0,
             bundle: None,
+            rates: LiveRates::default(),
             selected_volume: None,
             selected_pool: None,
             selected_node: None,
@@ -325,6 +329,10 @@ impl App {
             }
         }
         self.rebuilds.retain(&rebuilding);
+        self.rates = match &self.snapshot {
+            Some(old) => LiveRates::between(old, &snapshot),
+            None => LiveRates::default(),
+        };
 
         self.connection = match self.connection {
             Connection::Connected { since, .. } => Connection::Connected {

@@ -1,5 +1,5 @@
 //! Text formatting shared by the views and the events: sizes, short ids,
-//! clock times, durations, rates and text progress bars. Pure functions.
+//! clock times, durations, rates, counts per second and text progress bars. Pure functions.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,6 +54,20 @@ pub fn rate(bytes_per_sec: f64) -> String {
         return "0 B/s".to_string();
     }
     format!("{}/s", size(bytes_per_sec.round() as u64))
+}
+
+/// A count per second, short: `850`, `1.2k`, `3.4M`.
+pub fn count(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        return "0".to_string();
+    }
+    if per_sec < 1000.0 {
+        format!("{per_sec:.0}")
+    } else if per_sec < 1e6 {
+        format!("{:.1}k", per_sec / 1e3)
+    } else {
+        format!("{:.1}M", per_sec / 1e6)
+    }
 }
 
 /// `part` as a whole percentage of `whole` (rounded down; `None` when

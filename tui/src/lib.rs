@@ -29,6 +29,7 @@ pub mod model;
 pub mod poller;
 pub mod rebuild;
 pub mod snapshot;
+pub mod stats;
 pub mod terminal;
 pub mod ui;
 

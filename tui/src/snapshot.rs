@@ -1,14 +1,23 @@
 //! What one poll of the REST API returns, and how it is fetched.
 //!
 //! A [`Snapshot`] is plain data (the openapi models, sorted by id), so the
-//! dashboard's state can be driven by hand-made snapshots in tests.
+//! dashboard's state can be driven by hand-made snapshots in tests. The
+//! I/O counters of the pools and of the published volumes are read in the
+//! same poll; a counter that cannot be read is left out (the views show no
+//! rate for it), never an error of the whole poll.
 
-use openapi::models::{Node, Pool, Volume};
+use std::collections::BTreeMap;
+
+use openapi::models::{IoStats, Node, Pool, Volume, VolumeIoStats};
 use openapi::{CoreApi, ErrorKind, RestError};
 
 /// Upper bound on the pages of `GET /volumes` read in one poll, so that a
 /// server handing out tokens forever cannot stall the poller.
 const MAX_VOLUME_PAGES: usize = 1000;
+
+/// Published volumes whose counters are read in one poll (the first ones
+/// by uuid), so that a large cluster costs a bounded number of requests.
+pub const MAX_VOLUME_STATS: usize = 256;
 
 /// The cluster as one poll saw it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,6 +28,10 @@ pub struct Snapshot {
     pub pools: Vec<Pool>,
     /// Sorted by uuid.
     pub volumes: Vec<Volume>,
+    /// The counters of published volumes' targets, by volume uuid.
+    pub volume_stats: BTreeMap<String, VolumeIoStats>,
+    /// The counters of pools, by pool id.
+    pub pool_stats: BTreeMap<String, IoStats>,
 }
 
 impl Snapshot {
@@ -31,6 +44,8 @@ impl Snapshot {
             nodes,
             pools,
             volumes,
+            volume_stats: BTreeMap::new(),
+            pool_stats: BTreeMap::new(),
         }
     }
 
@@ -67,5 +82,32 @@ pub async fn fetch(api: &dyn CoreApi) -> Result<Snapshot, RestError> {
             format!("the volume list has more than {MAX_VOLUME_PAGES} pages"),
         ))
     })?;
-    Ok(Snapshot::new(nodes, pools, volumes))
+    let mut snapshot = Snapshot::new(nodes, pools, volumes);
+    read_stats(api, &mut snapshot).await;
+    Ok(snapshot)
+}
+
+/// Reads the counters of every pool and of the published volumes, all at
+/// once; failures leave the entry out.
+async fn read_stats(api: &dyn CoreApi, snapshot: &mut Snapshot) {
+    let pools = futures::future::join_all(snapshot.pools.iter().map(|p| async move {
+        let node = crate::model::pool_node(p);
+        let node = (node != crate::model::NONE).then_some(node);
+        let stats = api.get_pool_stats(node, &p.id).await.ok()?;
+        Some((p.id.clone(), stats.stats))
+    }));
+    let volumes = futures::future::join_all(
+        snapshot
+            .volumes
+            .iter()
+            .filter(|v| crate::model::target_node(v).is_some())
+            .take(MAX_VOLUME_STATS)
+            .map(|v| async move {
+                let stats = api.get_volume_stats(&v.spec.uuid).await.ok()?;
+                Some((v.spec.uuid.clone(), stats))
+            }),
+    );
+    let (pools, volumes) = tokio::join!(pools, volumes);
+    snapshot.pool_stats = pools.into_iter().flatten().collect();
+    snapshot.volume_stats = volumes.into_iter().flatten().collect();
 }

@@ -98,7 +98,7 @@ fn volumes_list_and_replica_topology_tree() {
         );
         assert_line(&s, &["      rebuild [", "] 55% (measuring rate)"]);
     }
-    // a 20-cell bar where the pane allows, 10 cells below 68 columns
+    // a 20-cell bar where the pane allows, 10 cells below 66 columns
     assert_line(
         &render(&app, 80, 24),
         &["rebuild [###########.........] 55%"],
@@ -282,4 +282,92 @@ fn tiny_terminals_do_not_panic() {
     }
     key(&mut app, KeyCode::Char('?'));
     render(&app, 5, 5);
+}
+
+/// Counters of one poll: `reads` and `writes` of 4 KiB so far, each read
+/// taking 100 µs and each write 200 µs, sampled at `tick_s`.
+fn io(tick_s: u64, reads: u64, writes: u64) -> openapi::models::IoStats {
+    openapi::models::IoStats {
+        num_read_ops: reads,
+        bytes_read: reads * 4096,
+        num_write_ops: writes,
+        bytes_written: writes * 4096,
+        read_latency_us: reads * 100,
+        write_latency_us: writes * 200,
+        tick_us: tick_s * 1_000_000,
+    }
+}
+
+fn with_io(tick_s: u64, reads: u64, writes: u64) -> tui::Snapshot {
+    let mut snapshot = fixed_snapshot();
+    snapshot.volume_stats.insert(
+        V1.to_string(),
+        openapi::models::VolumeIoStats {
+            volume_uuid: V1.to_string(),
+            node: "node-1".into(),
+            nexus_uuid: "5e3c1a2b-0000-0000-0000-000000000000".into(),
+            stats: io(tick_s, reads, writes),
+            replicas: vec![],
+        },
+    );
+    snapshot
+        .pool_stats
+        .insert("pool-1".into(), io(tick_s, reads / 2, writes));
+    snapshot
+}
+
+#[test]
+fn live_io_rates_of_volumes_and_pools() {
+    let mut app = tui::App::new("http://127.0.40.252:8081");
+    app.apply(with_io(100, 1000, 500), at(0));
+    // one poll: no interval yet, so no rate
+    key(&mut app, KeyCode::Char('2'));
+    let s = render(&app, 160, 48);
+    assert_line(
+        &s,
+        &[
+            "ID",
+            "STATUS",
+            "REPLICAS",
+            "TARGET-NODE",
+            "SIZE",
+            "THIN",
+            "IOPS",
+        ],
+    );
+    assert_line(&s, &["> 1b4e28ba", "Degraded", "yes", "-"]);
+    assert_absent(&s, "I/O r ");
+
+    // two seconds of the engine's clock later: 2000 reads, 1000 writes
+    app.apply(with_io(102, 3000, 1500), at(2));
+    for (w, h) in SIZES {
+        let s = render(&app, w, h);
+        assert_line(&s, &["> 1b4e28ba", "Degraded", "yes", "1.5k"]);
+        assert_line(&s, &["9f8e7d6c", "Online", "no", "-"]);
+        assert_line(
+            &s,
+            &["I/O r 1.0k/s 3.9 MiB/s 100µs  w 500/s 2.0 MiB/s 200µs"],
+        );
+    }
+    key(&mut app, KeyCode::Char('3'));
+    for (w, h) in SIZES {
+        let s = render(&app, w, h);
+        assert_line(&s, &["IOPS"]);
+        assert_line(&s, &["> pool-1", "node-1", "Online", "1.0k"]);
+        assert_line(
+            &s,
+            &["I/O r 500/s 2.0 MiB/s 100µs  w 500/s 2.0 MiB/s 200µs"],
+        );
+    }
+
+    // a new target (republished elsewhere) counts from zero: no rate
+    let mut moved = with_io(104, 10, 10);
+    if let Some(v) = moved.volume_stats.get_mut(V1) {
+        v.nexus_uuid = "another".into();
+    }
+    app.apply(moved, at(4));
+    key(&mut app, KeyCode::Char('2'));
+    let s = render(&app, 160, 48);
+    assert_line(&s, &["> 1b4e28ba", "Degraded", "yes", "-"]);
+    assert_absent(&s, "I/O r ");
 }

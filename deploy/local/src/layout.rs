@@ -37,7 +37,10 @@ const CORE_TIMERS: &[(&str, &str)] = &[
     ("--reconcile-period", "1s"),
     ("--poll-period", "1s"),
     ("--faulted-child-wait", "120s"),
-    ("--lease-ttl", "3s"),
+    // Long enough that a core starved of CPU on a busy machine keeps its
+    // lease (it renews every third of it); a graceful stop releases it
+    // at once anyway.
+    ("--lease-ttl", "10s"),
     // No supervisor restarts a core that lost its lease here.
     ("--on-lease-loss", "restart"),
     ("--engine-timeout", "10s"),

@@ -7,6 +7,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
+use super::volumes::iops;
 use super::{dim, filter_suffix, pct, pool_style, selected_row, titled};
 use crate::app::{App, View};
 use crate::format;
@@ -15,9 +16,18 @@ use crate::model::{self, NONE};
 pub(super) fn draw_pools(frame: &mut Frame, area: Rect, app: &App) {
     let pools = app.visible_pools();
     let total = app.snapshot.as_ref().map_or(0, |s| s.pools.len());
-    let [list, detail] = Layout::vertical([Constraint::Min(4), Constraint::Length(4)]).areas(area);
-    let header = Row::new(["ID", "NODE", "STATUS", "TOTAL", "USED", "COMMITTED", "DISK"])
-        .style(Style::new().add_modifier(Modifier::BOLD));
+    let [list, detail] = Layout::vertical([Constraint::Min(4), Constraint::Length(5)]).areas(area);
+    let header = Row::new([
+        "ID",
+        "NODE",
+        "STATUS",
+        "TOTAL",
+        "USED",
+        "COMMITTED",
+        "IOPS",
+        "DISK",
+    ])
+    .style(Style::new().add_modifier(Modifier::BOLD));
     let rows: Vec<Row> = pools
         .iter()
         .map(|p| {
@@ -37,6 +47,7 @@ pub(super) fn draw_pools(frame: &mut Frame, area: Rect, app: &App) {
                 Cell::from(total),
                 Cell::from(used),
                 Cell::from(committed),
+                Cell::from(iops(app.rates.pools.get(&p.id))),
                 Cell::from(model::pool_disks(p)),
             ])
         })
@@ -50,6 +61,7 @@ pub(super) fn draw_pools(frame: &mut Frame, area: Rect, app: &App) {
             Constraint::Length(9),
             Constraint::Length(9),
             Constraint::Length(9),
+            Constraint::Length(6),
             Constraint::Fill(2),
         ],
     )
@@ -73,8 +85,17 @@ pub(super) fn draw_pools(frame: &mut Frame, area: Rect, app: &App) {
     let block = titled(format!("Capacity of {}", p.id));
     let inner = block.inner(detail);
     frame.render_widget(block, detail);
-    let [used_area, committed_area] =
-        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
+    let [used_area, committed_area, io_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    let io = match app.rates.pools.get(&p.id) {
+        Some(rates) => Line::from(format!("I/O {}", rates.line())),
+        None => Line::styled("I/O: no rate yet", dim()),
+    };
+    frame.render_widget(io, io_area);
     match &p.state {
         Some(s) => {
             for (area, what, value) in [

@@ -12,12 +12,13 @@ use super::{child_style, dim, filter_suffix, selected_row, titled, volume_style,
 use crate::app::{App, View};
 use crate::format::{self, short_id};
 use crate::model::{self, NONE};
+use crate::stats::Rates;
 
 pub(super) fn draw_volumes(frame: &mut Frame, area: Rect, app: &App) {
     let volumes = app.visible_volumes();
     let total = app.snapshot.as_ref().map_or(0, |s| s.volumes.len());
     let (list, detail) = if area.width >= WIDE {
-        let [a, b] = Layout::horizontal([Constraint::Length(88), Constraint::Min(0)]).areas(area);
+        let [a, b] = Layout::horizontal([Constraint::Length(94), Constraint::Min(0)]).areas(area);
         (a, b)
     } else {
         let rows = (volumes.len() as u16 + 3).clamp(4, area.height.saturating_sub(6).max(4));
@@ -25,8 +26,16 @@ pub(super) fn draw_volumes(frame: &mut Frame, area: Rect, app: &App) {
         (a, b)
     };
 
-    let header = Row::new(["ID", "STATUS", "REPLICAS", "TARGET-NODE", "SIZE", "THIN"])
-        .style(Style::new().add_modifier(Modifier::BOLD));
+    let header = Row::new([
+        "ID",
+        "STATUS",
+        "REPLICAS",
+        "TARGET-NODE",
+        "SIZE",
+        "THIN",
+        "IOPS",
+    ])
+    .style(Style::new().add_modifier(Modifier::BOLD));
     let rows: Vec<Row> = volumes
         .iter()
         .map(|v| {
@@ -38,6 +47,7 @@ pub(super) fn draw_volumes(frame: &mut Frame, area: Rect, app: &App) {
                 Cell::from(model::target_node(v).unwrap_or(NONE).to_string()),
                 Cell::from(format::size(v.spec.size)),
                 Cell::from(if v.spec.thin { "yes" } else { "no" }),
+                Cell::from(iops(app.rates.volumes.get(&v.spec.uuid))),
             ])
         })
         .collect();
@@ -50,6 +60,7 @@ pub(super) fn draw_volumes(frame: &mut Frame, area: Rect, app: &App) {
             Constraint::Length(11),
             Constraint::Length(9),
             Constraint::Length(4),
+            Constraint::Length(6),
         ],
     )
     .header(header)
@@ -63,7 +74,7 @@ pub(super) fn draw_volumes(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_stateful_widget(table, list, &mut state);
 
     let lines = match app.selected_volume() {
-        Some(v) => topology_lines(app, v, detail.width >= 68),
+        Some(v) => topology_lines(app, v, detail.width >= 66),
         None => vec![Line::styled("no volume selected", dim())],
     };
     frame.render_widget(
@@ -92,6 +103,9 @@ pub fn topology_lines(app: &App, v: &Volume, wide: bool) -> Vec<Line<'static>> {
             )),
         ]),
     ];
+    if let Some(rates) = app.rates.volumes.get(&v.spec.uuid) {
+        lines.push(Line::from(format!("I/O {}", rates.line())));
+    }
 
     let children = model::children(v);
     let in_nexus: Vec<&str> = children
@@ -201,4 +215,9 @@ pub fn topology_lines(app: &App, v: &Volume, wide: bool) -> Vec<Line<'static>> {
         ]));
     }
     lines
+}
+
+/// The IOPS column: reads and writes per second, or `-` without a rate.
+pub(super) fn iops(rates: Option<&Rates>) -> String {
+    rates.map_or_else(|| NONE.to_string(), |r| format::count(r.iops()))
 }
