@@ -1,7 +1,7 @@
 //! Guided upgrades of real local clusters (`mayastor-local`) through the
 //! plugin binary, from binaries reporting version A (the main build) to
-//! binaries reporting version B (the same sources built with another
-//! `MAYASTOR_VERSION`):
+//! binaries reporting version B (copies of the same binaries with their
+//! version slot stamped, see `upgrade_kit::version_b_dir`):
 //!
 //! - a roll-out with a writer verifying every block through our NVMe/TCP
 //!   initiator the whole time;
@@ -59,7 +59,6 @@ fn assert_no_drain_left(cluster: &Cluster) {
 }
 
 #[test]
-#[ignore = "not yet verified end to end: run with --run-ignored"]
 fn rolls_every_node_with_a_verifying_writer() {
     let b = version_b_dir();
     let cluster = Cluster::up("127.0.71", 3);
@@ -114,7 +113,6 @@ fn rolls_every_node_with_a_verifying_writer() {
 }
 
 #[test]
-#[ignore = "not yet verified end to end: run with --run-ignored"]
 fn a_killed_upgrade_resumes_without_restarting_finished_nodes() {
     let b = version_b_dir();
     let cluster = Cluster::up("127.0.72", 3);
@@ -179,7 +177,6 @@ fn a_killed_upgrade_resumes_without_restarting_finished_nodes() {
 }
 
 #[test]
-#[ignore = "not yet verified end to end: run with --run-ignored"]
 fn an_engine_that_does_not_start_stops_the_upgrade_at_its_node() {
     let b = version_b_dir();
     let cluster = Cluster::up("127.0.73", 3);

@@ -222,6 +222,39 @@ async fn roll_out(
         return Ok(());
     }
     set_stage(record, UpgradeStage::UpgradingDataPlane, None);
+    if record.nodes.is_empty() {
+        list_nodes(api, opts, progress, record).await?;
+    }
+    save(api, record).await?;
+    platform
+        .record_event("UpgradingDataPlane", &format!("to {target}"))
+        .await;
+    let order: Vec<String> = record.nodes.iter().map(|n| n.node.clone()).collect();
+    let total = order.len();
+    for (k, node) in order.iter().enumerate() {
+        let label = format!("node {} of {total} ({node})", k + 1);
+        upgrade_node(api, platform, opts, progress, record, node, &label).await?;
+    }
+    set_stage(record, UpgradeStage::Successful, None);
+    save(api, record).await?;
+    platform
+        .record_event("UpgradeSuccessful", &format!("to {target}"))
+        .await;
+    progress.line(format!(
+        "✓ upgrade to {target} successful: control plane and {total} node(s)"
+    ));
+    Ok(())
+}
+
+/// Enters the data plane: records every storage node `Pending` with its
+/// version, once all of them are Online. A resumed upgrade keeps the list
+/// it recorded (a node it stopped at may well be down).
+async fn list_nodes(
+    api: &dyn CoreApi,
+    opts: &Options,
+    progress: &Progress,
+    record: &mut UpgradeStatus,
+) -> Result<()> {
     // A restarted core agent knows the nodes from their specs at once and
     // their state when their engines register again.
     let nodes = wait_for(
@@ -246,24 +279,6 @@ async fn roll_out(
     for n in storage_nodes(&nodes) {
         status::node_mut(record, &n.id, node_version(n));
     }
-    save(api, record).await?;
-    platform
-        .record_event("UpgradingDataPlane", &format!("to {target}"))
-        .await;
-    let order: Vec<String> = record.nodes.iter().map(|n| n.node.clone()).collect();
-    let total = order.len();
-    for (k, node) in order.iter().enumerate() {
-        let label = format!("node {} of {total} ({node})", k + 1);
-        upgrade_node(api, platform, opts, progress, record, node, &label).await?;
-    }
-    set_stage(record, UpgradeStage::Successful, None);
-    save(api, record).await?;
-    platform
-        .record_event("UpgradeSuccessful", &format!("to {target}"))
-        .await;
-    progress.line(format!(
-        "✓ upgrade to {target} successful: control plane and {total} node(s)"
-    ));
     Ok(())
 }
 

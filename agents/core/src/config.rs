@@ -14,7 +14,7 @@ use crate::scheduler::ThinLimits;
 /// Command line of `agent-core`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
-    version = mayastor_version::VERSION,
+    version = mayastor_version::version(),
     name = "agent-core",
     about = "The core agent: registry, specs, scheduler and reconcilers; serves engine registration (gRPC) and the REST operations (HTTP) on one port."
 )]

@@ -30,7 +30,7 @@ pub async fn versions(specs: &SpecStore) -> Result<Versions, CoreError> {
     let store = specs.store().server_version().await.map_err(store_err)?;
     Ok(Versions {
         rest: String::new(),
-        core: mayastor_version::VERSION.to_string(),
+        core: mayastor_version::version().to_string(),
         store,
     })
 }

@@ -17,7 +17,7 @@ use operator_diskpool::controller::{run, OperatorConfig};
 
 #[derive(Debug, Parser)]
 #[command(
-    version = mayastor_version::VERSION,
+    version = mayastor_version::version(),
     name = "operator-diskpool",
     about = "The DiskPool operator: makes the pools of DiskPool resources exist and keeps their status"
 )]

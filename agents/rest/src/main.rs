@@ -17,7 +17,7 @@ use mayastor_common::{
 
 #[derive(Debug, Parser)]
 #[command(
-    version = mayastor_version::VERSION,
+    version = mayastor_version::version(),
     name = "api-rest",
     about = "The control plane's REST API server (/v0, OpenAPI at /v0/api/spec)"
 )]

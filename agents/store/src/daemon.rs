@@ -26,7 +26,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:2379";
 /// Command line of `mayastor-store`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
-    version = mayastor_version::VERSION,
+    version = mayastor_version::version(),
     name = "mayastor-store",
     about = "The embedded control-plane store, served over the etcd v3 API (KV, Watch, Lease)."
 )]

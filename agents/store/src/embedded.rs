@@ -545,7 +545,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn server_version(&self) -> Result<String, StoreError> {
-        Ok(mayastor_version::VERSION.to_string())
+        Ok(mayastor_version::version().to_string())
     }
 }
 

@@ -96,7 +96,7 @@ impl FromStr for CntlidRange {
 /// Command line of the `io-engine` daemon.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
-    version = mayastor_version::VERSION,
+    version = mayastor_version::version(),
     name = "io-engine",
     about = "The io-engine storage node daemon: pools and replicas, managed over gRPC."
 )]
@@ -225,7 +225,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     info!(
         endpoint = %endpoint,
         node = %node_name,
-        version = crate::VERSION,
+        version = mayastor_version::version(),
         "io-engine listening"
     );
 

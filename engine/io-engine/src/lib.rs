@@ -20,6 +20,3 @@ pub mod registration;
 pub mod share;
 pub mod stats;
 pub mod stress;
-
-/// Version string reported by the host-info call.
-pub const VERSION: &str = mayastor_version::VERSION;

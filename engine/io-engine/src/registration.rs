@@ -41,7 +41,7 @@ impl Registration {
             grpc_endpoint: self.grpc_endpoint.clone(),
             instance_uuid: self.instance_uuid.clone(),
             node_nqn: self.node_nqn.clone(),
-            version: crate::VERSION.into(),
+            version: mayastor_version::version().into(),
             heartbeat_ms: u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX),
         }
     }

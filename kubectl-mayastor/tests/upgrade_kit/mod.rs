@@ -1,5 +1,5 @@
-//! The kit of the upgrade scenarios: a second build of the cluster's
-//! binaries that differs only in its version string, component PIDs and
+//! The kit of the upgrade scenarios: copies of the cluster's binaries
+//! that differ only in their version string, component PIDs and
 //! start counts from the state directory, the plugin run as a process, and
 //! a writer that writes and verifies a checksummed pattern on a published
 //! volume through our NVMe/TCP initiator for as long as the upgrade runs,
@@ -18,47 +18,75 @@ use mayastor_local::data::{VolumePath, HOST_NODE};
 use openapi::models::*;
 use openapi::{CoreApi, RestClient};
 
-use crate::common::Cluster;
+use crate::common::{cluster_binary, Cluster};
 
 /// The version the cluster starts on (the workspace's package version).
 pub const VERSION_A: &str = env!("CARGO_PKG_VERSION");
 /// The version of the second build.
 pub const VERSION_B: &str = "0.2.0";
 
-static BUILT_B: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The binaries a local cluster's upgrade rolls out.
+pub const ROLLED: [&str; 4] = ["io-engine", "agent-core", "api-rest", "mayastor-store"];
 
-/// The directory of the version-B binaries (io-engine, agent-core,
-/// api-rest, mayastor-store): the same sources built with
-/// `MAYASTOR_VERSION=0.2.0` into `target/version-b`, so only the version
-/// crate and what links it differ from the main build (and a second run
-/// rebuilds nothing).
+static STAMPED_B: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The directory of the version-B binaries: copies of the cluster's own
+/// binaries (version A) with the version slot rewritten to
+/// [`VERSION_B`] (`mayastor_version::stamp`), so the two differ only in
+/// their version string and nothing is built a second time.
+///
+/// The copies live in `target/version-b/bin`, made once per build: under
+/// an exclusive lock on `target/version-b/.lock` (the tests of a run are
+/// separate processes), and made again only when a source binary changed
+/// (its size and modification time are kept in `sources`). A new copy is
+/// written beside and renamed into place, so a running copy is never
+/// rewritten.
 pub fn version_b_dir() -> PathBuf {
-    let mut built = BUILT_B.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(dir) = built.as_ref() {
+    let mut done = STAMPED_B.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = done.as_ref() {
         return dir.clone();
     }
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap().join("version-b");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(&cargo)
-        .args(["build", "--quiet", "--profile", "dev"])
-        .args(["-p", "store", "--bin", "mayastor-store"])
-        .args(["-p", "agent-core", "--bin", "agent-core"])
-        .args(["-p", "api-rest", "--bin", "api-rest"])
-        .args(["-p", "io-engine", "--bin", "io-engine"])
-        .env("MAYASTOR_VERSION", VERSION_B)
-        .env("CARGO_INCREMENTAL", "0")
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "building version {VERSION_B} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = target_dir.join("debug");
-    for name in ["io-engine", "agent-core", "api-rest", "mayastor-store"] {
+    let sources: Vec<PathBuf> = ROLLED.iter().map(|n| cluster_binary(n)).collect();
+    let target_dir = sources[0]
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("version-b");
+    let dir = target_dir.join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(target_dir.join(".lock")).unwrap();
+    lock.lock().unwrap();
+    let identity: String = sources
+        .iter()
+        .map(|p| {
+            let m = std::fs::metadata(p).unwrap();
+            let mtime = m
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            format!("{} {} {}\n", p.display(), m.len(), mtime.as_nanos())
+        })
+        .collect();
+    let record = dir.join("sources");
+    let fresh = std::fs::read_to_string(&record).is_ok_and(|r| r == identity)
+        && ROLLED.iter().all(|n| dir.join(n).exists());
+    if !fresh {
+        let _ = std::fs::remove_file(&record);
+        for (name, source) in ROLLED.iter().zip(&sources) {
+            let mut bytes = std::fs::read(source).unwrap();
+            mayastor_version::stamp(&mut bytes, VERSION_B)
+                .unwrap_or_else(|e| panic!("stamping {}: {e}", source.display()));
+            let tmp = dir.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, &bytes).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, dir.join(name)).unwrap();
+        }
+        std::fs::write(&record, &identity).unwrap();
+    }
+    drop(lock);
+    for name in ROLLED {
         let v = Command::new(dir.join(name))
             .arg("--version")
             .output()
@@ -66,10 +94,10 @@ pub fn version_b_dir() -> PathBuf {
         assert_eq!(
             String::from_utf8_lossy(&v.stdout).split_whitespace().last(),
             Some(VERSION_B),
-            "{name} of the second build"
+            "{name} of version B"
         );
     }
-    *built = Some(dir.clone());
+    *done = Some(dir.clone());
     dir
 }
 
@@ -79,7 +107,7 @@ pub fn bin_dir_view(into: &Path, engine: Option<&str>) -> PathBuf {
     let b = version_b_dir();
     let dir = into.join("bin");
     std::fs::create_dir_all(&dir).unwrap();
-    for name in ["io-engine", "agent-core", "api-rest", "mayastor-store"] {
+    for name in ROLLED {
         let link = dir.join(name);
         let _ = std::fs::remove_file(&link);
         match (name, engine) {

@@ -22,7 +22,7 @@ const MAX_VERSION_LEN: usize = 128;
 )]
 pub async fn get_versions(State(api): State<Api>) -> Answer<Versions> {
     let mut versions = api.get_versions().await?;
-    versions.rest = mayastor_version::VERSION.to_string();
+    versions.rest = mayastor_version::version().to_string();
     Ok(Json(versions))
 }
 

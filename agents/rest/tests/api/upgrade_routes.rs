@@ -31,7 +31,7 @@ fn record() -> UpgradeStatus {
 async fn versions_carry_the_answering_server() {
     let server = TestServer::open().await;
     let versions = server.client().get_versions().await.expect("versions");
-    assert_eq!(versions.rest, mayastor_version::VERSION);
+    assert_eq!(versions.rest, mayastor_version::version());
     assert_eq!(versions.core, "double");
     assert_eq!(versions.store, "double");
 }

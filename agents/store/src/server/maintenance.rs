@@ -21,7 +21,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         let revision = self.store.revision().await.map_err(error_status)?;
         Ok(Response::new(pb::StatusResponse {
             header: header(revision),
-            version: mayastor_version::VERSION.to_string(),
+            version: mayastor_version::version().to_string(),
         }))
     }
 }

@@ -56,7 +56,7 @@ impl HostRpc for HostService {
             Vec::new()
         });
         Ok(Response::new(v1::HostInfo {
-            version: crate::VERSION.to_string(),
+            version: mayastor_version::version().to_string(),
             node_name: self.host.node_name.clone(),
             grpc_endpoint: self.host.grpc_endpoint.to_string(),
             block_devices,
