@@ -3,19 +3,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Binary-unit size with one decimal: `512 B`, `1.5 KiB`, `10.0 GiB`.
+/// Binary-unit size with one decimal: `512 B`, `1.5 KiB`, `10.0 GiB` (the
+/// workspace's one rule, as upstream's io-engine-client prints sizes).
 pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    mayastor_common::size::format_spaced(bytes)
 }
 
 /// The first 8 characters of an id (uuids are told apart by them).
@@ -98,7 +89,8 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(size(0), "0 B");
-        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(999), "999 B");
+        assert_eq!(size(1023), "1.0 KiB");
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(10 << 30), "10.0 GiB");
         assert_eq!(size(u64::MAX), "16.0 EiB");
