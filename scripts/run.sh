@@ -14,12 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== building io-engine, agent-core, api-rest, mayastor-store, mayastor-local, kubectl-mayastor"
+echo "== building io-engine, agent-core, api-rest, mayastor-store, metrics-exporter, mayastor-local, kubectl-mayastor"
 cargo build --quiet \
     -p io-engine --bin io-engine \
     -p agent-core --bin agent-core \
     -p api-rest --bin api-rest \
     -p store --bin mayastor-store \
+    -p metrics-exporter --bin metrics-exporter \
     -p mayastor-local --bin mayastor-local \
     -p kubectl-mayastor --bin kubectl-mayastor
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"

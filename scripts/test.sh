@@ -19,6 +19,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
     else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
 fi
+# Prometheus and promtool for the metrics exporter's test; the test starts
+# its own Prometheus, so the package's service is stopped and disabled
+# (where the machine runs services at all) and never left running.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    echo "installing: prometheus"
+    if [ "$(id -u)" -eq 0 ]; then sudo_=(); else sudo_=(sudo); fi
+    "${sudo_[@]}" apt-get update -qq
+    "${sudo_[@]}" apt-get install -y -qq --no-install-recommends prometheus
+    "${sudo_[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+    "${sudo_[@]}" invoke-rc.d prometheus stop >/dev/null 2>&1 || true
+fi
 # Schemathesis (in its own venv) for the REST API fuzz test.
 bash scripts/rest-fuzz.sh --install
 # Helm's library (helm-python-sdk, in its own venv) for the chart tests.

@@ -186,6 +186,10 @@ fn check_logs(bundle: &Bundle, cluster: &Cluster, cut_ns: i64) {
         let component = name.strip_suffix(".log").unwrap();
         let path = match component.strip_prefix("io-engine-") {
             Some(i) => format!("logs/mayastor/node-{i}-io-engine.log"),
+            None if component.starts_with("metrics-exporter-") => format!(
+                "logs/mayastor/node-{}-metrics-exporter.log",
+                &component["metrics-exporter-".len()..]
+            ),
             None => match component {
                 "agent-core" => "logs/core-agents/agent-core.log".to_string(),
                 "api-rest" => "logs/rest/api-rest.log".to_string(),
@@ -479,7 +483,10 @@ fn volume_bundle_holds_only_that_volume() {
     assert_eq!(ids_under(&bundle, "node"), set(&["node-1"]));
     assert_eq!(
         bundle.under("logs/mayastor/"),
-        ["logs/mayastor/node-1-io-engine.log"]
+        [
+            "logs/mayastor/node-1-io-engine.log",
+            "logs/mayastor/node-1-metrics-exporter.log"
+        ]
     );
     assert!(
         bundle

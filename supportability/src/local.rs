@@ -76,13 +76,17 @@ impl LocalCluster {
 
 /// The component group and bundle path of a component's log.
 fn classify(path: &Path, component: &str) -> LocalLog {
-    let (group, node, name) = match component.strip_prefix("io-engine-") {
-        Some(i) if i.parse::<u32>().is_ok() => (
-            "mayastor",
-            Some(format!("node-{i}")),
-            "io-engine".to_string(),
-        ),
-        _ => (crate::log_group(component), None, component.to_string()),
+    // The components of node i: its engine and its metrics exporter.
+    let per_node = ["io-engine", "metrics-exporter"].into_iter().find_map(|base| {
+        component
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .filter(|i| i.parse::<u32>().is_ok())
+            .map(|i| (base, i))
+    });
+    let (group, node, name) = match per_node {
+        Some((base, i)) => ("mayastor", Some(format!("node-{i}")), base.to_string()),
+        None => (crate::log_group(component), None, component.to_string()),
     };
     let file = match &node {
         Some(node) => format!("{node}-{name}.log"),
@@ -108,6 +112,14 @@ mod tests {
             "logs/mayastor/node-2-io-engine.log"
         );
         assert_eq!(classify(p, "io-engine-2").node.as_deref(), Some("node-2"));
+        assert_eq!(
+            classify(p, "metrics-exporter-2").archive_path,
+            "logs/mayastor/node-2-metrics-exporter.log"
+        );
+        assert_eq!(
+            classify(p, "metrics-exporter-2").node.as_deref(),
+            Some("node-2")
+        );
         assert_eq!(
             classify(p, "agent-core").archive_path,
             "logs/core-agents/agent-core.log"

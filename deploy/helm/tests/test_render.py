@@ -109,6 +109,13 @@ class DefaultRender(unittest.TestCase):
         exporter = c.containers(ds)["metrics-exporter"]
         self.assertEqual(exporter["image"], f"localhost/mayastor/metrics-exporter:{DEFAULT_TAG}")
         self.assertEqual(exporter["ports"][0]["containerPort"], 9502)
+        # Its flags are the metrics-exporter binary's: this node's engine,
+        # on the node address, as the engine (host network: never a wildcard
+        # address, which would take the port on every address of the host).
+        self.assertEqual(arg_value(exporter, "node-name"), "$(MY_NODE_NAME)")
+        self.assertEqual(arg_value(exporter, "engine-endpoint"), "$(MY_POD_IP):10124")
+        self.assertEqual(arg_value(exporter, "listen"), "$(MY_POD_IP):9502")
+        self.assertEqual(arg_value(exporter, "log-format"), "pretty")
 
     def test_control_plane(self) -> None:
         core = c.containers(self.get("Deployment", "agent-core"))["agent-core"]

@@ -1,7 +1,7 @@
 //! `up`, `down` and `status`.
 //!
-//! `up` starts, in order, the store, the core agent, the engines and the
-//! REST API, skipping whatever already runs (a recorded PID that is still
+//! `up` starts, in order, the store, the core agent, the engines, their
+//! metrics exporters and the REST API, skipping whatever already runs (a recorded PID that is still
 //! the same process). Every address is checked before anything starts; a
 //! failure at any point (a busy port, a process that exits during
 //! start-up, Ctrl-C) stops what this command started, so nothing is left
@@ -287,6 +287,7 @@ async fn up_inner(
         &(|r: Role| r == Role::Store) as &dyn Fn(Role) -> bool,
         &|r: Role| r == Role::Core,
         &|r: Role| matches!(r, Role::Engine(_)),
+        &|r: Role| matches!(r, Role::Exporter(_)),
         &|r: Role| r == Role::Rest,
     ] {
         let group: Vec<&Component> = to_start.iter().filter(|c| role_group(c.role)).collect();

@@ -2,7 +2,7 @@
 //! from the recorded [`Settings`].
 //!
 //! Engine `i` (1-based) listens on `A.B.C.i` (gRPC 10124, NVMe/TCP 8420)
-//! as node `node-i`; the store on `A.B.C.250:2379` (etcd's peer port 2380
+//! as node `node-i`, and its metrics exporter on `A.B.C.i:9502`; the store on `A.B.C.250:2379` (etcd's peer port 2380
 //! too), the core agent on `A.B.C.251:50051`, the REST API on
 //! `A.B.C.252:8081`.
 
@@ -21,6 +21,7 @@ pub const ENGINE_GRPC_PORT: u16 = names::IO_ENGINE_GRPC_PORT;
 pub const ENGINE_NVMF_PORT: u16 = names::NVMF_PORT;
 pub const CORE_PORT: u16 = names::CORE_GRPC_PORT;
 pub const REST_PORT: u16 = names::REST_HTTP_PORT;
+pub const METRICS_PORT: u16 = names::METRICS_PORT;
 /// etcd's own ports.
 pub const STORE_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
@@ -52,6 +53,8 @@ pub enum Role {
     Store,
     Core,
     Engine(u32),
+    /// The metrics exporter of node `i`, beside its engine.
+    Exporter(u32),
     Rest,
 }
 
@@ -141,10 +144,20 @@ impl Layout {
         format!("io-engine-{node}")
     }
 
+    pub fn exporter_name(node: u32) -> String {
+        format!("metrics-exporter-{node}")
+    }
+
+    /// The metrics exporter of node `node` (`GET /metrics`).
+    pub fn exporter_addr(&self, node: u32) -> SocketAddr {
+        SocketAddr::new(self.ip(Self::host(node)).into(), METRICS_PORT)
+    }
+
     /// Every component, in start order.
     pub fn components(&self, state: &StateDir) -> Vec<Component> {
         let mut all = vec![self.store(state), self.core()];
         all.extend((1..=self.settings.nodes).map(|i| self.engine(i)));
+        all.extend((1..=self.settings.nodes).map(|i| self.exporter(i)));
         all.push(self.rest());
         all
     }
@@ -247,6 +260,24 @@ impl Layout {
         }
     }
 
+    fn exporter(&self, node: u32) -> Component {
+        let listen = self.exporter_addr(node);
+        Component {
+            name: Self::exporter_name(node),
+            role: Role::Exporter(node),
+            binary: "metrics-exporter".into(),
+            listen: vec![listen],
+            args: strings(&[
+                "--node-name",
+                &Self::node_name(node),
+                "--engine-endpoint",
+                &self.engine_grpc(node).to_string(),
+                "--listen",
+                &listen.to_string(),
+            ]),
+        }
+    }
+
     fn rest(&self) -> Component {
         let addr = self.rest_addr();
         Component {
@@ -295,6 +326,28 @@ mod tests {
         assert_eq!(l.engine_nvmf(3).to_string(), "127.0.7.3:8420");
         assert_eq!(l.store_addr().to_string(), "127.0.7.250:2379");
         assert_eq!(l.core_addr().to_string(), "127.0.7.251:50051");
+        assert_eq!(l.exporter_addr(2).to_string(), "127.0.7.2:9502");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = StateDir::open(dir.path(), false)
+            .expect("state directory")
+            .expect("it exists");
+        let exporter = l
+            .components(&state)
+            .into_iter()
+            .find(|c| c.role == Role::Exporter(3))
+            .expect("an exporter per node");
+        assert_eq!(exporter.name, "metrics-exporter-3");
+        assert_eq!(
+            exporter.args,
+            [
+                "--node-name",
+                "node-3",
+                "--engine-endpoint",
+                "127.0.7.3:10124",
+                "--listen",
+                "127.0.7.3:9502"
+            ]
+        );
         assert!(Layout::new(Settings {
             nodes: 250,
             ..l.settings.clone()

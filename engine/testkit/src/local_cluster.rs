@@ -14,11 +14,12 @@ use std::{
 };
 
 /// The binaries `mayastor-local up` starts: (package, binary).
-const CLUSTER_BINARIES: [(&str, &str); 4] = [
+const CLUSTER_BINARIES: [(&str, &str); 5] = [
     ("store", "mayastor-store"),
     ("agent-core", "agent-core"),
     ("api-rest", "api-rest"),
     ("io-engine", "io-engine"),
+    ("metrics-exporter", "metrics-exporter"),
 ];
 
 /// The launcher, with every binary it starts built beside it.

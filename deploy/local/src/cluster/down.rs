@@ -1,5 +1,5 @@
 //! `mayastor-local down`: stops by PID, in order (the REST API, the core
-//! agent, the engines, the store), SIGTERM then SIGKILL after a grace
+//! agent, the engines with their metrics exporters, the store), SIGTERM then SIGKILL after a grace
 //! period; `--wipe` removes the state too.
 
 use std::path::Path;
@@ -14,12 +14,12 @@ use crate::{
 };
 
 /// Stop order of a component name: the REST API, the core agent, the
-/// engines, the store, anything else.
+/// engines and their exporters, the store, anything else.
 fn stop_rank(name: &str) -> u8 {
     match name {
         "api-rest" => 0,
         "agent-core" => 1,
-        n if n.starts_with("io-engine-") => 2,
+        n if n.starts_with("io-engine-") || n.starts_with("metrics-exporter-") => 2,
         "store" => 3,
         _ => 4,
     }
