@@ -77,13 +77,15 @@ impl LocalCluster {
 /// The component group and bundle path of a component's log.
 fn classify(path: &Path, component: &str) -> LocalLog {
     // The components of node i: its engine and its metrics exporter.
-    let per_node = ["io-engine", "metrics-exporter"].into_iter().find_map(|base| {
-        component
-            .strip_prefix(base)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .filter(|i| i.parse::<u32>().is_ok())
-            .map(|i| (base, i))
-    });
+    let per_node = ["io-engine", "metrics-exporter"]
+        .into_iter()
+        .find_map(|base| {
+            component
+                .strip_prefix(base)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .filter(|i| i.parse::<u32>().is_ok())
+                .map(|i| (base, i))
+        });
     let (group, node, name) = match per_node {
         Some((base, i)) => ("mayastor", Some(format!("node-{i}")), base.to_string()),
         None => (crate::log_group(component), None, component.to_string()),

@@ -6,13 +6,16 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use io_engine_api::v1::{
-    host_rpc_client::HostRpcClient, pool_rpc_client::PoolRpcClient, GetHostInfoRequest,
-    ListPoolsRequest, PoolState,
+    host_rpc_client::HostRpcClient, nexus_rpc_client::NexusRpcClient,
+    pool_rpc_client::PoolRpcClient, stats_rpc_client::StatsRpcClient, GetHostInfoRequest, IoStats,
+    ListNexusRequest, ListPoolsRequest, ListStatsOption, PoolState,
 };
 use tonic::transport::{Channel, Endpoint};
 
-use crate::metrics::{PoolFigures, PoolStatus, Snapshot};
+use crate::metrics::{IoCounters, PoolFigures, PoolStatus, ReplicaIo, Snapshot};
 
 /// Why the engine gave no snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -122,10 +125,103 @@ impl EngineClient {
             })
             .collect();
         pools.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Snapshot {
+        let mut snapshot = Snapshot {
             pools,
             ..Snapshot::default()
-        })
+        };
+        self.io_stats(&mut snapshot).await?;
+        Ok(snapshot)
+    }
+
+    /// Fills the I/O statistics of `snapshot`, or leaves them empty when
+    /// the engine keeps none (`--no-io-stats`, or an engine without the
+    /// statistics service).
+    async fn io_stats(&self, snapshot: &mut Snapshot) -> Result<(), EngineError> {
+        let mut stats = StatsRpcClient::new(self.channel.clone());
+        let all = || ListStatsOption { name: None };
+        let pools = match stats.get_pool_io_stats(all()).await {
+            Ok(r) => r.into_inner().stats,
+            Err(s) if no_statistics(&s) => {
+                tracing::debug!(status = %s.message(), "the engine keeps no I/O statistics");
+                return Ok(());
+            }
+            Err(s) => return Err(self.failed("GetPoolIoStats")(s)),
+        };
+        let nexuses = stats
+            .get_nexus_io_stats(all())
+            .await
+            .map_err(self.failed("GetNexusIoStats"))?
+            .into_inner()
+            .stats;
+        let replicas = stats
+            .get_replica_io_stats(all())
+            .await
+            .map_err(self.failed("GetReplicaIoStats"))?
+            .into_inner()
+            .stats;
+        // The volume of a replica, as far as this engine knows it: the
+        // volume of a local nexus that has the replica as a child.
+        let volume_of: HashMap<String, String> = NexusRpcClient::new(self.channel.clone())
+            .list_nexus(ListNexusRequest {
+                uuid: None,
+                name: None,
+            })
+            .await
+            .map_err(self.failed("ListNexus"))?
+            .into_inner()
+            .nexus_list
+            .into_iter()
+            .flat_map(|n| {
+                let volume = n.name;
+                n.children
+                    .into_iter()
+                    .map(move |c| (c.uuid, volume.clone()))
+            })
+            .collect();
+
+        snapshot.pool_io = pools
+            .iter()
+            .map(|s| (s.name.clone(), counters(s)))
+            .collect();
+        snapshot.volume_io = nexuses
+            .iter()
+            .map(|s| (s.name.clone(), counters(s)))
+            .collect();
+        snapshot.replica_io = replicas
+            .iter()
+            .filter_map(|r| {
+                let s = r.stats.as_ref()?;
+                Some(ReplicaIo {
+                    name: s.uuid.clone(),
+                    pool_id: r.pool_uuid.clone(),
+                    pv_name: volume_of.get(&s.uuid).cloned().unwrap_or_default(),
+                    io: counters(s),
+                })
+            })
+            .collect();
+        snapshot.pool_io.sort();
+        snapshot.volume_io.sort();
+        snapshot.replica_io.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(())
+    }
+}
+
+/// The engine answers, but keeps no statistics.
+fn no_statistics(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::FailedPrecondition | tonic::Code::Unimplemented
+    )
+}
+
+fn counters(s: &IoStats) -> IoCounters {
+    IoCounters {
+        bytes_read: s.bytes_read,
+        num_read_ops: s.num_read_ops,
+        bytes_written: s.bytes_written,
+        num_write_ops: s.num_write_ops,
+        read_latency_us: s.read_latency_us,
+        write_latency_us: s.write_latency_us,
     }
 }
 
@@ -152,13 +248,7 @@ mod tests {
             engine_uri("http://io-engine:10124/").expect("url"),
             "http://io-engine:10124"
         );
-        for bad in [
-            "127.0.0.1",
-            "https://x:1",
-            ":10124",
-            "host:port",
-            "h:70000",
-        ] {
+        for bad in ["127.0.0.1", "https://x:1", ":10124", "host:port", "h:70000"] {
             let e = engine_uri(bad).expect_err(bad).to_string();
             assert!(e.starts_with("invalid engine endpoint"), "{e}");
         }
@@ -166,7 +256,10 @@ mod tests {
 
     #[test]
     fn states() {
-        assert_eq!(pool_status(PoolState::PoolOnline as i32), PoolStatus::Online);
+        assert_eq!(
+            pool_status(PoolState::PoolOnline as i32),
+            PoolStatus::Online
+        );
         assert_eq!(
             pool_status(PoolState::PoolDegraded as i32),
             PoolStatus::Degraded
@@ -181,8 +274,7 @@ mod tests {
     #[tokio::test]
     async fn unreachable_engine_is_an_error_not_a_hang() {
         // Nothing listens on port 1 of the exporter's test loopback range.
-        let client =
-            EngineClient::new("127.0.145.1:1", Duration::from_secs(2)).expect("endpoint");
+        let client = EngineClient::new("127.0.145.1:1", Duration::from_secs(2)).expect("endpoint");
         let started = std::time::Instant::now();
         let e = client.snapshot().await.expect_err("nobody listens");
         assert!(started.elapsed() < Duration::from_secs(5));

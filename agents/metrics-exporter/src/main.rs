@@ -69,12 +69,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
     let engine = EngineClient::new(&args.engine_endpoint, args.engine_timeout)?;
     let node_name = args.node_name.filter(|n| !n.trim().is_empty());
     let shutdown = shutdown_signal()?;
-    serve(
-        args.listen,
-        ExporterConfig { node_name, engine },
-        shutdown,
-    )
-    .await
+    serve(args.listen, ExporterConfig { node_name, engine }, shutdown).await
 }
 
 #[cfg(test)]

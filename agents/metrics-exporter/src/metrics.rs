@@ -44,7 +44,7 @@ pub struct PoolFigures {
 
 /// Cumulative I/O statistics of a pool, volume target or replica since the
 /// engine started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IoCounters {
     pub bytes_read: u64,
     pub num_read_ops: u64,
@@ -90,7 +90,9 @@ type IoField = (&'static str, &'static str, fn(&IoCounters) -> u64);
 /// The six I/O statistics.
 const IO_FIELDS: [IoField; 6] = [
     ("bytes_read", "Total bytes read", |c| c.bytes_read),
-    ("num_read_ops", "Number of read operations", |c| c.num_read_ops),
+    ("num_read_ops", "Number of read operations", |c| {
+        c.num_read_ops
+    }),
     ("bytes_written", "Total bytes written", |c| c.bytes_written),
     ("num_write_ops", "Number of write operations", |c| {
         c.num_write_ops
@@ -149,7 +151,11 @@ impl Page {
         IO_FIELDS
             .iter()
             .map(|(field, help, _)| {
-                self.family(&format!("{prefix}_{field}"), &format!("{help} {what}"), labels)
+                self.family(
+                    &format!("{prefix}_{field}"),
+                    &format!("{help} {what}"),
+                    labels,
+                )
             })
             .collect()
     }
