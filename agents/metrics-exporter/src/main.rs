@@ -14,7 +14,7 @@ use metrics_exporter::{serve, EngineClient, ExporterConfig};
 
 #[derive(Debug, Parser)]
 #[command(
-    version = mayastor_version::VERSION,
+    version = mayastor_version::version(),
     name = "metrics-exporter",
     about = "Serves the pool and I/O statistics of the local io-engine as Prometheus text on GET /metrics"
 )]
