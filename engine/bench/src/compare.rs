@@ -52,16 +52,61 @@ pub(super) async fn nexus_vs_replica(
     report.pairing = Some(pairing);
     let leg = &setup.legs[0];
     let replica = Subject {
+        io_stats: None,
         name: pairing.baseline(),
         dev: Arc::clone(&leg.replica),
         region: leg.replica_region,
     };
     let nexus = Subject {
+        io_stats: None,
         name: pairing.candidate(),
         dev: setup.create_nexus(&[0]).await?,
         region: setup.region(),
     };
     compare_pair(cfg, &replica, &nexus, true, report).await
+}
+
+/// The same device with the engine's I/O statistics off (baseline) and on
+/// (candidate): the bare replica, or a 1-child nexus over it (whose runs
+/// count at the nexus and at the replica).
+pub(super) async fn stats_cost(
+    cfg: &BenchConfig,
+    report: &mut Report,
+    setup: &nexus::NexusSetup,
+    layer: StatsLayer,
+) -> Result<(), BenchError> {
+    let pairing = Pairing::StatsOnVsOff;
+    report.pairing = Some(pairing);
+    match layer {
+        StatsLayer::Replica => {
+            let leg = &setup.legs[0];
+            let subject = |name, on| Subject {
+                io_stats: Some(on),
+                name,
+                dev: Arc::clone(&leg.replica),
+                region: leg.replica_region,
+            };
+            let (off, on) = (
+                subject(pairing.baseline(), false),
+                subject(pairing.candidate(), true),
+            );
+            compare_pair(cfg, &off, &on, true, report).await
+        }
+        StatsLayer::Nexus => {
+            let dev = setup.create_nexus(&[0]).await?;
+            let subject = |name, on| Subject {
+                io_stats: Some(on),
+                name,
+                dev: Arc::clone(&dev),
+                region: setup.region(),
+            };
+            let (off, on) = (
+                subject(pairing.baseline(), false),
+                subject(pairing.candidate(), true),
+            );
+            compare_pair(cfg, &off, &on, true, report).await
+        }
+    }
 }
 
 /// A 1-child nexus (replica A) against a 2-child nexus (replicas A and B).
@@ -73,11 +118,13 @@ pub(super) async fn nexus_2_vs_1(
     let pairing = Pairing::Nexus2Vs1;
     report.pairing = Some(pairing);
     let one = Subject {
+        io_stats: None,
         name: pairing.baseline(),
         dev: setup.create_nexus(&[0]).await?,
         region: setup.region(),
     };
     let two = Subject {
+        io_stats: None,
         name: pairing.candidate(),
         dev: setup.create_nexus(&[0, 1]).await?,
         region: setup.region(),
@@ -102,6 +149,7 @@ pub(super) async fn rebuild_vs_copy(
     // method writes to holes (files) or unallocated memory (RAM disks).
     for (name, leg) in [("source", a), ("dest", b)] {
         let replica = Subject {
+            io_stats: None,
             name,
             dev: Arc::clone(&leg.replica),
             region: leg.replica_region,
@@ -109,6 +157,7 @@ pub(super) async fn rebuild_vs_copy(
         replica.fill(cfg).await?;
         if !shared {
             let raw = Subject {
+                io_stats: None,
                 name,
                 dev: Arc::clone(&leg.raw),
                 region: leg.raw_region,
@@ -121,6 +170,7 @@ pub(super) async fn rebuild_vs_copy(
     let uri = b.child_uri();
     report.targets.push(
         Subject {
+            io_stats: None,
             name: "nexus",
             dev: Arc::clone(&nexus),
             region: setup.region(),
@@ -130,6 +180,7 @@ pub(super) async fn rebuild_vs_copy(
     for (name, leg) in [("source", a), ("dest", b)] {
         report.targets.push(
             Subject {
+                io_stats: None,
                 name,
                 dev: Arc::clone(&leg.raw),
                 region: Region {
@@ -193,11 +244,13 @@ pub(super) async fn finish_comparison(
     let pairing = Pairing::ReplicaVsRaw;
     report.pairing = Some(pairing);
     let raw = Subject {
+        io_stats: None,
         name: pairing.baseline(),
         dev: Arc::clone(&setup.raw),
         region: setup.raw_region,
     };
     let replica = Subject {
+        io_stats: None,
         name: pairing.candidate(),
         dev: Arc::clone(&setup.replica),
         region: setup.replica_region,

@@ -17,7 +17,9 @@
 //!   one (see [`nexus`]), compared the same way;
 //! - [`Target::RebuildVsCopy`]: the throughput of a full rebuild of a new
 //!   nexus child against a plain copy of the same bytes between the two
-//!   backing devices.
+//!   backing devices;
+//! - [`Target::StatsCost`]: the same replica (or 1-child nexus) with the
+//!   engine's I/O statistics off and on, to show what they cost.
 //!
 //! The working set is written once (untimed) before the first
 //! measurement, so reads hit real data and writes overwrite allocated
@@ -119,6 +121,17 @@ pub enum Target {
     /// A full rebuild of a new nexus child against a raw copy of the same
     /// bytes between the two backings (`rounds` of each, alternating).
     RebuildVsCopy(BackingSpec),
+    /// The cost of the engine's I/O statistics: the same replica, or the
+    /// same 1-child nexus over it, with statistics off and on (the
+    /// process-wide switch flipped between runs, alternating).
+    StatsCost(BackingSpec, StatsLayer),
+}
+
+/// Which layer [`Target::StatsCost`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsLayer {
+    Replica,
+    Nexus,
 }
 
 /// Settings of a session.
@@ -184,6 +197,9 @@ struct Subject<D> {
     name: &'static str,
     dev: Arc<D>,
     region: Region,
+    /// Engine I/O statistics on (`Some(true)`) or off while this subject
+    /// runs (`None`: leave the process-wide switch as it is).
+    io_stats: Option<bool>,
 }
 
 impl<D: BlockDevice + 'static> Subject<D> {
@@ -199,8 +215,16 @@ impl<D: BlockDevice + 'static> Subject<D> {
         }
     }
 
+    /// Sets the engine's statistics switch for this subject's runs.
+    fn apply_stats_switch(&self) {
+        if let Some(on) = self.io_stats {
+            io_engine::stats::set_enabled(on);
+        }
+    }
+
     /// Writes the whole working set once (untimed).
     async fn fill(&self, cfg: &BenchConfig) -> Result<(), BenchError> {
+        self.apply_stats_switch();
         let bar = new_bar(cfg, "bytes", format!("{:<8} fill", self.name));
         let s = runner::fill(&self.dev, self.region, cfg.seed, &bar).await?;
         bar.finish_with_message(format!("{:.0} MiB/s", s.mib_per_s()));
@@ -215,6 +239,7 @@ impl<D: BlockDevice + 'static> Subject<D> {
         round: u32,
     ) -> Result<WorkloadResult, BenchError> {
         let seed = cfg.seed ^ u64::from(round) << 32;
+        self.apply_stats_switch();
         if !cfg.ramp.is_zero() {
             let bar = new_bar(cfg, "ms", format!("{:<8} {:<18} ramp", self.name, w.name()));
             runner::run_workload(&self.dev, self.region, w, cfg.ramp, !seed, &bar).await?;
@@ -341,6 +366,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
             })?;
             let size = ns.info().size_bytes();
             let subject = Subject {
+                io_stats: None,
                 name: "nvmf",
                 dev: Arc::new(ns),
                 region: Region {
@@ -364,6 +390,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
                 })?;
             let size = dev.info().size_bytes();
             let raw = Subject {
+                io_stats: None,
                 name: "raw",
                 dev: Arc::new(dev),
                 region: Region {
@@ -403,6 +430,18 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
             report.session.mode = mode_name("nexus-2-vs-1", spec);
             let setup = prepare_nexus_setup(cfg, spec, 2, &mut report).await?;
             let result = nexus_2_vs_1(cfg, &mut report, &setup).await;
+            finish_nexus(cfg, setup, result, &mut report).await?;
+        }
+        Target::StatsCost(spec, layer) => {
+            let name = match layer {
+                StatsLayer::Replica => "stats-cost-replica",
+                StatsLayer::Nexus => "stats-cost-nexus",
+            };
+            report.session.mode = mode_name(name, spec);
+            let setup = prepare_nexus_setup(cfg, spec, 1, &mut report).await?;
+            let result = stats_cost(cfg, &mut report, &setup, *layer).await;
+            // Leave the process as it was found: statistics on.
+            io_engine::stats::set_enabled(true);
             finish_nexus(cfg, setup, result, &mut report).await?;
         }
         Target::RebuildVsCopy(spec) => {

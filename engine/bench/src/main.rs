@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Parser, ValueEnum};
-use io_bench::{BackingSpec, BenchConfig, Target, Workload};
+use io_bench::{BackingSpec, BenchConfig, StatsLayer, Target, Workload};
 use mayastor_common::log::{init_tracing_with_default, LogFormat};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -25,7 +25,8 @@ enum Output {
 #[command(group(
     ArgGroup::new("mode")
         .required(true)
-        .args(["device", "replica_vs_raw", "nexus_vs_replica", "nexus_2_vs_1", "rebuild_vs_copy"])
+        .args(["device", "replica_vs_raw", "nexus_vs_replica", "nexus_2_vs_1", "rebuild_vs_copy",
+            "stats_cost_replica", "stats_cost_nexus"])
 ))]
 struct Args {
     /// Drive this blockdev URI raw (aio:///path, uring:///path,
@@ -59,6 +60,22 @@ struct Args {
     /// in flight; --rounds of each, alternating). `malloc:` uses RAM disks.
     #[arg(long, value_name = "FILE")]
     rebuild_vs_copy: Option<PathBuf>,
+
+    /// Put a pool and a thick replica on FILE and compare the replica with
+    /// the engine's I/O statistics off and on (the same build, the switch
+    /// flipped between runs). `malloc:` uses a RAM disk.
+    #[arg(long, value_name = "FILE")]
+    stats_cost_replica: Option<PathBuf>,
+
+    /// As --stats-cost-replica, through a 1-child nexus over the replica
+    /// (statistics counted at the nexus and the replica).
+    #[arg(long, value_name = "FILE")]
+    stats_cost_nexus: Option<PathBuf>,
+
+    /// Run with the engine's I/O statistics off (in any mode; the
+    /// --stats-cost-* modes flip them themselves).
+    #[arg(long)]
+    stats_off: bool,
 
     /// Workload to run (repeatable), or `all`: randread-4k-qd1,
     /// randread-4k-qd32, randwrite-4k-qd1, randwrite-4k-qd32,
@@ -155,7 +172,15 @@ fn target(args: &Args) -> anyhow::Result<Target> {
             rebuild_vs_copy: Some(path),
             ..
         } => Target::RebuildVsCopy(spec(path)),
-        _ => bail!("give one of --device, --replica-vs-raw, --nexus-vs-replica, --nexus-2-vs-1 and --rebuild-vs-copy"),
+        Args {
+            stats_cost_replica: Some(path),
+            ..
+        } => Target::StatsCost(spec(path), StatsLayer::Replica),
+        Args {
+            stats_cost_nexus: Some(path),
+            ..
+        } => Target::StatsCost(spec(path), StatsLayer::Nexus),
+        _ => bail!("give one of --device, --replica-vs-raw, --nexus-vs-replica, --nexus-2-vs-1, --rebuild-vs-copy, --stats-cost-replica and --stats-cost-nexus"),
     })
 }
 
@@ -175,6 +200,9 @@ fn main() -> anyhow::Result<()> {
         .checked_mul(1 << 20)
         .context("--size is too large")?;
     let target = target(&args)?;
+    if args.stats_off {
+        io_engine::stats::set_enabled(false);
+    }
     let cfg = BenchConfig {
         target,
         workloads,
@@ -249,6 +277,14 @@ mod tests {
         assert!(matches!(
             parse(&["--rebuild-vs-copy", "malloc:", "--rounds", "2"]),
             Ok(Target::RebuildVsCopy(BackingSpec::Malloc))
+        ));
+        assert!(matches!(
+            parse(&["--stats-cost-replica", "malloc:"]),
+            Ok(Target::StatsCost(BackingSpec::Malloc, StatsLayer::Replica))
+        ));
+        assert!(matches!(
+            parse(&["--stats-cost-nexus", "malloc:", "--stats-off"]),
+            Ok(Target::StatsCost(BackingSpec::Malloc, StatsLayer::Nexus))
         ));
     }
 
