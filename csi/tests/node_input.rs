@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod node_kit;
+mod common;
 
 use std::{
     collections::HashMap,
@@ -17,13 +17,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::{block_cap, rwo_fs};
 use csi::v1::{
     identity_client::IdentityClient, node_client::NodeClient, node_service_capability,
     volume_capability, GetPluginInfoRequest, NodeExpandVolumeRequest, NodeGetCapabilitiesRequest,
     NodeGetInfoRequest, NodeGetVolumeStatsRequest, NodePublishVolumeRequest,
     NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, ProbeRequest,
 };
-use node_kit::{block_cap, free_port, mount_cap};
+use testkit::free_port;
 use tonic::{transport::Channel, Code};
 
 const IP: &str = "127.0.110.9";
@@ -58,7 +59,7 @@ fn stage_req(id: &str, staging: &str, ctx: HashMap<String, String>) -> NodeStage
         volume_id: id.to_owned(),
         publish_context: ctx,
         staging_target_path: staging.to_owned(),
-        volume_capability: Some(mount_cap("ext4")),
+        volume_capability: Some(rwo_fs("ext4")),
         secrets: Default::default(),
         volume_context: Default::default(),
     }
@@ -228,7 +229,7 @@ async fn without_nvme_tcp_and_with_bad_input() {
     r.volume_capability = None;
     cases.push(("no capability", r));
     let mut r = stage_req(&vol, st, ctx.clone());
-    r.volume_capability = Some(mount_cap("btrfs"));
+    r.volume_capability = Some(rwo_fs("btrfs"));
     cases.push(("unsupported filesystem", r));
     let mut r = stage_req(&vol, st, ctx.clone());
     let mut cap = block_cap();
@@ -255,7 +256,7 @@ async fn without_nvme_tcp_and_with_bad_input() {
         publish_context: ctx.clone(),
         staging_target_path: staging.to_owned(),
         target_path: target.to_owned(),
-        volume_capability: Some(mount_cap("ext4")),
+        volume_capability: Some(rwo_fs("ext4")),
         readonly: false,
         secrets: Default::default(),
         volume_context: Default::default(),
@@ -336,6 +337,9 @@ async fn without_nvme_tcp_and_with_bad_input() {
         (vol.as_str(), "", Code::InvalidArgument),
         (vol.as_str(), tp, Code::NotFound),
         ("id", "/some/path", Code::NotFound),
+        // A relative path cannot hold the volume (csi-sanity's "volume is
+        // not found" specs send one).
+        (vol.as_str(), "some/path", Code::NotFound),
         (vol.as_str(), plain, Code::NotFound),
         (vol.as_str(), "/", Code::NotFound),
     ] {

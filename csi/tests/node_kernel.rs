@@ -27,10 +27,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod node_kit;
 
 use std::time::{Duration, Instant};
 
+use common::{block_cap, rwo_fs, Cluster};
 use csi::v1::{
     node_client::NodeClient, volume_usage::Unit, CapacityRange, NodeExpandVolumeRequest,
     NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, NodePublishVolumeRequest,
@@ -237,18 +239,22 @@ async fn wait_condition(
 async fn kernel_stage_publish_expand_and_target_loss() {
     let t0 = Instant::now();
     let cluster = Cluster::up(PREFIX, 3, "1GiB");
-    let rest = cluster.client();
+    let rest = cluster.rest();
     let relay = Relay::start(cluster.engine_nvmf(1));
     let (ext4_id, v) = create_published(&rest, 64 * MIB, 3, "node-1").await;
-    let ext4 = new_vol(ext4_id, &v, mount_cap("ext4"), "ext4");
+    let ext4 = new_vol(ext4_id, &v, rwo_fs("ext4"), "ext4");
     let (xfs_id, v) = create_published(&rest, 300 * MIB, 1, "node-1").await;
-    let xfs = new_vol(xfs_id, &v, mount_cap("xfs"), "xfs");
+    let xfs = new_vol(xfs_id, &v, rwo_fs("xfs"), "xfs");
     let (blk_id, v) = create_published(&rest, 32 * MIB, 1, "node-1").await;
     let mut blk = new_vol(blk_id, &v, block_cap(), "block");
     blk.target = "/var/lib/kubelet/plugins/csi/volumeDevices/publish/block/pod".into();
     eprintln!("cluster and volumes ready in {:.1?}", t0.elapsed());
 
-    let g = Guest::start(relay.port, &[]).await;
+    let g = Guest::start(GuestSetup {
+        guest_forwards: vec![(4420, relay.port)],
+        ..Default::default()
+    })
+    .await;
     let mut node = g.node().await;
 
     // ---- ext4: stage, idempotence, another path refused.

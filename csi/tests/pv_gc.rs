@@ -20,8 +20,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use openapi::{models::CreateVolumeBody, CoreApi, ErrorKind};
-use testkit::kube_local::{KubeLocal, StartOptions};
+use openapi::{CoreApi, ErrorKind};
+use testkit::kube_local::KubeLocal;
 
 const MIB: i64 = 1 << 20;
 /// `--orphan-vol-gc-period` and `--orphan-vol-gc-grace` of the test.
@@ -93,21 +93,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pv_garbage_collector_against_a_real_api_server() {
-    let state = tempfile::tempdir().unwrap();
-    let kube_state = state.path().join("kube");
-    // The API server starts while the cluster comes up.
-    let kube = std::thread::spawn(move || {
-        KubeLocal::start(
-            &kube_state,
-            &StartOptions {
-                controller_manager: true,
-                ttl: Some(Duration::from_secs(900)),
-                ..Default::default()
-            },
-        )
-    });
-    let cluster = Cluster::up("127.0.102", 1, "256MiB");
-    let kube = kube.join().unwrap();
+    let (cluster, kube) = Cluster::up_beside_kube("127.0.102", 1, "256MiB");
     let rest = cluster.rest();
     let kubeconfig = kube.kubeconfig().display().to_string();
     let ctl = Controller::start(
@@ -162,20 +148,7 @@ spec:
     let created_b = Instant::now();
     // D: made through REST, not by the CSI controller, with no PV.
     let id_d = uuid::Uuid::new_v4().to_string();
-    rest.put_volume(
-        &id_d,
-        CreateVolumeBody {
-            size: 16 << 20,
-            replicas: 1,
-            thin: false,
-            policy: Default::default(),
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap();
+    rest_volume(&rest, &id_d, 16 << 20, 1).await;
     wait_pv_phase(&kube, &pv_a, "Bound");
 
     // --- A volume with no PV: deleted after the grace period, not before.

@@ -6,8 +6,8 @@
 //!
 //! Skipped by this test (`--ginkgo.skip`), with the reason:
 //! - `Node Service`: the node's own specs stage and mount volumes through
-//!   the kernel NVMe/TCP host; they run against csi-node inside the VM
-//!   guest (the node plugin's tests), not on this host;
+//!   the kernel NVMe/TCP host, which this host lacks; they run against
+//!   csi-node inside the VM guest (`node_sanity.rs`);
 //! - `should fail when the node does not exist` (ControllerPublishVolume):
 //!   CSI node ids are Kubernetes node names; the controller knows only the
 //!   storage nodes (REST), and any node may connect over NVMe/TCP, so an
@@ -33,7 +33,7 @@ use testkit::Proc;
 const SKIPS: &[(&str, &str)] = &[
     (
         "Node Service",
-        "staging needs the kernel NVMe/TCP host: run in the VM guest",
+        "staging needs the kernel NVMe/TCP host: run in the VM guest (node_sanity.rs)",
     ),
     (
         "should fail when the node does not exist",
@@ -88,67 +88,13 @@ fn csi_sanity_passes_against_the_controller() {
         .arg("--ginkgo.no-color")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let summary = text
-        .lines()
-        .find(|l| l.contains(" Passed | "))
-        .unwrap_or_default()
-        .to_owned();
-    println!("csi-sanity: {summary}");
-    for (spec, why) in SKIPS {
-        println!("skipped {spec:?}: {why}");
+    SanityRun {
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        success: out.status.success(),
+        junit: std::fs::read_to_string(&junit).unwrap_or_default(),
     }
-    let report = std::fs::read_to_string(&junit).unwrap_or_default();
-    let mut reasons = std::collections::BTreeMap::<String, u32>::new();
-    for (name, message) in skipped_specs(&report) {
-        let listed = match message.as_str() {
-            "skipped" => SKIPS.iter().any(|(pattern, _)| name.contains(pattern)),
-            "pending" => true,
-            other => {
-                other.starts_with("skipped - ")
-                    && (other.ends_with("not supported") || other.ends_with("not enabled"))
-            }
-        };
-        assert!(
-            listed,
-            "spec skipped for no listed reason: {name}: {message}"
-        );
-        *reasons.entry(message).or_default() += 1;
-    }
-    assert!(!reasons.is_empty(), "no skipped spec in the JUnit report");
-    for (message, count) in reasons {
-        println!("{count:3} specs: {message}");
-    }
-    assert!(out.status.success(), "csi-sanity failed:\n{text}");
-    let passed: u32 = summary
-        .split(" Passed")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(passed >= 30, "too few specs ran: {summary}");
-    assert!(summary.contains("| 0 Failed |"), "{summary}");
+    .check(SKIPS, None, 30);
     drop(ctl);
     drop(cluster);
     println!("csi-sanity test: {:.1?}", started.elapsed());
-}
-
-/// The skipped specs of a JUnit report: (name, skip message).
-fn skipped_specs(report: &str) -> Vec<(String, String)> {
-    let attr = |text: &str, key: &str| -> String {
-        text.split(&format!("{key}=\""))
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    report
-        .split("<testcase ")
-        .skip(1)
-        .filter_map(|case| {
-            let case = case.split("</testcase>").next()?;
-            let skipped = case.split("<skipped").nth(1)?;
-            Some((attr(case, "name"), attr(skipped, "message")))
-        })
-        .collect()
 }

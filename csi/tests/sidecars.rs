@@ -2,7 +2,8 @@
 //! v5.3.0, external-attacher v4.9.0 and external-resizer v1.12.0, host
 //! processes with `--kubeconfig`)
 //! against a real API server with its controller-manager (kube-local, no
-//! node; the Nodes and CSINodes a kubelet would register are made by hand)
+//! node; the Nodes and CSINodes a kubelet would register are made by hand:
+//! the registration by a real kubelet is `registrar.rs`)
 //! and the real `csi-controller` on a real 2-node local cluster
 //! (loopback 127.0.103.x): a PVC against a 2-replica StorageClass is
 //! provisioned (PV Bound, the volume in REST with 2 replicas and the PVC's
@@ -18,10 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use openapi::{CoreApi, ErrorKind};
-use testkit::{
-    kube_local::{KubeLocal, StartOptions},
-    Proc,
-};
+use testkit::{kube_local::KubeLocal, Proc};
 
 const MIB: u64 = 1 << 20;
 
@@ -47,20 +45,7 @@ fn sidecar(name: &str, kubeconfig: &str, socket: &str, extra: &[&str]) -> Proc {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecars_provision_expand_and_delete_a_pvc() {
-    let state = tempfile::tempdir().unwrap();
-    let kube_state = state.path().join("kube");
-    let kube = std::thread::spawn(move || {
-        KubeLocal::start(
-            &kube_state,
-            &StartOptions {
-                controller_manager: true,
-                ttl: Some(Duration::from_secs(900)),
-                ..Default::default()
-            },
-        )
-    });
-    let cluster = Cluster::up("127.0.103", 2, "256MiB");
-    let kube = kube.join().unwrap();
+    let (cluster, kube) = Cluster::up_beside_kube("127.0.103", 2, "256MiB");
     let rest = cluster.rest();
     let ctl = Controller::start(&cluster.rest_url, &["--any-pool"]);
     let kubeconfig = kube.kubeconfig().display().to_string();

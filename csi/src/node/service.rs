@@ -16,7 +16,7 @@ use super::{
     publish::{self, PublishRequest},
     stage::{self, StageRequest},
     stats,
-    volume::{device_number, required_path, Capability, VolumeId},
+    volume::{device_number, required_path, volume_path, Capability, VolumeId},
 };
 
 /// How long NodeExpandVolume waits for the kernel to see the new size.
@@ -227,7 +227,7 @@ impl Node for NodeService {
             if r.volume_id.is_empty() {
                 return Err(NodeError::invalid("volume id is missing"));
             }
-            let path = required_path("volume_path", &r.volume_path)?;
+            let path = volume_path(&r.volume_id, &r.volume_path)?;
             let at = volume_at(&r.volume_id, &path)?;
             let nqn = VolumeId::parse(&r.volume_id)?.nqn;
             let usage = if at.block {
@@ -282,7 +282,7 @@ impl Node for NodeService {
             if r.volume_id.is_empty() {
                 return Err(NodeError::invalid("volume id is missing"));
             }
-            let path = required_path("volume_path", &r.volume_path)?;
+            let path = volume_path(&r.volume_id, &r.volume_path)?;
             if let Some(c) = &r.volume_capability {
                 Capability::parse(Some(c))?;
             }

@@ -50,6 +50,22 @@ pub fn required_path(field: &str, value: &str) -> NodeResult<PathBuf> {
     Ok(p)
 }
 
+/// The `volume_path` of NodeGetVolumeStats and NodeExpandVolume: missing
+/// is INVALID_ARGUMENT; a relative path cannot be where the volume is
+/// (NOT_FOUND, as the CSI spec says for a volume not at that path).
+pub fn volume_path(volume_id: &str, value: &str) -> NodeResult<PathBuf> {
+    if value.is_empty() {
+        return Err(NodeError::invalid("volume_path is missing"));
+    }
+    let p = PathBuf::from(value);
+    if !p.is_absolute() {
+        return Err(NodeError::NotFound(format!(
+            "volume {volume_id} is not at {value:?} (not an absolute path)"
+        )));
+    }
+    Ok(p)
+}
+
 /// How the volume is handed over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {

@@ -1,8 +1,9 @@
-//! Test kit of the node plugin's tests: a local cluster on the host
-//! (`mayastor-local`), a relay that brings its NVMe/TCP target to
-//! 127.0.0.1 (where the VM's guest forwards land), the nvme-vm guest
-//! running `csi-node` with a shell on a forwarded port, and gRPC clients of
-//! the plugin.
+//! Test kit of the node plugin's tests in the VM (with `common`, which
+//! the test declares beside it: the local cluster on the host): relays
+//! that bring a listener of the host (an engine's NVMe/TCP target, a unix
+//! socket) to 127.0.0.1, where the VM's guest forwards land; the nvme-vm
+//! guest running `csi-node` with a shell on a forwarded port; and gRPC
+//! clients of the plugin.
 //!
 //! ```text
 //!  guest 10.0.2.100:4420 --guestfwd--> host 127.0.0.1:R --relay--> 127.0.110.1:8420 (target engine)
@@ -16,7 +17,8 @@ use std::{
     collections::HashMap,
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -26,13 +28,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use csi::v1::{
-    identity_client::IdentityClient, node_client::NodeClient, volume_capability, ProbeRequest,
-    VolumeCapability,
-};
-use openapi::{models::*, CoreApi, RestClient, RestClientOptions};
-use testkit::LocalCluster;
+use csi::v1::{identity_client::IdentityClient, node_client::NodeClient, ProbeRequest};
+use openapi::{models::*, CoreApi, RestClient};
 use tonic::transport::Channel;
+
+use crate::common::rest_volume;
 
 pub const MIB: u64 = 1 << 20;
 /// The guest's node name (CSI node id, host NQN suffix).
@@ -42,33 +42,7 @@ pub const GUEST_TARGET: &str = "10.0.2.100:4420";
 
 pub use testkit::free_port;
 
-// ------------------------------------------------------------ cluster --
-
-/// A running local cluster (the process test kit's); `down --wipe` when
-/// dropped.
-pub struct Cluster(LocalCluster);
-
-impl std::ops::Deref for Cluster {
-    type Target = LocalCluster;
-    fn deref(&self) -> &LocalCluster {
-        &self.0
-    }
-}
-
-impl Cluster {
-    pub fn up(prefix: &str, nodes: u32, pool_size: &str) -> Cluster {
-        Cluster(LocalCluster::up(prefix, nodes, &["--pool-size", pool_size]))
-    }
-
-    pub fn client(&self) -> RestClient {
-        RestClient::new(&self.rest_url, RestClientOptions::default()).unwrap()
-    }
-
-    /// The NVMe/TCP listener of engine `i`.
-    pub fn engine_nvmf(&self, i: u32) -> SocketAddr {
-        format!("{}.{i}:8420", self.prefix).parse().unwrap()
-    }
-}
+// ------------------------------------------------------------ volumes --
 
 /// Creates a volume and publishes it on `target_node` for the guest.
 pub async fn create_published(
@@ -78,20 +52,7 @@ pub async fn create_published(
     target_node: &str,
 ) -> (uuid::Uuid, Volume) {
     let id = uuid::Uuid::new_v4();
-    rest.put_volume(
-        &id.to_string(),
-        CreateVolumeBody {
-            size: size_bytes,
-            replicas,
-            thin: false,
-            policy: Default::default(),
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap();
+    rest_volume(rest, &id.to_string(), size_bytes, replicas).await;
     let v = rest
         .put_volume_target(
             &id.to_string(),
@@ -125,16 +86,58 @@ pub fn publish_context(v: &Volume) -> HashMap<String, String> {
 
 // -------------------------------------------------------------- relay --
 
-/// Forwards every connection to 127.0.0.1:`port` on to `upstream` (the
+/// Forwards every connection to 127.0.0.1:`port` on to its upstream (the
 /// guest's forwards land on 127.0.0.1; our engines listen in this test's
-/// loopback range).
+/// loopback range, csi-controller on a unix socket).
 pub struct Relay {
     pub port: u16,
     stop: Arc<AtomicBool>,
 }
 
+/// A connected stream a relay copies from and to.
+trait Stream: Read + Write + Send + 'static {
+    fn duplicate(&self) -> Box<dyn Stream>;
+    fn close(&self);
+}
+
+impl Stream for TcpStream {
+    fn duplicate(&self) -> Box<dyn Stream> {
+        Box::new(self.try_clone().unwrap())
+    }
+    fn close(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+impl Stream for UnixStream {
+    fn duplicate(&self) -> Box<dyn Stream> {
+        Box::new(self.try_clone().unwrap())
+    }
+    fn close(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
 impl Relay {
+    /// To a TCP listener.
     pub fn start(upstream: SocketAddr) -> Relay {
+        Relay::spawn(move || {
+            let up = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)).ok()?;
+            let _ = up.set_nodelay(true);
+            Some(Box::new(up) as Box<dyn Stream>)
+        })
+    }
+
+    /// To a unix socket (e.g. csi-controller's).
+    pub fn to_unix(socket: &Path) -> Relay {
+        let socket = socket.to_path_buf();
+        Relay::spawn(move || {
+            let up = UnixStream::connect(&socket).ok()?;
+            Some(Box::new(up) as Box<dyn Stream>)
+        })
+    }
+
+    fn spawn(connect: impl Fn() -> Option<Box<dyn Stream>> + Send + 'static) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -145,19 +148,14 @@ impl Relay {
                     break;
                 }
                 let Ok(down) = conn else { continue };
-                let Ok(up) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else {
-                    continue;
-                };
+                let Some(up) = connect() else { continue };
                 let _ = down.set_nodelay(true);
-                let _ = up.set_nodelay(true);
-                for (mut from, mut to) in [
-                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
-                    (up, down),
-                ] {
+                let down: Box<dyn Stream> = Box::new(down);
+                for (mut from, mut to) in [(down.duplicate(), up.duplicate()), (up, down)] {
                     thread::spawn(move || {
                         let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                        let _ = from.shutdown(Shutdown::Both);
+                        to.close();
+                        from.close();
                     });
                 }
             }
@@ -194,12 +192,26 @@ fn nvme_vm() -> PathBuf {
     dir
 }
 
+/// What the guest gets besides `csi-node`.
+#[derive(Debug, Default)]
+pub struct GuestSetup {
+    /// `(GP, HP)`: the guest's 10.0.2.100:GP reaches the host's
+    /// 127.0.0.1:HP.
+    pub guest_forwards: Vec<(u16, u16)>,
+    /// Host files put in the guest's PATH.
+    pub copies: Vec<PathBuf>,
+    /// Shell commands run in the guest before `csi-node` starts.
+    pub script: String,
+    /// Extra `csi-node` flags.
+    pub csi_node_args: Vec<String>,
+}
+
 impl Guest {
     /// Boots the guest with `csi-node` (stripped copy of this build) and
     /// `blkid` from the host (the guest image lacks it; its library is in
-    /// the image), the target forward to `relay_port`, and waits until the
-    /// plugin answers Probe.
-    pub async fn start(relay_port: u16, csi_node_args: &[&str]) -> Guest {
+    /// the image) plus what `setup` says, and waits until the plugin
+    /// answers Probe.
+    pub async fn start(setup: GuestSetup) -> Guest {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("csi-node");
         let st = Command::new("strip")
@@ -214,21 +226,30 @@ impl Guest {
         let shell_port = free_port("127.0.0.1");
         let script = format!(
             "modprobe -a ext4 xfs; mkdir -p /run/csi; \
-             (nc -ll -p 2323 -e sh &) ; \
+             (nc -ll -p 2323 -e sh &) ; {} \
              exec csi-node --node-name {GUEST_NODE} --csi-socket /run/csi/csi.sock \
              --grpc-endpoint 0.0.0.0:10199 {}",
-            csi_node_args.join(" ")
+            setup.script,
+            setup.csi_node_args.join(" ")
         );
-        let child = Command::new(nvme_vm().join("run"))
+        let mut command = Command::new(nvme_vm().join("run"));
+        command
             .args(["-q", "-t", "1500", "-m", "1024"])
             .arg("--log")
-            .arg(&log)
-            .args(["-g", &format!("4420:{relay_port}")])
+            .arg(&log);
+        for (guest, host) in &setup.guest_forwards {
+            command.args(["-g", &format!("{guest}:{host}")]);
+        }
+        command
             .args(["-f", &format!("{grpc_port}:10199")])
             .args(["-f", &format!("{shell_port}:2323")])
             .arg("--copy")
             .arg(&bin)
-            .args(["--copy", "/sbin/blkid"])
+            .args(["--copy", "/sbin/blkid"]);
+        for copy in &setup.copies {
+            command.arg("--copy").arg(copy);
+        }
+        let child = command
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -287,8 +308,13 @@ impl Guest {
 
     /// Runs `cmd` in the guest's shell; (exit code, stdout+stderr).
     pub fn sh(&self, cmd: &str) -> (i32, String) {
+        self.sh_within(cmd, Duration::from_secs(600))
+    }
+
+    /// [`Guest::sh`] for a command that may take up to `limit`.
+    pub fn sh_within(&self, cmd: &str, limit: Duration) -> (i32, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.shell_port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+        s.set_read_timeout(Some(limit)).unwrap();
         s.write_all(format!("( {cmd} ) 2>&1; echo \"@@RC=$?\"\nexit\n").as_bytes())
             .unwrap();
         s.shutdown(Shutdown::Write).unwrap();
@@ -320,33 +346,5 @@ impl Drop for Guest {
                 eprintln!("---- guest console ----\n{}", self.console());
             }
         }
-    }
-}
-
-// --------------------------------------------------------- capabilities --
-
-pub fn mount_cap(fs: &str) -> VolumeCapability {
-    VolumeCapability {
-        access_mode: Some(volume_capability::AccessMode {
-            mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
-        }),
-        access_type: Some(volume_capability::AccessType::Mount(
-            volume_capability::MountVolume {
-                fs_type: fs.to_owned(),
-                mount_flags: vec![],
-                volume_mount_group: String::new(),
-            },
-        )),
-    }
-}
-
-pub fn block_cap() -> VolumeCapability {
-    VolumeCapability {
-        access_mode: Some(volume_capability::AccessMode {
-            mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
-        }),
-        access_type: Some(volume_capability::AccessType::Block(
-            volume_capability::BlockVolume {},
-        )),
     }
 }
