@@ -131,12 +131,15 @@ impl Drop for Launcher {
     }
 }
 
-const COMPONENTS: [&str; 6] = [
+const COMPONENTS: [&str; 9] = [
     "agent-core",
     "api-rest",
     "io-engine-1",
     "io-engine-2",
     "io-engine-3",
+    "metrics-exporter-1",
+    "metrics-exporter-2",
+    "metrics-exporter-3",
     "store",
 ];
 
