@@ -3,10 +3,10 @@
 //!
 //! The platform follows from where the REST endpoint was found: a local
 //! cluster's endpoint file names its state directory, and the new binaries
-//! come from `--bin-dir` (default: this plugin's own directory). A
-//! Kubernetes platform needs the project's Helm chart, which does not exist
-//! yet, so an endpoint found through the kubeconfig or `--rest` is refused
-//! with a message saying so.
+//! come from `--bin-dir` (default: this plugin's own directory). The
+//! Kubernetes platform (the Helm chart's Deployments and io-engine
+//! DaemonSet) is not written yet, so an endpoint found through the
+//! kubeconfig or `--rest` is refused with a message saying so.
 
 use std::path::{Path, PathBuf};
 
@@ -146,7 +146,7 @@ pub async fn run(
             .map(Path::to_path_buf)
             .ok_or_else(|| anyhow!("{} has no directory", file.display()))?,
         other => bail!(
-            "upgrade drives a local cluster (found through its endpoint file) or Kubernetes through the project's Helm chart, which is not available yet; the REST endpoint here is {other}"
+            "upgrade drives a local cluster (found through its endpoint file) only; upgrading a Kubernetes installation of the Helm chart is not implemented yet; the REST endpoint here is {other}"
         ),
     };
     if !args.set.is_empty() || !args.set_file.is_empty() {

@@ -3,12 +3,13 @@
 //! A [`Snapshot`] is plain data (the openapi models, sorted by id), so the
 //! dashboard's state can be driven by hand-made snapshots in tests. The
 //! I/O counters of the pools and of the published volumes are read in the
-//! same poll; a counter that cannot be read is left out (the views show no
-//! rate for it), never an error of the whole poll.
+//! same poll, and so is the guided upgrade's record; a counter or record
+//! that cannot be read is left out (the views show no rate, no upgrade
+//! line for it), never an error of the whole poll.
 
 use std::collections::BTreeMap;
 
-use openapi::models::{IoStats, Node, Pool, Volume, VolumeIoStats};
+use openapi::models::{IoStats, Node, Pool, UpgradeStatus, Volume, VolumeIoStats};
 use openapi::{CoreApi, ErrorKind, RestError};
 
 /// Upper bound on the pages of `GET /volumes` read in one poll, so that a
@@ -32,6 +33,8 @@ pub struct Snapshot {
     pub volume_stats: BTreeMap<String, VolumeIoStats>,
     /// The counters of pools, by pool id.
     pub pool_stats: BTreeMap<String, IoStats>,
+    /// The guided upgrade's record, when one is stored.
+    pub upgrade: Option<Box<UpgradeStatus>>,
 }
 
 impl Snapshot {
@@ -46,6 +49,7 @@ impl Snapshot {
             volumes,
             volume_stats: BTreeMap::new(),
             pool_stats: BTreeMap::new(),
+            upgrade: None,
         }
     }
 
@@ -83,7 +87,9 @@ pub async fn fetch(api: &dyn CoreApi) -> Result<Snapshot, RestError> {
         ))
     })?;
     let mut snapshot = Snapshot::new(nodes, pools, volumes);
-    read_stats(api, &mut snapshot).await;
+    let (_, upgrade) = tokio::join!(read_stats(api, &mut snapshot), api.get_upgrade_status());
+    // No record (404) or an unreadable one: no upgrade line.
+    snapshot.upgrade = upgrade.ok().map(Box::new);
     Ok(snapshot)
 }
 

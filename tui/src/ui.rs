@@ -4,7 +4,7 @@
 //! Every state is written out as text (`Online`, `Faulted`, `used 40%`,
 //! `DISCONNECTED`); colours only repeat it. Layout: a header line with the
 //! view tabs and the connection state, a banner while the API is
-//! unreachable, the view, an events pane (except in the events view) and a
+//! unreachable, a line while a guided upgrade is under way, the view, an events pane (except in the events view) and a
 //! footer with keys or the last action's outcome. Wide terminals put lists
 //! and details side by side.
 
@@ -21,6 +21,7 @@ use crate::model::{self};
 
 mod nodes;
 mod pools;
+mod upgrade;
 mod volumes;
 
 use nodes::{draw_nodes, nodes_table};
@@ -43,19 +44,29 @@ pub fn draw(frame: &mut Frame, app: &App) {
         (area.height / 4).min(16)
     };
     let bundle_line = u16::from(app.bundle.is_some());
-    let [header, banner_area, body, events, bundle_area, footer] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length(banner),
-        Constraint::Min(0),
-        Constraint::Length(events_pane),
-        Constraint::Length(bundle_line),
-        Constraint::Length(1),
-    ])
-    .areas(area);
+    let upgrade = app
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.upgrade.as_deref())
+        .and_then(upgrade::line);
+    let [header, banner_area, upgrade_area, body, events, bundle_area, footer] =
+        Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(banner),
+            Constraint::Length(u16::from(upgrade.is_some())),
+            Constraint::Min(0),
+            Constraint::Length(events_pane),
+            Constraint::Length(bundle_line),
+            Constraint::Length(1),
+        ])
+        .areas(area);
 
     draw_header(frame, header, app);
     if banner > 0 {
         draw_banner(frame, banner_area, app);
+    }
+    if let Some(line) = upgrade {
+        frame.render_widget(line, upgrade_area);
     }
     match app.view {
         View::Overview => draw_overview(frame, body, app),

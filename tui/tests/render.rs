@@ -371,3 +371,72 @@ fn live_io_rates_of_volumes_and_pools() {
     assert_line(&s, &["> 1b4e28ba", "Degraded", "yes", "-"]);
     assert_absent(&s, "I/O r ");
 }
+
+fn upgrade_record(
+    stage: openapi::models::UpgradeStage,
+    states: &[openapi::models::NodeUpgradeState],
+) -> openapi::models::UpgradeStatus {
+    openapi::models::UpgradeStatus {
+        from_version: "0.1.0".into(),
+        to_version: "0.2.0".into(),
+        stage,
+        started_at: "2026-01-01T10:00:00.000Z".into(),
+        updated_at: "2026-01-01T10:00:30.000Z".into(),
+        finished_at: None,
+        nodes: states
+            .iter()
+            .enumerate()
+            .map(|(i, state)| openapi::models::NodeUpgradeStatus {
+                node: format!("node-{}", i + 1),
+                state: *state,
+                from_version: "0.1.0".into(),
+                started_at: None,
+                finished_at: None,
+            })
+            .collect(),
+        reason: (stage == openapi::models::UpgradeStage::Failed)
+            .then(|| "node node-2: the io-engine did not come back".into()),
+    }
+}
+
+#[test]
+fn upgrade_line_shows_stage_and_node_k_of_n() {
+    use openapi::models::{NodeUpgradeState as N, UpgradeStage as S};
+    let mut app = fixed_app();
+    let s = render(&app, 80, 24);
+    assert_absent(&s, "upgrade 0.1.0");
+
+    let cases = [
+        (S::UpgradingControlPlane, vec![], "upgrade 0.1.0 → 0.2.0: UpgradingControlPlane"),
+        (
+            S::UpgradingDataPlane,
+            vec![N::Upgraded, N::Draining, N::Pending],
+            "upgrade 0.1.0 → 0.2.0: UpgradingDataPlane, node 2 of 3 (node-2 Draining)",
+        ),
+        (
+            S::Failed,
+            vec![N::Upgraded, N::Failed, N::Pending],
+            "upgrade 0.1.0 → 0.2.0: Failed, node 2 of 3 (node-2 Failed): node node-2: the io-engine did not come back",
+        ),
+    ];
+    for (stage, states, expected) in cases {
+        let mut snapshot = fixed_snapshot();
+        snapshot.upgrade = Some(Box::new(upgrade_record(stage, &states)));
+        app.apply(snapshot, at(1));
+        let s = render(&app, 160, 48);
+        assert_eq!(s[1], expected, "the line under the header");
+        // The view is still drawn below it.
+        assert_line(&s, &["Nodes (3)"]);
+        // A narrow terminal cuts the line, never the layout.
+        let s = render(&app, 80, 24);
+        assert!(s[1].starts_with("upgrade 0.1.0 → 0.2.0"), "{s:?}");
+    }
+
+    // Finished upgrades show nothing.
+    for stage in [S::Successful, S::ValidationFailed] {
+        let mut snapshot = fixed_snapshot();
+        snapshot.upgrade = Some(Box::new(upgrade_record(stage, &[N::Upgraded; 3])));
+        app.apply(snapshot, at(2));
+        assert_absent(&render(&app, 160, 48), "upgrade 0.1.0");
+    }
+}

@@ -8,8 +8,8 @@
 //! Deployments get the new images (`upgrade_control_plane`), and
 //! `restart_engine` deletes the io-engine DaemonSet's pod of one node
 //! (update strategy OnDelete) and waits for its replacement to be Ready;
-//! `record_event` writes an Event. That needs the Helm chart of the
-//! deployment work, which does not exist yet.
+//! `record_event` writes an Event. The chart exists
+//! (`deploy/helm/mayastor`); that platform is not written yet.
 
 pub mod local;
 
