@@ -26,7 +26,13 @@ pub const VERSION_A: &str = env!("CARGO_PKG_VERSION");
 pub const VERSION_B: &str = "0.2.0";
 
 /// The binaries a local cluster's upgrade rolls out.
-pub const ROLLED: [&str; 4] = ["io-engine", "agent-core", "api-rest", "mayastor-store"];
+pub const ROLLED: [&str; 5] = [
+    "io-engine",
+    "agent-core",
+    "api-rest",
+    "mayastor-store",
+    "metrics-exporter",
+];
 
 static STAMPED_B: Mutex<Option<PathBuf>> = Mutex::new(None);
 

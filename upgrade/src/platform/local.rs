@@ -19,6 +19,9 @@ const ENGINE: &str = "io-engine";
 const CORE: &str = "agent-core";
 const REST: &str = "api-rest";
 const STORE: &str = "mayastor-store";
+/// Each node's metrics exporter, restarted with its engine when the new
+/// binaries hold one.
+const EXPORTER: &str = "metrics-exporter";
 
 /// A local cluster and the directory of the new binaries.
 #[derive(Debug, Clone)]
@@ -70,7 +73,14 @@ impl LocalPlatform {
         if self.embedded_store {
             all.push(STORE);
         }
+        if self.has_exporter() {
+            all.push(EXPORTER);
+        }
         all
+    }
+
+    fn has_exporter(&self) -> bool {
+        is_executable(&self.bin_dir.join(EXPORTER))
     }
 
     async fn restart(&self, component: &str) -> Result<()> {
@@ -193,7 +203,13 @@ impl Platform for LocalPlatform {
     }
 
     async fn restart_engine(&self, node: &str) -> Result<()> {
-        self.restart(&engine_component(node)?).await
+        let engine = engine_component(node)?;
+        self.restart(&engine).await?;
+        if self.has_exporter() {
+            let i = engine.trim_start_matches("io-engine-");
+            self.restart(&format!("metrics-exporter-{i}")).await?;
+        }
+        Ok(())
     }
 }
 
