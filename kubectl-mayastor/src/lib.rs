@@ -143,7 +143,7 @@ async fn execute(cli: &Cli) -> anyhow::Result<()> {
         Command::Label(LabelCommand::Pool(args)) => {
             ops::label(api, ops::Labelled::Pool, args).await
         }
-        Command::Upgrade(args) => upgrades::run(api, &endpoint, args).await,
+        Command::Upgrade(args) => upgrades::run(api, global, &endpoint, args).await,
         Command::Delete(upgrade::cli::DeleteCommand::Upgrade(args)) => {
             upgrades::delete(api, args.force).await
         }

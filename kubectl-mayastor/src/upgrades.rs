@@ -3,21 +3,29 @@
 //!
 //! The platform follows from where the REST endpoint was found: a local
 //! cluster's endpoint file names its state directory, and the new binaries
-//! come from `--bin-dir` (default: this plugin's own directory). The
-//! Kubernetes platform (the Helm chart's Deployments and io-engine
-//! DaemonSet) is not written yet, so an endpoint found through the
-//! kubeconfig or `--rest` is refused with a message saying so.
+//! come from `--bin-dir` (default: this plugin's own directory). An
+//! endpoint found through the kubeconfig (or given with `--rest`) means
+//! the Helm chart's release in the namespace (`-n`): its workloads are
+//! upgraded to the images tagged with this plugin's version
+//! (`upgrade::platform::kubernetes`). There the REST API is reached at the
+//! `api-rest` Service's cluster IP, which outlives the api-rest pod the
+//! upgrade replaces.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
+use k8s_openapi::api::core::v1::Service;
 use openapi::models::UpgradeStatus;
 use openapi::{CoreApi, ErrorKind};
+use openapi::{RestClient, RestClientOptions};
 use upgrade::cli::UpgradeArgs;
+use upgrade::platform::kubernetes::{workloads::ImageSettings, KubernetesPlatform, Timeouts};
 use upgrade::platform::local::LocalPlatform;
+use upgrade::platform::Platform;
 use upgrade::progress::Progress;
 
-use crate::discovery::{Endpoint, Source};
+use crate::cli::GlobalArgs;
+use crate::discovery::{self, Endpoint, Source};
 use crate::ops::Outcome;
 use crate::table::{Table, NONE};
 
@@ -133,22 +141,74 @@ fn launcher(bin_dir: &Path) -> anyhow::Result<PathBuf> {
         })
 }
 
-/// `upgrade [...]`.
-pub async fn run(
-    api: &dyn CoreApi,
+/// The Kubernetes platform of the release in `-n`, and the REST client
+/// it is upgraded through: `--rest` when given, else the `api-rest`
+/// Service's cluster IP.
+async fn kubernetes(
+    global: &GlobalArgs,
     endpoint: &Endpoint,
     args: &UpgradeArgs,
-) -> anyhow::Result<Outcome> {
-    args.check_values().map_err(|e| anyhow!(e))?;
-    let state_dir = match &endpoint.source {
-        Source::LocalCluster(file) => file
-            .parent()
-            .map(Path::to_path_buf)
-            .ok_or_else(|| anyhow!("{} has no directory", file.display()))?,
-        other => bail!(
-            "upgrade drives a local cluster (found through its endpoint file) only; upgrading a Kubernetes installation of the Helm chart is not implemented yet; the REST endpoint here is {other}"
-        ),
+) -> anyhow::Result<(KubernetesPlatform, Option<RestClient>)> {
+    if let Some(dir) = &args.bin_dir {
+        bail!(
+            "--bin-dir {} is for a local cluster; on Kubernetes the images tagged with this plugin's version ({}) are rolled out",
+            dir.display(),
+            mayastor_version::version()
+        );
+    }
+    let target = mayastor_version::version();
+    let images =
+        ImageSettings::from_values(&args.set, &args.set_file, target).map_err(|e| anyhow!(e))?;
+    let config = supportability::kubernetes::client_config(
+        global.kube_config_path.as_deref(),
+        global.timeout,
+    )
+    .await
+    .map_err(|e| anyhow!("upgrade of a Kubernetes installation needs the Kubernetes API: {e}"))?;
+    let client = kube::Client::try_from(config)
+        .map_err(|e| anyhow!("cannot set up a Kubernetes client from the kubeconfig: {e}"))?;
+    let namespace = &global.namespace;
+    let rest = match endpoint.source {
+        Source::Flag => None,
+        _ => {
+            let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), namespace);
+            let service = services.get(discovery::SERVICE_NAME).await.map_err(|e| {
+                anyhow!(
+                    "cannot read Service {namespace}/{}: {e}",
+                    discovery::SERVICE_NAME
+                )
+            })?;
+            match discovery::endpoint_url(&service, None) {
+                Some(url) => Some(
+                    RestClient::new(
+                        &url,
+                        RestClientOptions {
+                            timeout: global.timeout,
+                            ..Default::default()
+                        },
+                    )
+                    .map_err(|e| anyhow!("invalid REST endpoint {url}: {}", e.message))?,
+                ),
+                None => None,
+            }
+        }
     };
+    let timeouts = Timeouts {
+        control_plane: args.control_plane_timeout,
+        node: args.node_timeout,
+    };
+    let platform = KubernetesPlatform::connect(client, namespace, target, images, timeouts)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    Ok((platform, rest))
+}
+
+/// The local cluster's platform.
+fn local(state_file: &Path, args: &UpgradeArgs) -> anyhow::Result<LocalPlatform> {
+    let state_dir = state_file
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow!("{} has no directory", state_file.display()))?;
     if !args.set.is_empty() || !args.set_file.is_empty() {
         bail!("--set and --set-file are Helm values for Kubernetes; a local cluster takes none");
     }
@@ -156,7 +216,28 @@ pub async fn run(
         Some(dir) => dir.clone(),
         None => own_dir()?,
     };
-    let platform = LocalPlatform::new(launcher(&bin_dir)?, state_dir, bin_dir)?;
+    Ok(LocalPlatform::new(launcher(&bin_dir)?, state_dir, bin_dir)?)
+}
+
+/// `upgrade [...]`.
+pub async fn run(
+    api: &dyn CoreApi,
+    global: &GlobalArgs,
+    endpoint: &Endpoint,
+    args: &UpgradeArgs,
+) -> anyhow::Result<Outcome> {
+    args.check_values().map_err(|e| anyhow!(e))?;
+    let (platform, own_client): (Box<dyn Platform>, Option<RestClient>) = match &endpoint.source {
+        Source::LocalCluster(file) => (Box::new(local(file, args)?), None),
+        Source::Flag | Source::Kubernetes { .. } => {
+            let (platform, rest) = kubernetes(global, endpoint, args).await?;
+            (Box::new(platform), rest)
+        }
+    };
+    let api: &dyn CoreApi = match &own_client {
+        Some(client) => client,
+        None => api,
+    };
     let opts = upgrade::Options {
         dry_run: args.dry_run,
         skip_data_plane_restart: args.skip_data_plane_restart,
@@ -167,7 +248,7 @@ pub async fn run(
         rebuild_timeout: args.rebuild_timeout,
     };
     let progress = Progress::new();
-    let result = upgrade::run(api, &platform, &opts, &progress).await;
+    let result = upgrade::run(api, platform.as_ref(), &opts, &progress).await;
     progress.finish();
     match result? {
         Some(status) => outcome(status_tables(&status), &status),

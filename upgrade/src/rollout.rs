@@ -297,7 +297,7 @@ async fn upgrade_component(
         || async { api.get_versions().await.map(Some).map_err(|e| e.message) },
     )
     .await?;
-    if component.version_in(&versions) == target {
+    if component.version_in(&versions) == Some(target) {
         progress.line(format!("✓ {} already on {target}", component.name()));
         return Ok(());
     }
@@ -306,19 +306,22 @@ async fn upgrade_component(
         component.name()
     ));
     platform
-        .upgrade_control_plane(component)
+        .upgrade_control_plane(component, progress)
         .await
         .map_err(|e| UpgradeError::Failed(format!("{}: {e}", component.name())))?;
+    if component.version_in(&versions).is_none() {
+        progress.line(format!("✓ {} rolled out on {target}", component.name()));
+        return Ok(());
+    }
     let what = format!(
         "control plane: waiting for the {} to answer on {target}",
         component.name()
     );
     wait_for(progress, &what, opts.control_plane_timeout, || async {
         let v = api.get_versions().await.map_err(|e| e.message)?;
-        if component.version_in(&v) == target {
-            Ok(Some(()))
-        } else {
-            Err(format!("it reports {}", component.version_in(&v)))
+        match component.version_in(&v) {
+            Some(v) if v == target => Ok(Some(())),
+            v => Err(format!("it reports {}", v.unwrap_or("no version"))),
         }
     })
     .await?;
@@ -404,7 +407,7 @@ async fn upgrade_node(
         set_node(record, node, NodeUpgradeState::Restarting);
         save(api, record).await?;
         progress.set(format!("{label}: restarting the io-engine"));
-        if let Err(e) = platform.restart_engine(node).await {
+        if let Err(e) = platform.restart_engine(node, progress).await {
             return Err(fail_node(api, record, node, e.to_string()).await);
         }
         let back = wait_for(
@@ -560,7 +563,7 @@ fn fail_reason(node: &str, e: UpgradeError) -> UpgradeError {
 
 /// Polls `probe` until it gives `Some`, showing `what` and the probe's
 /// last complaint; `Failed` with both after `timeout`.
-async fn wait_for<T, F, Fut>(
+pub(crate) async fn wait_for<T, F, Fut>(
     progress: &Progress,
     what: &str,
     timeout: Duration,

@@ -11,6 +11,7 @@ use std::process::Stdio;
 use async_trait::async_trait;
 
 use super::{ControlPlane, Platform};
+use crate::progress::Progress;
 use crate::{Result, UpgradeError};
 
 /// The binaries a local cluster runs (the store only with the embedded
@@ -193,16 +194,22 @@ impl Platform for LocalPlatform {
         all
     }
 
-    async fn upgrade_control_plane(&self, component: ControlPlane) -> Result<()> {
+    async fn upgrade_control_plane(&self, component: ControlPlane, _: &Progress) -> Result<()> {
         self.restart(match component {
             ControlPlane::Store => "store",
             ControlPlane::Core => "agent-core",
             ControlPlane::Rest => "api-rest",
+            other => {
+                return Err(UpgradeError::Platform(format!(
+                    "a local cluster runs no {}",
+                    other.name()
+                )))
+            }
         })
         .await
     }
 
-    async fn restart_engine(&self, node: &str) -> Result<()> {
+    async fn restart_engine(&self, node: &str, _: &Progress) -> Result<()> {
         let engine = engine_component(node)?;
         self.restart(&engine).await?;
         if self.has_exporter() {
