@@ -1,7 +1,7 @@
 //! Generates the gRPC code from `proto/io_engine.proto` with the vendored
 //! `protoc` (no system protoc is needed).
 //! Also compiles the etcd v3 subset in `proto/etcd/` (the control plane's
-//! store protocol).
+//! store protocol) and `proto/ha.proto` (the HA agents).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -9,6 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=proto/io_engine.proto");
     tonic_prost_build::configure().compile_protos(&["proto/io_engine.proto"], &["proto"])?;
+    // The high-availability agents' contract (and csi-node's path service).
+    println!("cargo:rerun-if-changed=proto/ha.proto");
+    tonic_prost_build::configure().compile_protos(&["proto/ha.proto"], &["proto"])?;
     // The etcd v3 subset used by the control plane's store (clients for
     // etcd, servers for the embedded store).
     println!("cargo:rerun-if-changed=proto/etcd");

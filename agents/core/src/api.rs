@@ -58,6 +58,9 @@ impl CoreApi for CoreService {
     async fn put_volume_target(&self, id: &str, body: PublishVolumeBody) -> Result<Volume> {
         Ok(self.0.publish_volume(id, body).await?)
     }
+    async fn put_volume_republish(&self, id: &str, body: RepublishVolumeBody) -> Result<Volume> {
+        Ok(self.0.republish_volume(id, body).await?)
+    }
     async fn del_volume_target(&self, id: &str, force: bool) -> Result<Volume> {
         Ok(self.0.unpublish_volume(id, force).await?)
     }

@@ -387,6 +387,16 @@ impl CoreApi for RestClient {
             .await
     }
 
+    async fn put_volume_republish(&self, id: &str, body: RepublishVolumeBody) -> Result<Volume> {
+        self.call(
+            Method::PUT,
+            &["volumes", id, "target", "republish"],
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
     async fn del_volume_target(&self, id: &str, force: bool) -> Result<Volume> {
         self.call(
             Method::DELETE,

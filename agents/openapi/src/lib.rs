@@ -153,6 +153,16 @@ pub trait CoreApi: Send + Sync {
     async fn put_volume_size(&self, id: &str, body: ResizeVolumeBody) -> Result<Volume>;
     /// `PUT /volumes/{id}/target`
     async fn put_volume_target(&self, id: &str, body: PublishVolumeBody) -> Result<Volume>;
+    /// `PUT /volumes/{id}/target/republish`: the target moves off its
+    /// node (switch-over). Implementations that cannot move targets answer
+    /// Unimplemented.
+    async fn put_volume_republish(&self, id: &str, body: RepublishVolumeBody) -> Result<Volume> {
+        let _ = body;
+        Err(RestError::new(
+            ErrorKind::Unimplemented,
+            format!("cannot republish volume {id} here"),
+        ))
+    }
     /// `DELETE /volumes/{id}/target?force=bool`
     async fn del_volume_target(&self, id: &str, force: bool) -> Result<Volume>;
     /// `GET /volumes/{id}/rebuild-history`

@@ -397,6 +397,20 @@ pub struct PublishVolumeBody {
     pub protocol: Protocol,
 }
 
+/// Body of `PUT /volumes/{id}/target/republish`: moves a published
+/// volume's target to another node (a new nexus with a fresh controller-ID
+/// window whose reservation preempts the old target's), for a switch-over.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RepublishVolumeBody {
+    /// Node of the new target; the least loaded usable node other than the
+    /// current target's when absent.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Node that will connect; the current target's frontend when absent.
+    #[serde(default)]
+    pub frontend_node: Option<String>,
+}
+
 // ---------------------------------------------------------------- rebuild --
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -61,6 +61,10 @@ pub fn router(api: Arc<dyn CoreApi>, opts: RouterOptions) -> Router {
             put(h::put_volume_target).delete(h::del_volume_target),
         )
         .route(
+            "/v0/volumes/{id}/target/republish",
+            put(h::put_volume_republish),
+        )
+        .route(
             "/v0/volumes/{id}/rebuild-history",
             get(h::get_rebuild_history),
         )

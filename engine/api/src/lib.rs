@@ -23,6 +23,14 @@ pub mod v1 {
     tonic::include_proto!("io_engine.v1");
 }
 
+/// Package `ha.v1`: the high-availability agents' contract
+/// (`proto/ha.proto`): `HaClusterRpc` (agent-ha-cluster), `HaNodeRpc`
+/// (agent-ha-node) and `NodePathRpc` (served by csi-node).
+pub mod ha {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ha.v1");
+}
+
 /// The subset of the etcd v3 API spoken by the control plane's store
 /// (`proto/etcd/`): clients for a real etcd and servers for the embedded
 /// store. Message names and field numbers are etcd's own.

@@ -1,8 +1,12 @@
 //! Volume targets: publish (a nexus with a fresh controller-ID window and
-//! a reservation preempting the previous target's), unpublish, and the
-//! pieces the reconcilers reuse. The caller holds the volume's lock.
+//! a reservation preempting the previous target's), republish (the target
+//! moves off its node for a switch-over), unpublish, and the pieces the
+//! reconcilers reuse. The caller holds the volume's lock.
 
 use super::*;
+
+/// How long a republish waits for the old target's engine to destroy it.
+pub const RETIRE_LIMIT: Duration = Duration::from_secs(3);
 
 impl Core {
     #[tracing::instrument(skip_all, fields(volume = %id, node = ?body.node))]
@@ -50,6 +54,127 @@ impl Core {
         drop(_volume);
         self.volume_view(id)
             .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))))
+    }
+
+    /// Moves a volume's target off its node (a switch-over): the old
+    /// target is retired (destroyed, or left `Deleting` to the garbage
+    /// collector when its engine cannot be reached within
+    /// [`RETIRE_LIMIT`]), then a new nexus is published elsewhere. The new
+    /// nexus has the next controller-ID window and its reservation
+    /// preempts the old target's key on every replica it opens, so the old
+    /// target, alive or not, can never complete another write. A volume
+    /// that is not published is published (its target was lost mid-way).
+    #[tracing::instrument(skip_all, fields(volume = %id, node = ?body.node))]
+    pub async fn republish_volume(
+        &self,
+        id: &str,
+        body: RepublishVolumeBody,
+    ) -> CoreResult<Volume> {
+        // Held across the engine calls: orders the operations on this
+        // volume; other volumes go on.
+        let _volume = self.lock(Resource::Volume, id).await;
+        let mut rec = self.volume_record(id)?;
+        if rec.spec.status != SpecStatus::Created {
+            return Err(rest(
+                ErrorKind::FailedPrecondition,
+                format!("volume {id} is {:?}", rec.spec.status),
+            ));
+        }
+        let old = rec.spec.target.clone();
+        let exclude: Vec<String> = old.iter().map(|t| t.node.clone()).collect();
+        if let (Some(n), Some(t)) = (&body.node, &old) {
+            if n == &t.node {
+                return Err(rest(
+                    ErrorKind::InvalidArgument,
+                    format!("volume {id} is already published on node {n}"),
+                ));
+            }
+        }
+        let frontend = body
+            .frontend_node
+            .clone()
+            .or_else(|| old.as_ref().and_then(|t| t.frontend_nodes.first().cloned()));
+        // Somewhere to go first: a volume whose target cannot move keeps
+        // it.
+        let replica_nodes: Vec<String> = self
+            .specs
+            .volume_replicas(id)
+            .into_iter()
+            .map(|r| r.node)
+            .collect();
+        scheduler::target_node(
+            &self.target_cluster(),
+            id,
+            body.node.as_deref(),
+            &replica_nodes,
+            &exclude,
+        )
+        .map_err(|e| rest(ErrorKind::FailedPrecondition, e.to_string()))?;
+        if old.is_some() || rec.nexus.is_some() {
+            self.retire_target(&mut rec).await?;
+        }
+        self.publish_locked(rec, body.node.as_deref(), frontend.as_deref(), &exclude)
+            .await?;
+        info!(volume = %id, from = ?exclude.first(), "volume republished");
+        drop(_volume);
+        self.volume_view(id)
+            .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))))
+    }
+
+    /// Removes a volume's targets for a republish, each engine call bounded
+    /// by [`RETIRE_LIMIT`] (a frozen engine must not hold the switch-over):
+    /// a nexus that cannot be destroyed now is left `Deleting` for the
+    /// garbage collector; the next target's reservation fences it
+    /// meanwhile. The intent is recorded first.
+    async fn retire_target(&self, rec: &mut VolumeRecord) -> CoreResult<()> {
+        rec.op = Some(VolumeOp::Unpublish);
+        self.specs.put_volume(rec.clone()).await?;
+        let nexus_specs: Vec<NexusSpec> = self
+            .specs
+            .nexuses
+            .read()
+            .values()
+            .filter(|n| n.owner.as_deref() == Some(rec.spec.uuid.as_str()))
+            .cloned()
+            .collect();
+        for n in nexus_specs {
+            let destroyed = match self.registry.online_client(&n.node) {
+                Some(client) => {
+                    let mut nexus_client = client.nexus.clone();
+                    let call = nexus_client.destroy_nexus(v1::DestroyNexusRequest {
+                        uuid: n.uuid.clone(),
+                    });
+                    match tokio::time::timeout(RETIRE_LIMIT, call).await {
+                        Ok(Ok(_)) => true,
+                        Ok(Err(e)) => {
+                            warn!(nexus = %n.uuid, node = %n.node, error = %e, "cannot destroy the old target");
+                            false
+                        }
+                        Err(_) => {
+                            warn!(nexus = %n.uuid, node = %n.node, "the old target's engine did not answer");
+                            false
+                        }
+                    }
+                }
+                None => false,
+            };
+            if destroyed {
+                self.registry.nexus_destroyed(&n.node, &n.uuid);
+                self.specs.delete_nexus(&n.uuid).await?;
+            } else {
+                // The garbage collector destroys it when the node answers.
+                self.specs
+                    .put_nexus(NexusSpec {
+                        status: SpecStatus::Deleting,
+                        ..n
+                    })
+                    .await?;
+            }
+        }
+        rec.op = None;
+        rec.nexus = None;
+        rec.spec.target = None;
+        self.specs.put_volume(rec.clone()).await
     }
 
     /// Publishes a volume whose lock the caller holds.

@@ -135,6 +135,31 @@ pub async fn put_volume_target(
     Ok(Json(api.put_volume_target(&id, body).await?))
 }
 
+/// Republish a published volume on another node (switch-over): a new
+/// target with a fresh controller-ID window, whose reservation preempts the
+/// old target's on every replica; the old target is destroyed (or left to
+/// the garbage collector when its node cannot be reached).
+#[utoipa::path(
+    put, path = "/v0/volumes/{id}/target/republish", tag = "volumes",
+    params(VolumePath),
+    request_body = RepublishVolumeBody,
+    responses((status = 200, description = "The volume on its new target", body = Volume), ErrorResponses),
+)]
+pub async fn put_volume_republish(
+    State(api): State<Api>,
+    PathArgs(path): PathArgs<VolumePath>,
+    JsonBody(body): JsonBody<RepublishVolumeBody>,
+) -> Answer<Volume> {
+    let id = uuid_id("volume", &path.id)?;
+    if let Some(node) = &body.node {
+        name_id("target node", node)?;
+    }
+    if let Some(node) = &body.frontend_node {
+        name_id("frontend node", node)?;
+    }
+    Ok(Json(api.put_volume_republish(&id, body).await?))
+}
+
 /// Unpublish a volume: tear its target down.
 #[utoipa::path(
     delete, path = "/v0/volumes/{id}/target", tag = "volumes",
