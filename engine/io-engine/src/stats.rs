@@ -11,25 +11,39 @@
 //! Counters start at zero when the entity is created or imported by this
 //! process; they are never reset.
 //!
-//! Hot path: an [`IoStats`] is a small array of per-thread shards, each six
-//! `AtomicU64`s on its own cache line, updated with `Relaxed` adds by the
-//! threads mapped to it (no lock, no allocation, no syscall: the clock is
-//! read through the vDSO; no cache line bouncing between the runtime's
-//! worker threads, which a single set of shared atomics costs on every
-//! I/O). A snapshot sums the shards. Statistics are a process-wide switch
+//! Hot path (a RAM-disk I/O costs about a microsecond of CPU, so every
+//! nanosecond shows; `docs/performance.md`, "Cost of the I/O statistics"):
+//! - two clock reads per I/O whatever the layers: an [`IoTimer`] is started
+//!   once where the I/O enters the engine, and a layer that hands the I/O
+//!   to another (a nexus to its local replica) hands the timer down and
+//!   gets the finished [`IoSpan`] back, so the nexus, the replica and the
+//!   pool count the same span; the clock is the CPU's time-stamp counter
+//!   where the kernel times with it ([`clock`]), about 8 ns a read;
+//! - per-thread slots: each counting thread owns one of [`slot::SLOTS`]
+//!   cache-line-aligned slots of every [`IoStats`] and updates it with plain
+//!   relaxed stores, no locked instruction and no cache line shared between
+//!   writers (threads beyond the slots share one more, with atomic adds);
+//! - no lock, no allocation, no map lookup: the caller holds its
+//!   `IoStats` (a field of the replica, pool or nexus).
+//!
+//! A snapshot sums the slots. Statistics are a process-wide switch
 //! ([`set_enabled`], the io-engine's `--no-io-stats`): when off, an I/O
 //! costs one relaxed load of a read-mostly flag and nothing else, so the
 //! same build can be measured with and without them (`io-bench
-//! --stats-cost`).
+//! --stats-cost-replica`, `--stats-cost-nexus`).
 //!
-//! Threading model: any thread updates any counter; readers take a
+//! Threading model: any thread counts into any entity; readers take a
 //! snapshot with relaxed loads (the six values of one snapshot are each
 //! exact but may straddle an I/O in flight).
 
+mod clock;
+mod slot;
+
+pub use clock::init as init_clock;
+
 use std::{
-    cell::Cell,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
         OnceLock,
     },
     time::Instant,
@@ -45,9 +59,19 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 /// Turns I/O statistics on or off for the whole process. Counters keep
-/// their values while off; I/O done while off is not counted.
+/// their values while off; I/O done while off is not counted. Turning them
+/// on calibrates the clock now if it is not yet (a few milliseconds).
 pub fn set_enabled(on: bool) {
+    if on {
+        clock::init();
+    }
     ENABLED.store(on, Relaxed);
+}
+
+/// Whether I/O latencies are timed with the CPU's time-stamp counter
+/// (else with `CLOCK_MONOTONIC`); calibrates the clock if not yet done.
+pub fn clock_is_tsc() -> bool {
+    clock::clock().is_tsc()
 }
 
 /// Whether I/O statistics are kept.
@@ -63,59 +87,59 @@ pub fn tick_us() -> u64 {
     u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The start of one I/O, taken before it is submitted; `None` when
-/// statistics are off.
+/// The start of one I/O (a clock tick), taken where it enters the engine;
+/// empty when statistics are off. Handed down to the layer under (a
+/// nexus's local replica), which then does not read the clock to start.
 #[derive(Debug, Clone, Copy)]
-pub struct IoTimer(Option<Instant>);
+pub struct IoTimer(Option<u64>);
 
 impl IoTimer {
     /// Starts timing an I/O (reads the clock only when statistics are on).
     #[inline]
     pub fn start() -> Self {
         if enabled() {
-            // The epoch must predate every sample's start.
-            EPOCH.get_or_init(Instant::now);
-            IoTimer(Some(Instant::now()))
+            IoTimer(Some(clock::clock().ticks()))
         } else {
             IoTimer(None)
         }
     }
 
-    /// Nanoseconds since [`IoTimer::start`], or `None` when statistics
-    /// were off at the start.
+    /// A timer that times nothing (for I/O that is not counted).
     #[inline]
-    pub fn elapsed_ns(self) -> Option<u64> {
-        self.0
-            .map(|t| u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    pub fn off() -> Self {
+        IoTimer(None)
+    }
+
+    /// Ends the I/O now (one clock read): its span, or `None` when
+    /// statistics were off at the start.
+    #[inline]
+    pub fn stop(self) -> Option<IoSpan> {
+        let start = self.0?;
+        let c = clock::clock();
+        Some(IoSpan {
+            latency_ns: c.ns_between(start, c.ticks()),
+        })
     }
 }
 
-/// Shards per entity: threads are spread over them round-robin.
-const SHARDS: usize = 8;
-
-/// Source of the threads' shard numbers.
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// This thread's shard (assigned on its first counted I/O).
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+/// A finished I/O's latency, shared by the layers that count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IoSpan {
+    latency_ns: u64,
 }
 
-/// This thread's shard index.
-#[inline]
-fn shard_index() -> usize {
-    SHARD.with(|s| {
-        let i = s.get();
-        if i != usize::MAX {
-            return i;
-        }
-        let i = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
-        s.set(i);
-        i
-    })
+impl IoSpan {
+    /// A span of `latency_ns` (for tests and other clocks).
+    pub fn from_ns(latency_ns: u64) -> Self {
+        IoSpan { latency_ns }
+    }
+
+    pub fn latency_ns(self) -> u64 {
+        self.latency_ns
+    }
 }
 
-/// One thread group's counters, alone on a cache line.
+/// One thread's counters of one entity, alone on a cache line.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 struct Shard {
@@ -130,7 +154,8 @@ struct Shard {
 /// Cumulative counters of one entity (see the module documentation).
 #[derive(Debug, Default)]
 pub struct IoStats {
-    shards: [Shard; SHARDS],
+    /// One per owned slot, then the shared one.
+    shards: [Shard; slot::SLOTS + 1],
 }
 
 impl IoStats {
@@ -138,42 +163,41 @@ impl IoStats {
         Self::default()
     }
 
-    #[inline]
-    fn shard(&self) -> &Shard {
-        &self.shards[shard_index()]
-    }
-
     /// Counts one completed read of `bytes` that took `latency_ns`.
     #[inline]
     pub fn add_read(&self, bytes: u64, latency_ns: u64) {
-        let s = self.shard();
-        s.num_read_ops.fetch_add(1, Relaxed);
-        s.bytes_read.fetch_add(bytes, Relaxed);
-        s.read_latency_ns.fetch_add(latency_ns, Relaxed);
+        let i = slot::current();
+        let s = &self.shards[i];
+        slot::add(&s.num_read_ops, 1, i);
+        slot::add(&s.bytes_read, bytes, i);
+        slot::add(&s.read_latency_ns, latency_ns, i);
     }
 
     /// Counts one completed write of `bytes` that took `latency_ns`.
     #[inline]
     pub fn add_write(&self, bytes: u64, latency_ns: u64) {
-        let s = self.shard();
-        s.num_write_ops.fetch_add(1, Relaxed);
-        s.bytes_written.fetch_add(bytes, Relaxed);
-        s.write_latency_ns.fetch_add(latency_ns, Relaxed);
+        let i = slot::current();
+        let s = &self.shards[i];
+        slot::add(&s.num_write_ops, 1, i);
+        slot::add(&s.bytes_written, bytes, i);
+        slot::add(&s.write_latency_ns, latency_ns, i);
     }
 
-    /// Counts a read timed by `timer` (nothing when statistics were off).
+    /// Counts a read of `bytes` over `span` (nothing when statistics were
+    /// off at its start).
     #[inline]
-    pub fn read_done(&self, timer: IoTimer, bytes: u64) {
-        if let Some(ns) = timer.elapsed_ns() {
-            self.add_read(bytes, ns);
+    pub fn read_done(&self, span: Option<IoSpan>, bytes: u64) {
+        if let Some(s) = span {
+            self.add_read(bytes, s.latency_ns);
         }
     }
 
-    /// Counts a write timed by `timer` (nothing when statistics were off).
+    /// Counts a write of `bytes` over `span` (nothing when statistics were
+    /// off at its start).
     #[inline]
-    pub fn write_done(&self, timer: IoTimer, bytes: u64) {
-        if let Some(ns) = timer.elapsed_ns() {
-            self.add_write(bytes, ns);
+    pub fn write_done(&self, span: Option<IoSpan>, bytes: u64) {
+        if let Some(s) = span {
+            self.add_write(bytes, s.latency_ns);
         }
     }
 
@@ -254,8 +278,9 @@ mod tests {
 
     #[test]
     fn counts_from_many_threads_add_up() {
+        // More threads than owned slots: some share the atomic one.
         let s = std::sync::Arc::new(IoStats::new());
-        let threads: Vec<_> = (0..12)
+        let threads: Vec<_> = (0..(slot::SLOTS + 12))
             .map(|_| {
                 let s = s.clone();
                 std::thread::spawn(move || {
@@ -269,28 +294,48 @@ mod tests {
             t.join().unwrap();
         }
         let snap = s.snapshot();
+        let n = (slot::SLOTS + 12) as u64;
         assert_eq!(
             (
                 snap.num_write_ops,
                 snap.bytes_written,
                 snap.write_latency_us
             ),
-            (12_000, 12_000 * 512, 12_000)
+            (n * 1000, n * 1000 * 512, n * 1000)
         );
     }
 
     #[test]
     fn timer_measures_elapsed_time() {
-        let t = IoTimer(Some(Instant::now()));
+        // Statistics are on by default; no test turns them off.
+        let t = IoTimer::start();
         std::thread::sleep(std::time::Duration::from_millis(2));
+        let span = t.stop();
         let s = IoStats::new();
-        s.write_done(t, 4096);
+        s.write_done(span, 4096);
         let snap = s.snapshot();
         assert_eq!((snap.num_write_ops, snap.bytes_written), (1, 4096));
         assert!(snap.write_latency_us >= 2000, "{snap:?}");
+        assert!(snap.write_latency_us < 2000 + 1_000_000, "{snap:?}");
+        // The same span counted at a second layer: the same latency.
+        let pool = IoStats::new();
+        pool.write_done(span, 4096);
+        assert_eq!(pool.snapshot(), snap);
         // A timer started while statistics were off counts nothing.
-        s.read_done(IoTimer(None), 4096);
+        assert_eq!(IoTimer::off().stop(), None);
+        s.read_done(IoTimer::off().stop(), 4096);
         assert_eq!(s.snapshot().num_read_ops, 0);
+    }
+
+    #[test]
+    fn latency_sums_keep_nanoseconds_until_reported() {
+        let s = IoStats::new();
+        for _ in 0..1000 {
+            s.read_done(Some(IoSpan::from_ns(999)), 512);
+        }
+        // 999 µs in total: not 0 as per-I/O microseconds would give.
+        assert_eq!(s.snapshot().read_latency_us, 999);
+        assert_eq!(s.snapshot().bytes_read, 512_000);
     }
 
     #[test]

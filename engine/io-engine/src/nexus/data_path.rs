@@ -7,7 +7,9 @@
 //! faulted), no nexus-wide lock (the write gate is shared). Child devices
 //! are a closed enum ([`ChildDevice`]): each child I/O is a static call.
 //! Completed reads and writes are counted in the nexus's [`crate::stats`]
-//! (relaxed atomic adds).
+//! (per-thread counters); the nexus's timer is handed to its children, and
+//! the span a local replica ended is reused, so a nexus over local
+//! replicas reads the clock twice per I/O in all.
 
 use std::{future::Future, io, sync::atomic::Ordering, sync::Arc, time::Duration};
 
@@ -15,7 +17,7 @@ use blockdev::{check_io, BlockDevError, BlockDevice, DeviceInfo};
 use tracing::warn;
 
 use super::{Child, ChildDevice, FaultReason, Nexus};
-use crate::stats::IoTimer;
+use crate::stats::{IoSpan, IoTimer};
 
 fn timed_out(timeout: Duration) -> BlockDevError {
     BlockDevError::Io {
@@ -38,7 +40,7 @@ fn no_healthy_child(op: &'static str, offset_bytes: u64) -> BlockDevError {
 
 /// What one child answered to an I/O: done, or the error and the reason to
 /// fault the child with.
-pub(crate) type ChildAnswer = Result<(), (FaultReason, BlockDevError)>;
+pub(crate) type ChildAnswer<T = ()> = Result<T, (FaultReason, BlockDevError)>;
 
 /// Reason a failed child I/O faults the child with.
 fn reason_of(e: &BlockDevError) -> FaultReason {
@@ -80,24 +82,30 @@ impl WriteOp<'_> {
         }
     }
 
-    /// Runs the operation on one child: a static call per child kind.
-    async fn submit(self, dev: &ChildDevice, offset: u64) -> blockdev::Result<()> {
+    /// Runs the operation on one child: a static call per child kind. A
+    /// write is timed from `timer` (see [`ChildDevice::write_timed`]).
+    async fn submit(
+        self,
+        dev: &ChildDevice,
+        offset: u64,
+        timer: IoTimer,
+    ) -> blockdev::Result<Option<IoSpan>> {
         match self {
-            WriteOp::Write(b) => dev.write_at(offset, b).await,
-            WriteOp::Zeroes(l) => dev.write_zeroes(offset, l).await,
-            WriteOp::Unmap(l) => dev.unmap(offset, l).await,
+            WriteOp::Write(b) => dev.write_timed(offset, b, timer).await,
+            WriteOp::Zeroes(l) => dev.write_zeroes(offset, l).await.map(|()| None),
+            WriteOp::Unmap(l) => dev.unmap(offset, l).await.map(|()| None),
         }
     }
 }
 
 impl Nexus {
     /// Runs one child I/O under the child I/O timeout.
-    pub(crate) async fn child_io(
+    pub(crate) async fn child_io<T>(
         &self,
-        fut: impl Future<Output = blockdev::Result<()>>,
-    ) -> ChildAnswer {
+        fut: impl Future<Output = blockdev::Result<T>>,
+    ) -> ChildAnswer<T> {
         match tokio::time::timeout(self.cfg.child_io_timeout, fut).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err((reason_of(&e), e)),
             Err(_) => Err((FaultReason::TimedOut, timed_out(self.cfg.child_io_timeout))),
         }
@@ -169,7 +177,15 @@ impl Nexus {
         Ok(())
     }
 
-    async fn write_op(&self, offset: u64, op: WriteOp<'_>) -> blockdev::Result<()> {
+    /// Runs `op` on every child that takes writes, timed from `timer`: the
+    /// nexus's span is the last child's when every child ended its own (local
+    /// replicas), else it ends after the children are settled.
+    async fn write_op(
+        &self,
+        offset: u64,
+        op: WriteOp<'_>,
+        timer: IoTimer,
+    ) -> blockdev::Result<Option<IoSpan>> {
         let len = op.len();
         check_io(&self.dev, op.name(), offset, len)?;
         self.check_open(op.name(), offset)?;
@@ -191,9 +207,17 @@ impl Nexus {
         let results = futures::future::join_all(
             targets
                 .iter()
-                .map(|(_, dev, _)| self.child_io(op.submit(dev, offset))),
+                .map(|(_, dev, _)| self.child_io(op.submit(dev, offset, timer))),
         )
         .await;
+        let mut last = None;
+        let mut all_ended = true;
+        for r in &results {
+            match r {
+                Ok(Some(span)) => last = last.max(Some(*span)),
+                _ => all_ended = false,
+            }
+        }
         // Children that take no writes now replay this range when they
         // come back (partial rebuild).
         for c in absent {
@@ -202,13 +226,24 @@ impl Nexus {
         let answers = targets
             .iter()
             .zip(results)
-            .map(|((c, _, online), r)| (*c, *online, r));
+            .map(|((c, _, online), r)| (*c, *online, r.map(drop)));
         self.settle_children(answers, op.name(), offset, Some((offset, len)), true)
-            .await
+            .await?;
+        Ok(if all_ended && last.is_some() {
+            last
+        } else {
+            timer.stop()
+        })
     }
 
-    /// A read from one online child, retried on the next one on error.
-    async fn read_children(&self, offset_bytes: u64, buf: &mut [u8]) -> blockdev::Result<()> {
+    /// A read from one online child, retried on the next one on error,
+    /// timed from `timer` (the span the child ended, else ended here).
+    async fn read_children(
+        &self,
+        offset_bytes: u64,
+        buf: &mut [u8],
+        timer: IoTimer,
+    ) -> blockdev::Result<Option<IoSpan>> {
         check_io(&self.dev, "read", offset_bytes, buf.len() as u64)?;
         self.check_open("read", offset_bytes)?;
         let children = self.children();
@@ -220,8 +255,12 @@ impl Nexus {
             let Some(dev) = child.read_device() else {
                 continue;
             };
-            match self.child_io(dev.read_at(offset_bytes, buf)).await {
-                Ok(()) => return Ok(()),
+            match self
+                .child_io(dev.read_timed(offset_bytes, buf, timer))
+                .await
+            {
+                Ok(Some(span)) => return Ok(Some(span)),
+                Ok(None) => return Ok(timer.stop()),
                 Err((reason, e)) => {
                     warn!(nexus = %self.uuid, child = child.uri(), offset_bytes, error = %e, "child read failed");
                     self.fault_after_io(child, reason, None, true, "read", offset_bytes)
@@ -240,16 +279,18 @@ impl BlockDevice for Nexus {
     }
 
     async fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> blockdev::Result<()> {
-        let timer = IoTimer::start();
-        self.read_children(offset_bytes, buf).await?;
-        self.io.read_done(timer, buf.len() as u64);
+        let span = self
+            .read_children(offset_bytes, buf, IoTimer::start())
+            .await?;
+        self.io.read_done(span, buf.len() as u64);
         Ok(())
     }
 
     async fn write_at(&self, offset_bytes: u64, buf: &[u8]) -> blockdev::Result<()> {
-        let timer = IoTimer::start();
-        self.write_op(offset_bytes, WriteOp::Write(buf)).await?;
-        self.io.write_done(timer, buf.len() as u64);
+        let span = self
+            .write_op(offset_bytes, WriteOp::Write(buf), IoTimer::start())
+            .await?;
+        self.io.write_done(span, buf.len() as u64);
         Ok(())
     }
 
@@ -271,11 +312,14 @@ impl BlockDevice for Nexus {
     }
 
     async fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> blockdev::Result<()> {
-        self.write_op(offset_bytes, WriteOp::Zeroes(len_bytes))
+        self.write_op(offset_bytes, WriteOp::Zeroes(len_bytes), IoTimer::off())
             .await
+            .map(drop)
     }
 
     async fn unmap(&self, offset_bytes: u64, len_bytes: u64) -> blockdev::Result<()> {
-        self.write_op(offset_bytes, WriteOp::Unmap(len_bytes)).await
+        self.write_op(offset_bytes, WriteOp::Unmap(len_bytes), IoTimer::off())
+            .await
+            .map(drop)
     }
 }

@@ -10,14 +10,19 @@
 //!   [`DynBlockDevice`](blockdev::dynamic::DynBlockDevice) view.
 //!
 //! Hot path: a clone is one `Arc` increment; each call is a `match` and a
-//! static call for the first two kinds.
+//! static call for the first two kinds. Reads and writes take the nexus's
+//! [`IoTimer`]: a local replica counts the I/O and gives back the span it
+//! ended with its clock read, which the nexus then reuses.
 
 use std::sync::Arc;
 
 use blockdev::{dynamic::SharedDevice, BlockDevice, DeviceInfo, Result};
 use nvmf_host::Namespace;
 
-use crate::pool::Replica;
+use crate::{
+    pool::Replica,
+    stats::{IoSpan, IoTimer},
+};
 
 /// A child's open device.
 #[derive(Clone)]
@@ -47,6 +52,38 @@ impl std::fmt::Debug for ChildDevice {
 impl From<SharedDevice> for ChildDevice {
     fn from(dev: SharedDevice) -> Self {
         ChildDevice::Other(dev)
+    }
+}
+
+impl ChildDevice {
+    /// A read timed from the nexus's `timer`: a local replica counts it and
+    /// gives back its span (ended when the replica's read did); other
+    /// children give back `None` (the nexus ends the span itself).
+    pub(crate) async fn read_timed(
+        &self,
+        offset_bytes: u64,
+        buf: &mut [u8],
+        timer: IoTimer,
+    ) -> Result<Option<IoSpan>> {
+        match self {
+            ChildDevice::Local(d) => d.read_timed(offset_bytes, buf, timer).await,
+            ChildDevice::Remote(d) => d.read_at(offset_bytes, buf).await.map(|()| None),
+            ChildDevice::Other(d) => d.read_at(offset_bytes, buf).await.map(|()| None),
+        }
+    }
+
+    /// A write timed from the nexus's `timer`, as [`ChildDevice::read_timed`].
+    pub(crate) async fn write_timed(
+        &self,
+        offset_bytes: u64,
+        buf: &[u8],
+        timer: IoTimer,
+    ) -> Result<Option<IoSpan>> {
+        match self {
+            ChildDevice::Local(d) => d.write_timed(offset_bytes, buf, timer).await,
+            ChildDevice::Remote(d) => d.write_at(offset_bytes, buf).await.map(|()| None),
+            ChildDevice::Other(d) => d.write_at(offset_bytes, buf).await.map(|()| None),
+        }
     }
 }
 

@@ -7,8 +7,8 @@
 //! sent to the pool's disk at the translated offset. Reads of unallocated
 //! clusters return zeroes; writes to them first allocate, zero and commit a
 //! cluster under the pool's metadata lock. Each completed read and write
-//! is counted for the replica and its pool (relaxed atomic adds, see
-//! [`crate::stats`]).
+//! is counted for the replica and its pool (per-thread counters, two
+//! clock reads per I/O shared with a nexus above; see [`crate::stats`]).
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 use pool_format::ReplicaRecord;
 use uuid::Uuid;
 
-use crate::stats::{IoStats, IoTimer};
+use crate::stats::{IoSpan, IoStats, IoTimer};
 
 use super::{
     disk::{CoreRef, PoolCore},
@@ -117,6 +117,39 @@ impl Replica {
             direct_io: core.dev.info().direct_io,
         };
         Replica { core, state, info }
+    }
+
+    /// A read timed from `timer` (started by the caller: a nexus hands
+    /// down its own), counted for the replica and its pool; the span is
+    /// handed back so the caller counts the same one without reading the
+    /// clock again.
+    pub(crate) async fn read_timed(
+        &self,
+        offset_bytes: u64,
+        buf: &mut [u8],
+        timer: IoTimer,
+    ) -> Result<Option<IoSpan>, BlockDevError> {
+        self.read_pieces(offset_bytes, buf).await?;
+        let span = timer.stop();
+        let bytes = buf.len() as u64;
+        self.state.io.read_done(span, bytes);
+        self.core.io.read_done(span, bytes);
+        Ok(span)
+    }
+
+    /// A write timed from `timer`, as [`Replica::read_timed`].
+    pub(crate) async fn write_timed(
+        &self,
+        offset_bytes: u64,
+        buf: &[u8],
+        timer: IoTimer,
+    ) -> Result<Option<IoSpan>, BlockDevError> {
+        self.write_pieces(offset_bytes, buf).await?;
+        let span = timer.stop();
+        let bytes = buf.len() as u64;
+        self.state.io.write_done(span, bytes);
+        self.core.io.write_done(span, bytes);
+        Ok(span)
     }
 
     /// The replica's uuid.
@@ -257,25 +290,15 @@ impl BlockDevice for Replica {
     }
 
     async fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), BlockDevError> {
-        let timer = IoTimer::start();
-        self.read_pieces(offset_bytes, buf).await?;
-        if let Some(ns) = timer.elapsed_ns() {
-            let bytes = buf.len() as u64;
-            self.state.io.add_read(bytes, ns);
-            self.core.io.add_read(bytes, ns);
-        }
-        Ok(())
+        self.read_timed(offset_bytes, buf, IoTimer::start())
+            .await
+            .map(drop)
     }
 
     async fn write_at(&self, offset_bytes: u64, buf: &[u8]) -> Result<(), BlockDevError> {
-        let timer = IoTimer::start();
-        self.write_pieces(offset_bytes, buf).await?;
-        if let Some(ns) = timer.elapsed_ns() {
-            let bytes = buf.len() as u64;
-            self.state.io.add_write(bytes, ns);
-            self.core.io.add_write(bytes, ns);
-        }
-        Ok(())
+        self.write_timed(offset_bytes, buf, IoTimer::start())
+            .await
+            .map(drop)
     }
 
     async fn flush(&self) -> Result<(), BlockDevError> {
