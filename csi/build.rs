@@ -1,6 +1,7 @@
 //! Generates the CSI gRPC code (clients and servers of `Identity`,
 //! `Controller` and `Node`) from `proto/csi.proto` with the vendored `protoc`
-//! and its bundled well-known types (no system protoc is needed).
+//! and its bundled well-known types (no system protoc is needed), and the
+//! server side of the HA contract's `NodePathRpc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -12,5 +13,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &[std::path::Path::new("proto/csi.proto")],
         &[std::path::Path::new("proto"), well_known.as_path()],
     )?;
+    // csi-node serves `NodePathRpc` of the HA contract (agent-ha-node
+    // calls it to connect one more path of a staged volume). The contract's
+    // one home is engine/api/proto/ha.proto; only the server side is
+    // generated here, so no crate of the engine is linked.
+    println!("cargo:rerun-if-changed=../engine/api/proto/ha.proto");
+    tonic_prost_build::configure()
+        .build_client(false)
+        .compile_protos(
+            &[std::path::Path::new("../engine/api/proto/ha.proto")],
+            &[std::path::Path::new("../engine/api/proto")],
+        )?;
     Ok(())
 }

@@ -41,6 +41,13 @@ pub mod v1 {
     tonic::include_proto!("csi.v1");
 }
 
+/// Package `ha.v1` of the HA contract (`engine/api/proto/ha.proto`), server
+/// side only: csi-node serves `NodePathRpc` to agent-ha-node.
+pub mod ha {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ha.v1");
+}
+
 /// The CSI driver name (the StorageClass `provisioner`).
 pub const PLUGIN_NAME: &str = "io.openebs.csi-mayastor";
 

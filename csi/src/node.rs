@@ -20,6 +20,8 @@
 //! - [`nvme`]: the kernel NVMe/TCP host through `nvme connect` and sysfs;
 //!   [`filesystem`], [`mount`], [`stats`]: what is done with the device;
 //!   [`exec`]: the host's tools run with a time limit.
+//! - [`path`]: `NodePathRpc`, a further path of a connected volume for
+//!   agent-ha-node after a switch-over.
 //! - [`error`]: [`NodeError`], mapped to `tonic::Status` in one place;
 //!   [`crate::volume_guard`]: one call per volume at a time.
 //!
@@ -39,6 +41,7 @@ pub mod exec;
 pub mod filesystem;
 pub mod mount;
 pub mod nvme;
+pub mod path;
 pub mod publish;
 pub mod server;
 pub mod service;

@@ -50,6 +50,23 @@ pub struct Controller {
     pub name: String,
     /// `live`, `connecting`, `resetting`, `deleting`, `dead`, `new`.
     pub state: String,
+    /// `TRADDR:TRSVCID` of its target (empty when sysfs does not say).
+    pub address: String,
+}
+
+/// `TRADDR:TRSVCID` of a controller's `address` attribute
+/// (`traddr=10.0.2.100,trsvcid=4420,src_addr=10.0.2.15`).
+pub fn parse_address(attr: &str) -> String {
+    let field = |k: &str| {
+        attr.split(',')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.to_owned())
+    };
+    match (field("traddr"), field("trsvcid")) {
+        (Some(a), Some(p)) => format!("{a}:{p}"),
+        _ => String::new(),
+    }
 }
 
 impl Controller {
@@ -102,9 +119,37 @@ pub fn controllers(nqn: &str) -> Vec<Controller> {
         .filter(|(n, p)| is_ctrl_name(n) && read_trim(&p.join("subsysnqn")).as_deref() == Some(nqn))
         .map(|(name, p)| Controller {
             state: read_trim(&p.join("state")).unwrap_or_else(|| "unknown".into()),
+            address: read_trim(&p.join("address"))
+                .map(|a| parse_address(&a))
+                .unwrap_or_default(),
             name,
         })
         .collect()
+}
+
+/// A number attribute of controller `name` (`ctrl_loss_tmo`,
+/// `reconnect_delay`, `kato`, `queue_count`).
+pub fn controller_number(name: &str, attr: &str) -> Option<u32> {
+    read_trim(&Path::new(CLASS_NVME).join(name).join(attr))?
+        .parse()
+        .ok()
+}
+
+/// The block-layer I/O timeout in seconds of the first path device of
+/// `nqn` that has one.
+pub fn io_timeout_s(nqn: &str) -> Option<u32> {
+    for c in controllers(nqn) {
+        for (n, p) in entries(&Path::new(CLASS_NVME).join(&c.name)) {
+            if n.starts_with("nvme") && n.contains('n') {
+                if let Some(ms) = read_trim(&p.join("queue/io_timeout")) {
+                    if let Ok(ms) = ms.parse::<u64>() {
+                        return u32::try_from(ms / 1000).ok();
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Whether `nqn` has a controller that is, or is becoming, usable (not
@@ -117,6 +162,28 @@ pub fn connected(nqn: &str) -> bool {
 
 /// Connects to the volume's target with `nvme connect`.
 pub async fn connect(p: &ConnectParams, host_nqn: &str) -> NodeResult<()> {
+    run_connect(p, host_nqn, false).await
+}
+
+/// Connects one more path of a connected volume (native multipath: the
+/// new controller joins the volume's subsystem); fails unless a controller
+/// at `p.host:p.port` exists afterwards.
+pub async fn connect_path(p: &ConnectParams, host_nqn: &str) -> NodeResult<Controller> {
+    run_connect(p, host_nqn, true).await?;
+    let want = format!("{}:{}", p.host, p.port);
+    controllers(&p.nqn)
+        .into_iter()
+        .find(|c| c.address == want)
+        .ok_or_else(|| {
+            NodeError::internal(format!(
+                "nvme connect to {want} {} left no controller there (controllers: {})",
+                p.nqn,
+                describe(&controllers(&p.nqn))
+            ))
+        })
+}
+
+async fn run_connect(p: &ConnectParams, host_nqn: &str, only_address: bool) -> NodeResult<()> {
     let port = p.port.to_string();
     let loss = p.ctrl_loss_tmo_s.to_string();
     let kato = p.keep_alive_tmo_s.to_string();
@@ -145,8 +212,9 @@ pub async fn connect(p: &ConnectParams, host_nqn: &str) -> NodeResult<()> {
     }
     let out = exec::run("nvme", &args, NVME_CONNECT_LIMIT).await?;
     if !out.success() {
-        // A racing connect (another stage after a restart) is fine.
-        if connected(&p.nqn) {
+        // A racing connect (another stage after a restart) is fine; for a
+        // further path (`only_address`), only that path counts.
+        if connected(&p.nqn) && !only_address {
             return Ok(());
         }
         return Err(NodeError::internal(format!(
@@ -324,6 +392,11 @@ mod tests {
         assert!(is_ctrl_name("nvme0") && is_ctrl_name("nvme12"));
         assert!(!is_ctrl_name("nvme0n1") && !is_ctrl_name("nvme") && !is_ctrl_name("nvme-subsys0"));
         assert!(is_ns_name("nvme0n1") && is_ns_name("nvme10n22"));
+        assert_eq!(
+            parse_address("traddr=10.0.2.100,trsvcid=4420,src_addr=10.0.2.15"),
+            "10.0.2.100:4420"
+        );
+        assert_eq!(parse_address("traddr=10.0.2.100"), "");
         for n in [
             "nvme0c0n1",
             "ng0n1",

@@ -1,4 +1,5 @@
-//! `csi-node`'s servers: the Identity and Node services on the kubelet's
+//! `csi-node`'s servers: the Identity and Node services (and the HA
+//! contract's `NodePathRpc`, see [`super::path`]) on the kubelet's
 //! unix socket and on a TCP endpoint (for tools and tests that cannot reach
 //! the socket), until the shutdown token is cancelled.
 
@@ -8,7 +9,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
-use super::{config::NodeConfig, nvme, pb, service::NodeService};
+use super::{config::NodeConfig, nvme, path::NodePathService, pb, service::NodeService};
+use crate::ha::node_path_rpc_server::NodePathRpcServer;
 use crate::identity::{IdentityService, Readiness};
 
 /// `Probe`: ready when the kernel NVMe/TCP host is there.
@@ -65,12 +67,14 @@ pub async fn run(
         tracing::error!("{}", nvme::NO_NVME_TCP);
     }
     tracing::info!(node = %cfg.node_name, host_nqn = %cfg.host_nqn(), "csi-node starting");
+    let path = NodePathService::new(cfg.clone());
     let node = NodeService::new(cfg);
     let identity = IdentityService::new(node_plugin_capabilities(), Arc::new(NvmeTcpReadiness));
     let router = || {
         Server::builder()
             .add_service(pb::identity_server::IdentityServer::new(identity.clone()))
             .add_service(pb::node_server::NodeServer::new(node.clone()))
+            .add_service(NodePathRpcServer::new(path.clone()))
     };
     let tcp = match endpoints.grpc {
         Some(addr) => {

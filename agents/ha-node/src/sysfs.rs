@@ -1,0 +1,244 @@
+//! The kernel's NVMe-over-Fabrics controllers of our volumes, read from
+//! sysfs (under a configurable root, so tests use a made-up tree):
+//!
+//! ```text
+//! <root>/class/nvme/nvmeC/{subsysnqn,state,address,delete_controller}
+//! <root>/module/nvme_core/parameters/multipath      Y | N
+//! ```
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use io_engine_api::names::{HOST_NQN_PREFIX, NQN_PREFIX};
+
+/// One controller (one path) of a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Controller {
+    /// `nvme3`.
+    pub name: String,
+    /// Subsystem NQN: `nqn.2019-05.io.openebs:<volume-uuid>`.
+    pub nqn: String,
+    /// `live`, `connecting`, `resetting`, `deleting`, ...
+    pub state: String,
+    /// `TRADDR:TRSVCID` of its target.
+    pub address: String,
+}
+
+impl Controller {
+    pub fn live(&self) -> bool {
+        self.state == "live"
+    }
+}
+
+/// Whether `nqn` is a volume target of ours.
+pub fn is_volume_nqn(nqn: &str) -> bool {
+    nqn.strip_prefix(NQN_PREFIX)
+        .is_some_and(|id| !nqn.starts_with(HOST_NQN_PREFIX) && uuid::Uuid::parse_str(id).is_ok())
+}
+
+/// `TRADDR:TRSVCID` of a controller's `address` attribute.
+pub fn parse_address(attr: &str) -> String {
+    let field = |k: &str| {
+        attr.split(',')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.to_owned())
+    };
+    match (field("traddr"), field("trsvcid")) {
+        (Some(a), Some(p)) => format!("{a}:{p}"),
+        _ => String::new(),
+    }
+}
+
+fn read_trim(p: &Path) -> Option<String> {
+    fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
+}
+
+/// sysfs under `root`.
+#[derive(Debug, Clone)]
+pub struct Sysfs {
+    root: PathBuf,
+}
+
+impl Sysfs {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn class(&self) -> PathBuf {
+        self.root.join("class/nvme")
+    }
+
+    /// Whether the kernel's native NVMe multipath is on.
+    pub fn multipath(&self) -> bool {
+        read_trim(&self.root.join("module/nvme_core/parameters/multipath"))
+            .is_some_and(|v| v == "Y" || v == "1")
+    }
+
+    /// Every controller of a volume of ours, sorted by name.
+    pub fn controllers(&self) -> Vec<Controller> {
+        let Ok(rd) = fs::read_dir(self.class()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Controller> = rd
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let digits = name.strip_prefix("nvme")?;
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let p = e.path();
+                let nqn = read_trim(&p.join("subsysnqn"))?;
+                is_volume_nqn(&nqn).then(|| Controller {
+                    state: read_trim(&p.join("state")).unwrap_or_else(|| "unknown".into()),
+                    address: read_trim(&p.join("address"))
+                        .map(|a| parse_address(&a))
+                        .unwrap_or_default(),
+                    nqn,
+                    name,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The controllers of `nqn` at `address`.
+    pub fn at(&self, nqn: &str, address: &str) -> Vec<Controller> {
+        self.controllers()
+            .into_iter()
+            .filter(|c| c.nqn == nqn && c.address == address)
+            .collect()
+    }
+
+    /// Deletes the controllers of `nqn` at `address` and waits (bounded)
+    /// until they are gone; nothing to do when there is none.
+    pub async fn delete(&self, nqn: &str, address: &str, limit: Duration) -> Result<(), String> {
+        for c in self.at(nqn, address) {
+            let f = self.class().join(&c.name).join("delete_controller");
+            if let Err(e) = fs::write(&f, "1") {
+                // It may have gone between the listing and the write.
+                if f.exists() {
+                    return Err(format!("cannot delete controller {}: {e}", c.name));
+                }
+            }
+            tracing::info!(controller = %c.name, address, "controller deleted");
+        }
+        let start = Instant::now();
+        loop {
+            let left = self.at(nqn, address);
+            if left.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() >= limit {
+                return Err(format!(
+                    "controllers of {nqn} at {address} still there after {limit:?}: {}",
+                    left.iter()
+                        .map(|c| format!("{} {}", c.name, c.state))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (bounded) until `nqn` has a live controller at `address`; its
+    /// name.
+    pub async fn wait_live(
+        &self,
+        nqn: &str,
+        address: &str,
+        limit: Duration,
+    ) -> Result<String, String> {
+        let start = Instant::now();
+        loop {
+            let at = self.at(nqn, address);
+            if let Some(c) = at.iter().find(|c| c.live()) {
+                return Ok(c.name.clone());
+            }
+            if start.elapsed() >= limit {
+                return Err(format!(
+                    "no live controller of {nqn} at {address} after {limit:?} ({})",
+                    if at.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        at.iter()
+                            .map(|c| format!("{} {}", c.name, c.state))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub const VOL: &str = "nqn.2019-05.io.openebs:0b0f8a5c-3c3a-4a2e-9a52-2e7fa7b1c1d2";
+
+    /// A made-up controller under `root`.
+    pub fn ctrl(root: &Path, name: &str, nqn: &str, state: &str, addr: &str) {
+        let d = root.join("class/nvme").join(name);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("subsysnqn"), format!("{nqn}\n")).unwrap();
+        fs::write(d.join("state"), format!("{state}\n")).unwrap();
+        let (a, p) = addr.split_once(':').unwrap();
+        fs::write(
+            d.join("address"),
+            format!("traddr={a},trsvcid={p},src_addr=10.0.2.15\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn only_volume_controllers_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        ctrl(dir.path(), "nvme0", VOL, "live", "10.0.2.100:4420");
+        ctrl(
+            dir.path(),
+            "nvme1",
+            "nqn.2014-08.org.nvmexpress.discovery",
+            "live",
+            "10.0.2.100:4420",
+        );
+        ctrl(
+            dir.path(),
+            "nvme2",
+            "nqn.2019-05.io.openebs:node-name:x",
+            "live",
+            "1.2.3.4:1",
+        );
+        fs::create_dir_all(dir.path().join("class/nvme/nvme0n1")).unwrap();
+        let s = Sysfs::new(dir.path());
+        let all = s.controllers();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].address, "10.0.2.100:4420");
+        assert_eq!(all[0].state, "live");
+        assert!(!s.multipath());
+        fs::create_dir_all(dir.path().join("module/nvme_core/parameters")).unwrap();
+        fs::write(
+            dir.path().join("module/nvme_core/parameters/multipath"),
+            "Y\n",
+        )
+        .unwrap();
+        assert!(s.multipath());
+    }
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(
+            parse_address("traddr=10.0.2.100,trsvcid=4420,src_addr=10.0.2.15"),
+            "10.0.2.100:4420"
+        );
+        assert_eq!(parse_address("traddr=10.0.2.100"), "");
+    }
+}
