@@ -53,12 +53,14 @@ pub(super) async fn nexus_vs_replica(
     let leg = &setup.legs[0];
     let replica = Subject {
         io_stats: None,
+        target_pid: None,
         name: pairing.baseline(),
         dev: Arc::clone(&leg.replica),
         region: leg.replica_region,
     };
     let nexus = Subject {
         io_stats: None,
+        target_pid: None,
         name: pairing.candidate(),
         dev: setup.create_nexus(&[0]).await?,
         region: setup.region(),
@@ -82,6 +84,7 @@ pub(super) async fn stats_cost(
             let leg = &setup.legs[0];
             let subject = |name, on| Subject {
                 io_stats: Some(on),
+                target_pid: None,
                 name,
                 dev: Arc::clone(&leg.replica),
                 region: leg.replica_region,
@@ -96,6 +99,7 @@ pub(super) async fn stats_cost(
             let dev = setup.create_nexus(&[0]).await?;
             let subject = |name, on| Subject {
                 io_stats: Some(on),
+                target_pid: None,
                 name,
                 dev: Arc::clone(&dev),
                 region: setup.region(),
@@ -119,12 +123,14 @@ pub(super) async fn nexus_2_vs_1(
     report.pairing = Some(pairing);
     let one = Subject {
         io_stats: None,
+        target_pid: None,
         name: pairing.baseline(),
         dev: setup.create_nexus(&[0]).await?,
         region: setup.region(),
     };
     let two = Subject {
         io_stats: None,
+        target_pid: None,
         name: pairing.candidate(),
         dev: setup.create_nexus(&[0, 1]).await?,
         region: setup.region(),
@@ -150,6 +156,7 @@ pub(super) async fn rebuild_vs_copy(
     for (name, leg) in [("source", a), ("dest", b)] {
         let replica = Subject {
             io_stats: None,
+            target_pid: None,
             name,
             dev: Arc::clone(&leg.replica),
             region: leg.replica_region,
@@ -158,6 +165,7 @@ pub(super) async fn rebuild_vs_copy(
         if !shared {
             let raw = Subject {
                 io_stats: None,
+                target_pid: None,
                 name,
                 dev: Arc::clone(&leg.raw),
                 region: leg.raw_region,
@@ -171,6 +179,7 @@ pub(super) async fn rebuild_vs_copy(
     report.targets.push(
         Subject {
             io_stats: None,
+            target_pid: None,
             name: "nexus",
             dev: Arc::clone(&nexus),
             region: setup.region(),
@@ -181,6 +190,7 @@ pub(super) async fn rebuild_vs_copy(
         report.targets.push(
             Subject {
                 io_stats: None,
+                target_pid: None,
                 name,
                 dev: Arc::clone(&leg.raw),
                 region: Region {
@@ -245,12 +255,14 @@ pub(super) async fn finish_comparison(
     report.pairing = Some(pairing);
     let raw = Subject {
         io_stats: None,
+        target_pid: None,
         name: pairing.baseline(),
         dev: Arc::clone(&setup.raw),
         region: setup.raw_region,
     };
     let replica = Subject {
         io_stats: None,
+        target_pid: None,
         name: pairing.candidate(),
         dev: Arc::clone(&setup.replica),
         region: setup.replica_region,

@@ -19,7 +19,13 @@
 //!   nexus child against a plain copy of the same bytes between the two
 //!   backing devices;
 //! - [`Target::StatsCost`]: the same replica (or 1-child nexus) with the
-//!   engine's I/O statistics off and on, to show what they cost.
+//!   engine's I/O statistics off and on, to show what they cost;
+//! - [`Target::NvmfVsRaw`], [`Target::RemoteNexus2Vs1`],
+//!   [`Target::NvmfIdle`]: a real `io-engine` (started and pinned by this
+//!   process, see [`engine`]) shares replicas over NVMe/TCP and our
+//!   initiator drives them; the engine's CPU per I/O is measured with ours
+//!   (see [`nvmf`]). `--device nvmf://...` with a target PID does the same
+//!   for any target.
 //!
 //! The working set is written once (untimed) before the first
 //! measurement, so reads hit real data and writes overwrite allocated
@@ -37,7 +43,9 @@
 //! Threading model: [`run`] must be called on a multi-thread tokio runtime;
 //! each queue slot of a workload is its own task (see [`runner`]).
 
+pub mod engine;
 pub mod nexus;
+pub mod nvmf;
 pub mod report;
 pub mod runner;
 pub mod setup;
@@ -53,6 +61,7 @@ use std::{
 use blockdev::{BlockDevice, DiskUri, OpenOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+pub use engine::{pin_process, pin_thread, EngineSpec};
 pub use nexus::BackingSpec;
 pub use report::{Pairing, Report};
 pub use runner::{Region, Sample};
@@ -101,6 +110,8 @@ pub enum BenchError {
     Nexus(#[source] io_engine::nexus::NexusError),
     #[error("{0}")]
     Rebuild(String),
+    #[error("io-engine: {0}")]
+    Engine(String),
 }
 
 /// What to measure.
@@ -125,6 +136,16 @@ pub enum Target {
     /// same 1-child nexus over it, with statistics off and on (the
     /// process-wide switch flipped between runs, alternating).
     StatsCost(BackingSpec, StatsLayer),
+    /// A replica shared over NVMe/TCP by an engine this process starts,
+    /// through our initiator, against the raw backing through the device
+    /// layer (see [`nvmf`]).
+    NvmfVsRaw(BackingSpec),
+    /// A nexus with one remote child against one with two (replicas on
+    /// two engines this process starts).
+    RemoteNexus2Vs1(BackingSpec),
+    /// An engine with this many shared replicas and one connected host
+    /// each, idle for the runtime: CPU of both sides.
+    NvmfIdle(usize),
 }
 
 /// Which layer [`Target::StatsCost`] measures.
@@ -162,6 +183,11 @@ pub struct BenchConfig {
     /// Show progress bars on stderr.
     pub progress: bool,
     pub seed: u64,
+    /// PID of the NVMe/TCP target process of a `Target::Device` nvmf://
+    /// URI, whose CPU per I/O is then reported too.
+    pub target_pid: Option<u32>,
+    /// The engines the NVMe/TCP modes start.
+    pub engine: EngineSpec,
 }
 
 impl BenchConfig {
@@ -200,6 +226,9 @@ struct Subject<D> {
     /// Engine I/O statistics on (`Some(true)`) or off while this subject
     /// runs (`None`: leave the process-wide switch as it is).
     io_stats: Option<bool>,
+    /// The process serving the device (an NVMe/TCP target), whose CPU is
+    /// measured with each run.
+    target_pid: Option<u32>,
 }
 
 impl<D: BlockDevice + 'static> Subject<D> {
@@ -242,11 +271,20 @@ impl<D: BlockDevice + 'static> Subject<D> {
         self.apply_stats_switch();
         if !cfg.ramp.is_zero() {
             let bar = new_bar(cfg, "ms", format!("{:<8} {:<18} ramp", self.name, w.name()));
-            runner::run_workload(&self.dev, self.region, w, cfg.ramp, !seed, &bar).await?;
+            runner::run_workload(&self.dev, self.region, w, cfg.ramp, !seed, None, &bar).await?;
             bar.finish_and_clear();
         }
         let bar = new_bar(cfg, "ms", format!("{:<8} {:<18}", self.name, w.name()));
-        let s = runner::run_workload(&self.dev, self.region, w, cfg.runtime, seed, &bar).await?;
+        let s = runner::run_workload(
+            &self.dev,
+            self.region,
+            w,
+            cfg.runtime,
+            seed,
+            self.target_pid,
+            &bar,
+        )
+        .await?;
         bar.finish_with_message(format!(
             "{:>9.0} IOPS  p50 {:.0}us  p99 {:.0}us",
             s.iops(),
@@ -271,6 +309,7 @@ impl<D: BlockDevice + 'static> Subject<D> {
             cpu_user_s: s.cpu.user.as_secs_f64(),
             cpu_system_s: s.cpu.system.as_secs_f64(),
             cpu_us_per_io: s.cpu_us_per_io(),
+            target_cpu_us_per_io: s.target_cpu_us_per_io(),
             host_other_pct: s.host.map(|h| h.other_pct),
             host_steal_pct: s.host.map(|h| h.steal_pct),
             attempts: 1,
@@ -347,26 +386,18 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
         summary: Vec::new(),
         copies: Vec::new(),
         copy_comparisons: Vec::new(),
+        idle: None,
     };
     match &cfg.target {
         Target::Device(uri) if uri.starts_with("nvmf://") => {
             // Any NVMe/TCP target (ours or the kernel's) through our
             // initiator.
             report.session.mode = "nvmf".into();
-            let ctrl =
-                nvmf_host::Controller::connect_uri(uri)
-                    .await
-                    .map_err(|e| BenchError::Nvmf {
-                        uri: uri.clone(),
-                        message: e.to_string(),
-                    })?;
-            let ns = ctrl.namespace(1).await.map_err(|e| BenchError::Nvmf {
-                uri: uri.clone(),
-                message: e.to_string(),
-            })?;
+            let (ctrl, ns) = nvmf::connect(uri).await?;
             let size = ns.info().size_bytes();
             let subject = Subject {
                 io_stats: None,
+                target_pid: cfg.target_pid,
                 name: "nvmf",
                 dev: Arc::new(ns),
                 region: Region {
@@ -374,10 +405,23 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
                     len_bytes: cfg.size_bytes.min(size),
                 },
             };
-            measure_alone(cfg, &subject, &mut report).await?;
+            let result = measure_alone(cfg, &subject, &mut report).await;
             if let Err(e) = ctrl.disconnect().await {
                 tracing::warn!(error = %e, "disconnect failed");
             }
+            result?;
+        }
+        Target::NvmfVsRaw(spec) => {
+            report.session.mode = mode_name("nvmf-vs-raw", spec);
+            nvmf::nvmf_vs_raw(cfg, spec, &mut report).await?;
+        }
+        Target::RemoteNexus2Vs1(spec) => {
+            report.session.mode = mode_name("remote-nexus-2-vs-1", spec);
+            nvmf::remote_nexus_2_vs_1(cfg, spec, &mut report).await?;
+        }
+        Target::NvmfIdle(count) => {
+            report.session.mode = "nvmf-idle".into();
+            nvmf::idle_cpu(cfg, *count, &mut report).await?;
         }
         Target::Device(uri) => {
             report.session.mode = "device".into();
@@ -391,6 +435,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
             let size = dev.info().size_bytes();
             let raw = Subject {
                 io_stats: None,
+                target_pid: None,
                 name: "raw",
                 dev: Arc::new(dev),
                 region: Region {
@@ -545,7 +590,7 @@ pub fn machine_info(file: Option<&Path>) -> MachineInfo {
         })
         .unwrap_or_else(|| "unknown".into());
     MachineInfo {
-        nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        nproc: stats::online_cpus(),
         kernel,
         cpu_model,
         filesystem: file.and_then(filesystem_of),

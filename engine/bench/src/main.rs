@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Parser, ValueEnum};
-use io_bench::{BackingSpec, BenchConfig, StatsLayer, Target, Workload};
+use io_bench::{BackingSpec, BenchConfig, EngineSpec, StatsLayer, Target, Workload};
 use mayastor_common::log::{init_tracing_with_default, LogFormat};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -26,7 +26,8 @@ enum Output {
     ArgGroup::new("mode")
         .required(true)
         .args(["device", "replica_vs_raw", "nexus_vs_replica", "nexus_2_vs_1", "rebuild_vs_copy",
-            "stats_cost_replica", "stats_cost_nexus"])
+            "stats_cost_replica", "stats_cost_nexus", "nvmf_vs_raw", "remote_nexus_2_vs_1",
+            "nvmf_idle"])
 ))]
 struct Args {
     /// Drive this blockdev URI raw (aio:///path, uring:///path,
@@ -71,6 +72,61 @@ struct Args {
     /// (statistics counted at the nexus and the replica).
     #[arg(long, value_name = "FILE")]
     stats_cost_nexus: Option<PathBuf>,
+
+    /// Start an io-engine, let it share a thick replica on FILE over
+    /// NVMe/TCP, and compare that replica through our initiator with FILE
+    /// driven raw through the device layer (the same bytes), reporting
+    /// both sides' CPU per I/O. `malloc:` puts the replica on a RAM disk
+    /// and compares with a RAM disk of this process. Target and client are
+    /// pinned to CPUs 0 and 1 unless --target-cpu/--client-cpu say
+    /// otherwise.
+    #[arg(long, value_name = "FILE")]
+    nvmf_vs_raw: Option<PathBuf>,
+
+    /// Start two io-engines, each sharing a replica on FILE and FILE.2
+    /// (`malloc:`: RAM disks), and compare an in-process nexus with both
+    /// remote children against one with the first only. Pinned as
+    /// --nvmf-vs-raw (both engines on the target CPU).
+    #[arg(long = "remote-nexus-2-vs-1", value_name = "FILE")]
+    remote_nexus_2_vs_1: Option<PathBuf>,
+
+    /// Start an io-engine with N shared RAM replicas, connect one host
+    /// (our initiator) to each, stay idle for --runtime seconds and report
+    /// the CPU of the engine and of the hosts.
+    #[arg(long, value_name = "N")]
+    nvmf_idle: Option<usize>,
+
+    /// PID of the NVMe/TCP target of --device nvmf://...: its CPU per I/O
+    /// is reported too (TGT-CPU/IO).
+    #[arg(long, value_name = "PID")]
+    target_pid: Option<u32>,
+
+    /// Pin the target (the engines io-bench starts, or --target-pid's
+    /// threads) to this CPU.
+    #[arg(long, value_name = "CPU")]
+    target_cpu: Option<usize>,
+
+    /// Pin io-bench itself (every thread, including the runtime's) to this
+    /// CPU; the runtime then has one worker unless --threads says more.
+    #[arg(long, value_name = "CPU")]
+    client_cpu: Option<usize>,
+
+    /// Do not pin in the NVMe/TCP modes (default there: target on CPU 0,
+    /// io-bench on CPU 1).
+    #[arg(long)]
+    no_pin: bool,
+
+    /// io-engine binary for the NVMe/TCP modes (default: next to io-bench).
+    #[arg(long, value_name = "PATH")]
+    engine_bin: Option<PathBuf>,
+
+    /// io-engine-client binary (default: next to io-bench).
+    #[arg(long, value_name = "PATH")]
+    client_bin: Option<PathBuf>,
+
+    /// Loopback IP the started engines listen on.
+    #[arg(long, value_name = "IP", default_value = "127.0.170.1")]
+    engine_ip: std::net::IpAddr,
 
     /// Run with the engine's I/O statistics off (in any mode; the
     /// --stats-cost-* modes flip them themselves).
@@ -180,7 +236,18 @@ fn target(args: &Args) -> anyhow::Result<Target> {
             stats_cost_nexus: Some(path),
             ..
         } => Target::StatsCost(spec(path), StatsLayer::Nexus),
-        _ => bail!("give one of --device, --replica-vs-raw, --nexus-vs-replica, --nexus-2-vs-1, --rebuild-vs-copy, --stats-cost-replica and --stats-cost-nexus"),
+        Args {
+            nvmf_vs_raw: Some(path),
+            ..
+        } => Target::NvmfVsRaw(spec(path)),
+        Args {
+            remote_nexus_2_vs_1: Some(path),
+            ..
+        } => Target::RemoteNexus2Vs1(spec(path)),
+        Args {
+            nvmf_idle: Some(n), ..
+        } => Target::NvmfIdle(*n),
+        _ => bail!("give one of --device, --replica-vs-raw, --nexus-vs-replica, --nexus-2-vs-1, --rebuild-vs-copy, --stats-cost-replica, --stats-cost-nexus, --nvmf-vs-raw, --remote-nexus-2-vs-1 and --nvmf-idle"),
     })
 }
 
@@ -200,6 +267,28 @@ fn main() -> anyhow::Result<()> {
         .checked_mul(1 << 20)
         .context("--size is too large")?;
     let target = target(&args)?;
+    let starts_engines = matches!(
+        target,
+        Target::NvmfVsRaw(_) | Target::RemoteNexus2Vs1(_) | Target::NvmfIdle(_)
+    );
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let default_pin = starts_engines && !args.no_pin && ncpu >= 2;
+    let target_cpu = args.target_cpu.or(default_pin.then_some(0));
+    let client_cpu = args.client_cpu.or(default_pin.then_some(1));
+    if args.target_pid.is_some()
+        && !matches!(&target, Target::Device(u) if u.starts_with("nvmf://"))
+    {
+        bail!("--target-pid goes with --device nvmf://...");
+    }
+    if let (Some(pid), Some(cpu)) = (args.target_pid, target_cpu) {
+        io_bench::pin_process(pid, cpu)
+            .with_context(|| format!("cannot pin process {pid} to CPU {cpu}"))?;
+    }
+    if let Some(cpu) = client_cpu {
+        // Before the runtime exists: its threads inherit the mask.
+        io_bench::pin_thread(0, cpu)
+            .with_context(|| format!("cannot pin io-bench to CPU {cpu}"))?;
+    }
     if args.stats_off {
         io_engine::stats::set_enabled(false);
     }
@@ -219,6 +308,13 @@ fn main() -> anyhow::Result<()> {
         max_other_pct: args.max_other_pct,
         progress: !args.quiet,
         seed: args.seed,
+        target_pid: args.target_pid,
+        engine: EngineSpec {
+            engine_bin: args.engine_bin.clone(),
+            client_bin: args.client_bin.clone(),
+            ip: args.engine_ip,
+            cpu: target_cpu,
+        },
     };
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -285,6 +381,18 @@ mod tests {
         assert!(matches!(
             parse(&["--stats-cost-nexus", "malloc:", "--stats-off"]),
             Ok(Target::StatsCost(BackingSpec::Malloc, StatsLayer::Nexus))
+        ));
+        assert!(matches!(
+            parse(&["--nvmf-vs-raw", "malloc:"]),
+            Ok(Target::NvmfVsRaw(BackingSpec::Malloc))
+        ));
+        assert!(matches!(
+            parse(&["--remote-nexus-2-vs-1", "/tmp/y.img"]),
+            Ok(Target::RemoteNexus2Vs1(BackingSpec::File(_)))
+        ));
+        assert!(matches!(
+            parse(&["--nvmf-idle", "10"]),
+            Ok(Target::NvmfIdle(10))
         ));
     }
 

@@ -270,7 +270,7 @@ where
     let bytes = f.await?;
     let elapsed = start.elapsed();
     let cpu = CpuTime::now().since(cpu_before);
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ncpu = crate::stats::online_cpus();
     let host = host_before
         .zip(HostCpu::now())
         .and_then(|(before, after)| after.load_since(before, cpu.total(), elapsed, ncpu));

@@ -28,6 +28,9 @@ pub enum Pairing {
     Nexus2Vs1,
     /// The same target with the engine's I/O statistics on against off.
     StatsOnVsOff,
+    /// A replica shared over NVMe/TCP (our initiator against an engine's
+    /// target) against the raw backing under it.
+    NvmfVsRaw,
 }
 
 impl Pairing {
@@ -38,6 +41,7 @@ impl Pairing {
             Pairing::NexusVsReplica => "replica",
             Pairing::Nexus2Vs1 => "nexus-1",
             Pairing::StatsOnVsOff => "stats-off",
+            Pairing::NvmfVsRaw => "raw",
         }
     }
 
@@ -48,6 +52,7 @@ impl Pairing {
             Pairing::NexusVsReplica => "nexus",
             Pairing::Nexus2Vs1 => "nexus-2",
             Pairing::StatsOnVsOff => "stats-on",
+            Pairing::NvmfVsRaw => "nvmf",
         }
     }
 
@@ -61,12 +66,16 @@ impl Pairing {
     /// depth 1 is informational), and 92 % for the second child on 4k
     /// random writes at queue depth 32 (the other workloads are
     /// informational there); statistics may cost at most 2 % at queue
-    /// depth 32.
+    /// depth 32; a replica over NVMe/TCP reaches 80 % of the raw backing on
+    /// 4k random I/O at queue depth 32.
     pub fn target_ratio(self, w: Workload) -> Option<f64> {
         match self {
             Pairing::ReplicaVsRaw | Pairing::NexusVsReplica => w.target_ratio(),
             Pairing::Nexus2Vs1 => (w == Workload::RandWrite4kQd32).then_some(0.92),
             Pairing::StatsOnVsOff => (w.queue_depth() == 32).then_some(0.98),
+            Pairing::NvmfVsRaw => {
+                (w == Workload::RandRead4kQd32 || w == Workload::RandWrite4kQd32).then_some(0.80)
+            }
         }
     }
 }
@@ -130,6 +139,9 @@ pub struct WorkloadResult {
     pub cpu_user_s: f64,
     pub cpu_system_s: f64,
     pub cpu_us_per_io: f64,
+    /// CPU per I/O of the target process (an NVMe/TCP target whose PID is
+    /// known), measured over the same span.
+    pub target_cpu_us_per_io: Option<f64>,
     /// CPU busy with other work during the run, % of all CPUs (steal
     /// included); high values mean the run was disturbed.
     pub host_other_pct: Option<f64>,
@@ -223,6 +235,24 @@ pub struct CopyComparison {
 pub const REBUILD: &str = "rebuild";
 pub const RAW_COPY: &str = "raw-copy";
 
+/// CPU of an idle engine serving shared replicas to connected hosts
+/// (`--nvmf-idle`).
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleResult {
+    pub replicas: usize,
+    /// Hosts (our initiator, one controller each) connected.
+    pub hosts: usize,
+    pub elapsed_s: f64,
+    pub engine_cpu_s: f64,
+    /// Engine CPU in % of one core.
+    pub engine_core_pct: f64,
+    /// This process's CPU (the connected initiators).
+    pub initiator_cpu_s: f64,
+    pub initiator_core_pct: f64,
+    /// Keep-alive timeout of the hosts (a Keep Alive every half of it).
+    pub keep_alive_ms: u32,
+}
+
 /// Everything a session measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -238,6 +268,8 @@ pub struct Report {
     /// Rebuild and raw copy runs (rebuild-vs-copy mode only).
     pub copies: Vec<CopyResult>,
     pub copy_comparisons: Vec<CopyComparison>,
+    /// Idle CPU (`--nvmf-idle` mode only).
+    pub idle: Option<IdleResult>,
 }
 
 fn pct(r: Option<f64>) -> String {
@@ -403,19 +435,29 @@ impl Report {
                 }
             }
         };
+        // The target's CPU column only when some target was measured, so
+        // the other modes' tables stay as they were.
+        let tgt = self
+            .results
+            .iter()
+            .any(|r| r.target_cpu_us_per_io.is_some());
         if !self.results.is_empty() {
             round_col(&mut s, None);
-            let _ = writeln!(
+            let _ = write!(
                 s,
-                "{:<9} {:<18} {:>9} {:>9} {:>9} {:>9} {:>11} {:>8}",
-                "TARGET", "WORKLOAD", "IOPS", "MiB/s", "p50(us)", "p99(us)", "CPU/IO(us)", "OTHER%"
+                "{:<9} {:<18} {:>9} {:>9} {:>9} {:>9} {:>11}",
+                "TARGET", "WORKLOAD", "IOPS", "MiB/s", "p50(us)", "p99(us)", "CPU/IO(us)"
             );
+            if tgt {
+                let _ = write!(s, " {:>14}", "TGT-CPU/IO(us)");
+            }
+            let _ = writeln!(s, " {:>8}", "OTHER%");
         }
         for r in &self.results {
             round_col(&mut s, Some(r.round));
-            let _ = writeln!(
+            let _ = write!(
                 s,
-                "{:<9} {:<18} {:>9.0} {:>9.1} {:>9} {:>9} {:>11} {:>8}",
+                "{:<9} {:<18} {:>9.0} {:>9.1} {:>9} {:>9} {:>11}",
                 r.target,
                 r.workload.name(),
                 r.iops,
@@ -423,8 +465,12 @@ impl Report {
                 us(r.p50_us),
                 us(r.p99_us),
                 us(r.cpu_us_per_io),
-                other(r.host_other_pct, r.attempts)
             );
+            if tgt {
+                let t = r.target_cpu_us_per_io.map_or_else(|| "-".to_string(), us);
+                let _ = write!(s, " {t:>14}");
+            }
+            let _ = writeln!(s, " {:>8}", other(r.host_other_pct, r.attempts));
         }
         let pairing = self.pairing.unwrap_or(Pairing::ReplicaVsRaw);
         let ratio_head = format!("{} IOPS", pairing.label());
@@ -480,6 +526,18 @@ impl Report {
                     verdict(m.target_iops_ratio, m.meets_target)
                 );
             }
+        }
+        if let Some(i) = &self.idle {
+            let _ = writeln!(
+                s,
+                "{:<9} {:>6} {:>10} {:>16} {:>18}",
+                "REPLICAS", "HOSTS", "SECONDS", "ENGINE %CORE", "INITIATOR %CORE"
+            );
+            let _ = writeln!(
+                s,
+                "{:<9} {:>6} {:>10.1} {:>16.3} {:>18.3}",
+                i.replicas, i.hosts, i.elapsed_s, i.engine_core_pct, i.initiator_core_pct
+            );
         }
         if !self.copies.is_empty() {
             round_col(&mut s, None);

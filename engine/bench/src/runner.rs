@@ -62,6 +62,9 @@ pub struct Sample {
     pub elapsed: Duration,
     pub latency: LatencySummary,
     pub cpu: CpuTime,
+    /// CPU of the target process over the same span (NVMe/TCP devices
+    /// whose target's PID is known; `None` otherwise).
+    pub target_cpu: Option<CpuTime>,
     /// Machine-wide CPU use during the run (`None` without `/proc/stat`).
     pub host: Option<HostLoad>,
 }
@@ -77,6 +80,12 @@ impl Sample {
 
     pub fn cpu_us_per_io(&self) -> f64 {
         stats::cpu_us_per_op(self.cpu.total(), self.ops)
+    }
+
+    /// The target process's CPU per I/O, when it was measured.
+    pub fn target_cpu_us_per_io(&self) -> Option<f64> {
+        self.target_cpu
+            .map(|c| stats::cpu_us_per_op(c.total(), self.ops))
     }
 }
 
@@ -223,10 +232,12 @@ async fn run_job<D: BlockDevice + 'static>(
     dev: &Arc<D>,
     job: Job,
     queue_depth: usize,
+    target_pid: Option<u32>,
     mut on_tick: impl FnMut(u64, Duration),
 ) -> Result<Sample, BenchError> {
     let job = Arc::new(job);
     let host_before = HostCpu::now();
+    let target_before = target_pid.and_then(CpuTime::of_pid);
     let cpu_before = CpuTime::now();
     let start = Instant::now();
     let mut handles = Vec::with_capacity(queue_depth);
@@ -248,10 +259,15 @@ async fn run_job<D: BlockDevice + 'static>(
     };
     let elapsed = start.elapsed();
     let cpu = CpuTime::now().since(cpu_before);
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let target_cpu = target_before
+        .zip(target_pid.and_then(CpuTime::of_pid))
+        .map(|(before, after)| after.since(before));
+    // All CPUs of the machine, not only those this process may run on.
+    let ncpu = stats::online_cpus();
+    let measured = cpu.total() + target_cpu.map_or(Duration::ZERO, CpuTime::total);
     let host = host_before
         .zip(HostCpu::now())
-        .and_then(|(before, after)| after.load_since(before, cpu.total(), elapsed, ncpu));
+        .and_then(|(before, after)| after.load_since(before, measured, elapsed, ncpu));
 
     let mut hist = stats::new_histogram();
     let mut ops = 0u64;
@@ -281,6 +297,7 @@ async fn run_job<D: BlockDevice + 'static>(
         elapsed,
         latency: LatencySummary::from_histogram(&hist),
         cpu,
+        target_cpu,
         host,
     })
 }
@@ -288,13 +305,15 @@ async fn run_job<D: BlockDevice + 'static>(
 /// Runs `workload` for `runtime` against `region` of `dev`.
 ///
 /// Write workloads are followed by an untimed flush so the next run does
-/// not pay for this one's write-back.
+/// not pay for this one's write-back. `target_pid`: the process serving
+/// the device (an NVMe/TCP target), whose CPU is measured too.
 pub async fn run_workload<D: BlockDevice + 'static>(
     dev: &Arc<D>,
     region: Region,
     workload: Workload,
     runtime: Duration,
     seed: u64,
+    target_pid: Option<u32>,
     bar: &ProgressBar,
 ) -> Result<Sample, BenchError> {
     let job = Job::new(
@@ -308,11 +327,17 @@ pub async fn run_workload<D: BlockDevice + 'static>(
     )?;
     let runtime_ms = u64::try_from(runtime.as_millis()).unwrap_or(u64::MAX);
     bar.set_length(runtime_ms.max(1));
-    let sample = run_job(dev, job, workload.queue_depth(), |ops, elapsed| {
-        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        bar.set_position(ms.min(runtime_ms));
-        bar.set_message(format!("{:>9.0} IOPS", stats::per_second(ops, elapsed)));
-    })
+    let sample = run_job(
+        dev,
+        job,
+        workload.queue_depth(),
+        target_pid,
+        |ops, elapsed| {
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            bar.set_position(ms.min(runtime_ms));
+            bar.set_message(format!("{:>9.0} IOPS", stats::per_second(ops, elapsed)));
+        },
+    )
     .await?;
     if workload.is_write() {
         dev.flush().await.map_err(|source| BenchError::Io {
@@ -349,7 +374,7 @@ pub async fn fill<D: BlockDevice + 'static>(
         seed,
     )?;
     bar.set_length(region.len_bytes.max(1));
-    let sample = run_job(dev, job, FILL_QUEUE_DEPTH, |ops, _| {
+    let sample = run_job(dev, job, FILL_QUEUE_DEPTH, None, |ops, _| {
         bar.set_position((ops * io_bytes).min(region.len_bytes));
     })
     .await?;
@@ -414,6 +439,7 @@ mod tests {
                 w,
                 Duration::from_millis(300),
                 1,
+                None,
                 &ProgressBar::hidden(),
             )
             .await
@@ -440,6 +466,7 @@ mod tests {
             Workload::RandRead4kQd1,
             Duration::from_millis(10),
             1,
+            None,
             &ProgressBar::hidden(),
         )
         .await
@@ -455,6 +482,7 @@ mod tests {
             Workload::RandRead4kQd1,
             Duration::from_millis(10),
             1,
+            None,
             &ProgressBar::hidden(),
         )
         .await

@@ -87,7 +87,7 @@ fn pool_err(source: io_engine::pool::PoolError) -> BenchError {
 }
 
 /// Smallest disk size whose pool holds `data_bytes` (a multiple of `cs`).
-fn backing_size(data_bytes: u64, block_size: u32, cs: u64) -> Result<u64, BenchError> {
+pub(crate) fn backing_size(data_bytes: u64, block_size: u32, cs: u64) -> Result<u64, BenchError> {
     let mut disk = data_bytes + cs;
     for _ in 0..64 {
         if let Ok(g) = Geometry::new(disk, block_size, cs, DEFAULT_RT_PAGES) {

@@ -130,6 +130,48 @@ impl CpuTime {
     pub fn total(self) -> Duration {
         self.user + self.system
     }
+
+    /// CPU used so far by every thread of process `pid` (live and exited
+    /// threads, from `/proc/PID/stat`, in clock ticks: 10 ms resolution at
+    /// the usual 100 Hz); `None` when the process is gone or unreadable.
+    pub fn of_pid(pid: u32) -> Option<Self> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Self::parse_proc_stat(&text, clock_ticks_per_second())
+    }
+
+    /// Parses the `utime` and `stime` fields (14 and 15) of a
+    /// `/proc/PID/stat` line; the command name (field 2) may hold spaces
+    /// and parentheses, so fields are counted after its last `)`.
+    pub fn parse_proc_stat(line: &str, ticks_per_s: u64) -> Option<Self> {
+        let rest = &line[line.rfind(')')? + 1..];
+        let mut f = rest.split_ascii_whitespace().skip(11);
+        let utime: u64 = f.next()?.parse().ok()?;
+        let stime: u64 = f.next()?.parse().ok()?;
+        let hz = ticks_per_s.max(1);
+        let d = |t: u64| Duration::from_nanos(t.saturating_mul(1_000_000_000 / hz));
+        Some(CpuTime {
+            user: d(utime),
+            system: d(stime),
+        })
+    }
+}
+
+/// CPUs online in the machine (`/proc/stat`'s per-CPU lines count all of
+/// them, whatever this process's affinity).
+pub fn online_cpus() -> usize {
+    // SAFETY: `sysconf` has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(v)
+        .ok()
+        .filter(|v| *v > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// `sysconf(_SC_CLK_TCK)` (100 when it fails).
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: `sysconf` has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(v).ok().filter(|v| *v > 0).unwrap_or(100)
 }
 
 /// Cumulative CPU counters of the whole machine (`/proc/stat`, first line),
@@ -282,6 +324,18 @@ mod tests {
         assert!(HostCpu::parse("cpu0 1 2 3 4 5 6 7 8").is_none());
         assert!(HostCpu::parse("cpu 1 2 x").is_none());
         assert!(HostCpu::now().is_some());
+    }
+
+    #[test]
+    fn cpu_of_a_process_from_proc_stat() {
+        let line = "42 (tokio (w) x) S 1 42 42 0 -1 4194560 10 0 0 0 250 75 0 0 20 0 3 0";
+        let c = CpuTime::parse_proc_stat(line, 100).unwrap();
+        assert_eq!(c.user, Duration::from_millis(2500));
+        assert_eq!(c.system, Duration::from_millis(750));
+        assert!(CpuTime::parse_proc_stat("42 (x) S 1 2", 100).is_none());
+        let me = CpuTime::of_pid(std::process::id()).unwrap();
+        assert!(me.total() <= CpuTime::now().total() + Duration::from_millis(20));
+        assert!(CpuTime::of_pid(u32::MAX).is_none());
     }
 
     #[test]

@@ -17,6 +17,8 @@ fn cfg(target: Target, workloads: Vec<Workload>) -> BenchConfig {
         max_other_pct: None,
         progress: false,
         seed: 42,
+        target_pid: None,
+        engine: EngineSpec::default(),
     }
 }
 
@@ -56,6 +58,7 @@ fn busy_machine_detection() {
         cpu_user_s: 0.0,
         cpu_system_s: 0.0,
         cpu_us_per_io: 0.0,
+        target_cpu_us_per_io: None,
         host_other_pct: other,
         host_steal_pct: None,
         attempts: 1,
@@ -302,4 +305,79 @@ async fn rebuild_vs_copy_on_ram_disks() {
     assert_eq!(r.copy_comparisons.len(), 2);
     assert!(r.copy_comparisons[0].throughput_ratio.unwrap() > 0.0);
     assert!(r.render_table().contains("rebuild/raw-copy"));
+}
+
+/// Engines for the NVMe/TCP modes: the real daemon and client (built, or
+/// `IO_ENGINE_BIN` / `IO_ENGINE_CLIENT_BIN`), on this crate's addresses.
+fn engine_spec(ip: [u8; 4]) -> EngineSpec {
+    EngineSpec {
+        engine_bin: Some(testkit::bin("io-engine", "io-engine")),
+        client_bin: Some(testkit::bin("io-engine-client", "io-engine-client")),
+        ip: std::net::IpAddr::from(ip),
+        cpu: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nvmf_vs_raw_with_a_real_engine_reports_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    for (spec, ip) in [
+        (BackingSpec::Malloc, [127, 0, 170, 2]),
+        (
+            BackingSpec::File(dir.path().join("nvmf.img")),
+            [127, 0, 170, 3],
+        ),
+    ] {
+        let file = match &spec {
+            BackingSpec::File(p) => Some(p.clone()),
+            BackingSpec::Malloc => None,
+        };
+        let mut c = cfg(
+            Target::NvmfVsRaw(spec),
+            vec![Workload::RandRead4kQd32, Workload::RandWrite4kQd32],
+        );
+        c.engine = engine_spec(ip);
+        let r = run(&c).await.unwrap();
+        assert!(r.session.mode.starts_with("nvmf-vs-raw"), "{r:?}");
+        assert_eq!(r.results.len(), 4);
+        for res in &r.results {
+            assert!(res.ops > 0 && res.iops > 0.0, "{res:?}");
+            match res.target.as_str() {
+                // The engine's CPU is measured with the initiator's.
+                "nvmf" => assert!(res.target_cpu_us_per_io.is_some_and(|t| t > 0.0), "{res:?}"),
+                "raw" => assert_eq!(res.target_cpu_us_per_io, None),
+                other => panic!("unexpected target {other}"),
+            }
+        }
+        assert_eq!(r.summary.len(), 2);
+        let table = r.render_table();
+        assert!(
+            table.contains("TGT-CPU/IO(us)") && table.contains("nvmf/raw IOPS"),
+            "{table}"
+        );
+        if let Some(f) = file {
+            assert!(!f.exists(), "the backing file io-bench created is removed");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_engine_with_connected_hosts_is_measured() {
+    let mut c = cfg(Target::NvmfIdle(3), vec![Workload::RandRead4kQd1]);
+    c.engine = engine_spec([127, 0, 170, 4]);
+    c.runtime = Duration::from_millis(1500);
+    let r = run(&c).await.unwrap();
+    let idle = r.idle.clone().expect("idle result");
+    assert_eq!((idle.replicas, idle.hosts), (3, 3));
+    assert!(idle.elapsed_s >= 1.5, "{idle:?}");
+    assert!(
+        idle.engine_core_pct >= 0.0 && idle.engine_core_pct < 100.0,
+        "{idle:?}"
+    );
+    assert!(r.render_table().contains("ENGINE %CORE"));
+    // A bad count is refused.
+    let err = run(&cfg(Target::NvmfIdle(0), vec![Workload::RandRead4kQd1]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 1"), "{err}");
 }

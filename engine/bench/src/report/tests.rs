@@ -21,6 +21,7 @@ fn result(target: &str, iops: f64, p50: f64) -> WorkloadResult {
         cpu_user_s: 0.1,
         cpu_system_s: 0.1,
         cpu_us_per_io: 4.0,
+        target_cpu_us_per_io: None,
         host_other_pct: Some(3.0),
         host_steal_pct: Some(0.0),
         attempts: 1,
@@ -53,6 +54,7 @@ fn report(results: Vec<WorkloadResult>) -> Report {
         summary: Vec::new(),
         copies: Vec::new(),
         copy_comparisons: Vec::new(),
+        idle: None,
     }
 }
 
