@@ -290,6 +290,7 @@ async fn upgrade_component(
     component: ControlPlane,
     target: &str,
 ) -> Result<()> {
+    let started = Instant::now();
     let versions = wait_for(
         progress,
         &format!("control plane: reading the {} version", component.name()),
@@ -310,7 +311,11 @@ async fn upgrade_component(
         .await
         .map_err(|e| UpgradeError::Failed(format!("{}: {e}", component.name())))?;
     if component.version_in(&versions).is_none() {
-        progress.line(format!("✓ {} rolled out on {target}", component.name()));
+        progress.line(format!(
+            "✓ {} rolled out on {target} in {} s",
+            component.name(),
+            started.elapsed().as_secs()
+        ));
         return Ok(());
     }
     let what = format!(
@@ -325,7 +330,11 @@ async fn upgrade_component(
         }
     })
     .await?;
-    progress.line(format!("✓ {} upgraded to {target}", component.name()));
+    progress.line(format!(
+        "✓ {} upgraded to {target} in {} s",
+        component.name(),
+        started.elapsed().as_secs()
+    ));
     Ok(())
 }
 

@@ -70,6 +70,9 @@ pub struct KubernetesPlatform {
     timeouts: Timeouts,
     /// The workloads the release has, in upgrade order.
     present: Vec<(ControlPlane, Kind, &'static str)>,
+    /// Their available pods when the upgrade started (before the core
+    /// agent's restart makes its dependents briefly unready).
+    available_before: BTreeMap<&'static str, i32>,
     /// The io-engine DaemonSet's reference (for Events).
     engine_ref: ObjectReference,
     /// Its pods' label selector (`k=v,...`).
@@ -129,19 +132,24 @@ impl KubernetesPlatform {
             })?;
         let engine_ref = engine.object_ref(&());
         let mut present = Vec::new();
+        let mut available_before = BTreeMap::new();
         for &(component, kind, name) in WORKLOADS {
-            let found = match kind {
+            let available = match kind {
                 Kind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
                     .get_opt(name)
                     .await
-                    .map(|d| d.is_some()),
-                Kind::DaemonSet => daemonsets.get_opt(name).await.map(|d| d.is_some()),
+                    .map(|d| d.as_ref().map(deployment_available)),
+                Kind::DaemonSet => daemonsets
+                    .get_opt(name)
+                    .await
+                    .map(|d| d.as_ref().map(daemonset_available)),
             }
             .map_err(api_error(format!(
                 "cannot read {kind:?} {namespace}/{name}"
             )))?;
-            if found {
+            if let Some(available) = available {
                 present.push((component, kind, name));
+                available_before.insert(name, available);
             }
         }
         Ok(Self {
@@ -151,6 +159,7 @@ impl KubernetesPlatform {
             images,
             timeouts,
             present,
+            available_before,
             engine_ref,
             engine_selector,
         })
@@ -159,6 +168,16 @@ impl KubernetesPlatform {
     /// The workload names found, in upgrade order (for messages and tests).
     pub fn workloads(&self) -> Vec<&'static str> {
         self.present.iter().map(|(_, _, name)| *name).collect()
+    }
+
+    /// Available pods of a workload before the upgrade: the more of the
+    /// count at the start and `now`.
+    fn before(&self, name: &str, now: i32) -> i32 {
+        self.available_before
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+            .max(now)
     }
 
     fn deployments(&self) -> Api<Deployment> {
@@ -196,7 +215,7 @@ impl KubernetesPlatform {
             .get(name)
             .await
             .map_err(api_error(format!("cannot read {what}")))?;
-        let before = deployment_available(&current);
+        let before = self.before(name, deployment_available(&current));
         let template = current.spec.as_ref().map(|s| &s.template);
         let (wanted, patch) = template.map(|t| self.plan(t)).unwrap_or_default();
         if wanted.is_empty() {
@@ -235,7 +254,7 @@ impl KubernetesPlatform {
             .get(name)
             .await
             .map_err(api_error(format!("cannot read {what}")))?;
-        let before = daemonset_available(&current);
+        let before = self.before(name, daemonset_available(&current));
         let template = current.spec.as_ref().map(|s| &s.template);
         let (wanted, patch) = template.map(|t| self.plan(t)).unwrap_or_default();
         if let Some(patch) = patch {
