@@ -154,6 +154,7 @@ async fn kernel_csi_sanity_against_csi_node_in_the_guest() {
         copies: vec![sanity],
         script: format!("(nc -ll -p {} -e nc 10.0.2.100 4420 &) ;", engine.port()),
         csi_node_args: vec![],
+        ..Default::default()
     })
     .await;
     let _ = node.set(g.node().await);

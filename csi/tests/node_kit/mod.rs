@@ -198,6 +198,8 @@ pub struct GuestSetup {
     /// `(GP, HP)`: the guest's 10.0.2.100:GP reaches the host's
     /// 127.0.0.1:HP.
     pub guest_forwards: Vec<(u16, u16)>,
+    /// `(HP, GP)`: the host's 127.0.0.1:HP reaches the guest's :GP.
+    pub host_forwards: Vec<(u16, u16)>,
     /// Host files put in the guest's PATH.
     pub copies: Vec<PathBuf>,
     /// Shell commands run in the guest before `csi-node` starts.
@@ -239,6 +241,9 @@ impl Guest {
             .arg(&log);
         for (guest, host) in &setup.guest_forwards {
             command.args(["-g", &format!("{guest}:{host}")]);
+        }
+        for (host, guest) in &setup.host_forwards {
+            command.args(["-f", &format!("{host}:{guest}")]);
         }
         command
             .args(["-f", &format!("{grpc_port}:10199")])
