@@ -73,10 +73,14 @@ fn build_workspace(profile_dir: &Path, pkg: &str, bin: &str, path: &Path) {
         }
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(&cargo)
-        .args(&args)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .output();
+    let mut command = Command::new(&cargo);
+    command.args(&args).env("CARGO_TARGET_DIR", &target_dir);
+    for (name, _) in std::env::vars_os() {
+        if let Some(name) = name.to_str().filter(|n| is_per_package_var(n)) {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output();
     match out {
         Ok(o) if o.status.success() => {}
         Ok(o) => panic!(
@@ -86,6 +90,32 @@ fn build_workspace(profile_dir: &Path, pkg: &str, bin: &str, path: &Path) {
         Err(e) if path.exists() => eprintln!("cannot run {cargo} ({e}); using {}", path.display()),
         Err(e) => panic!("cannot run {cargo} to build {bin} of {pkg}: {e}"),
     }
+}
+
+/// Whether `name` is one of the variables cargo (or nextest) sets for the
+/// package whose test is running (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`,
+/// `CARGO_BIN_EXE_<bin>`, ...).
+///
+/// They must not reach the build: some build scripts (ring's among them)
+/// ask to be rerun when such a variable changes, and it has another value
+/// in every package's tests than in the shell that built the suite. Passed
+/// on, they would make each package's first test rebuild those crates and
+/// everything above them, and the next package's test rebuild them back,
+/// all under cargo's build lock that every other test waits for.
+fn is_per_package_var(name: &str) -> bool {
+    const EXACT: [&str; 9] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+        "RUST_RECURSION_COUNT",
+    ];
+    const PREFIXES: [&str; 3] = ["CARGO_PKG_", "CARGO_BIN_EXE_", "NEXTEST"];
+    EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// A supervised child process.
@@ -286,5 +316,37 @@ pub fn print_tail(path: &Path) {
     eprintln!("==== {} (last lines)", path.display());
     for line in tail.into_iter().rev() {
         eprintln!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_per_package_var;
+
+    #[test]
+    fn the_running_package_s_variables_stay_out_of_the_build() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_BIN_EXE_io-engine",
+            "CARGO_CRATE_NAME",
+            "NEXTEST_RUN_ID",
+            "OUT_DIR",
+        ] {
+            assert!(is_per_package_var(name), "{name} reaches the build");
+        }
+        // What configures the build itself is kept.
+        for name in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_JOBS",
+            "CARGO_PROFILE_DEV_DEBUG",
+            "CARGO_INCREMENTAL",
+            "RUSTFLAGS",
+            "PATH",
+        ] {
+            assert!(!is_per_package_var(name), "{name} is dropped");
+        }
     }
 }
