@@ -175,9 +175,18 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        // Given back on exit: a new thread owns one again.
-        let again = std::thread::spawn(current).join().unwrap();
-        assert!(again < SLOTS, "{again}");
+        // Given back on exit: a new thread owns one again (threads of
+        // tests running alongside may hold slots for a moment).
+        let again = (0..100)
+            .map(|_| {
+                let s = std::thread::spawn(current).join().unwrap();
+                if s == SHARED {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                s
+            })
+            .find(|s| *s < SLOTS);
+        assert!(again.is_some(), "no slot given back");
     }
 
     #[test]
