@@ -13,6 +13,7 @@
 //! none at the old; the switch-over is Successful. The I/O pause (the
 //! longest gap between two completions in fio's per-I/O latency log) is
 //! printed.
+
 //!
 //! ```text
 //!  guest 10.0.2.100:442i --guestfwd--> host 127.0.0.1:Ri --relay--> 127.0.156.i:8420 (engine i)
@@ -186,13 +187,7 @@ async fn kernel_ha_target_killed_fio_verifies_on_the_new_path() {
         .ok(&format!("nvme-dev-for-nqn {nqn} 30"))
         .trim()
         .to_owned();
-    g.ok(&format!(
-        "echo 'fio --name=ha --filename={dev} --ioengine=libaio --direct=1 \
-         --rw=write --bs=4k --size=60M --iodepth=8 --verify=crc32c --do_verify=1 \
-         --verify_fatal=1 --write_lat_log=/tmp/ha --log_avg_msec=0 \
-         --output=/tmp/fio.out; echo $? > /tmp/fio.rc' > /tmp/fio.sh; \
-         setsid sh /tmp/fio.sh < /dev/null > /tmp/fio.err 2>&1 &"
-    ));
+    start_fio(&g, &dev, "ha");
     // fio writes for a few seconds (the multipath head keeps no I/O
     // statistics on this kernel, and fio writes its logs at the end).
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -201,28 +196,15 @@ async fn kernel_ha_target_killed_fio_verifies_on_the_new_path() {
         running,
         0,
         "fio is not running: {}",
-        g.ok("cat /tmp/fio.sh /tmp/fio.err /tmp/fio.out /tmp/fio.rc 2>&1; true")
+        g.ok("cat /tmp/ha.sh /tmp/ha.err /tmp/ha.out /tmp/ha.rc 2>&1; true")
     );
     assert!(cluster.kill_engine(1), "engine 1 was not running");
     let killed = Instant::now();
     eprintln!("engine node-1 SIGKILLed while fio writes");
 
     // fio finishes through the new path.
-    let rc = loop {
-        let (code, out) = g.sh("cat /tmp/fio.rc");
-        if code == 0 {
-            break out.trim().to_owned();
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(420),
-            "fio did not finish: paths {:?}\n{}\n{}",
-            paths(&g, &nqn),
-            g.ok("tail -30 /tmp/ha-node.log; true"),
-            ha.logs()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    let fio_out = g.ok("cat /tmp/fio.out");
+    let rc = wait_fio(&g, &nqn, &ha, "ha").await;
+    let fio_out = g.ok("cat /tmp/ha.out");
     assert_eq!(rc, "0", "fio failed:\n{fio_out}");
     assert!(fio_out.contains("err= 0"), "{fio_out}");
     assert!(!fio_out.contains("verify: bad"), "{fio_out}");
@@ -246,16 +228,55 @@ async fn kernel_ha_target_killed_fio_verifies_on_the_new_path() {
         ha.logs()
     );
 
-    // The I/O pause: the longest gap between two completions (ms).
-    let pause_ms: u64 = g
-        .ok("awk -F, '{print $1}' /tmp/ha_lat.1.log | sort -n | \
-             awk 'NR>1 {g=$1-p; if (g>m) m=g} {p=$1} END {print m+0}'")
-        .trim()
-        .parse()
-        .unwrap();
+    let pause_ms = io_pause_ms(&g, "ha");
     eprintln!(
-        "HA switch-over: I/O pause {pause_ms} ms (longest gap between completions), accel {}",
+        "HA switch-over after SIGKILL: I/O pause {pause_ms} ms (longest gap between completions), accel {}",
         g.ok("echo ${NVMEVM_ACCEL:-?}").trim()
     );
     assert!(pause_ms > 0);
+}
+
+/// Starts fio in the background: crc32c-checksummed sequential writes of
+/// 60 MiB of `dev`, then a verify pass; every completion logged to
+/// `/tmp/NAME_lat.1.log`, the output in `/tmp/NAME.out`, the exit status
+/// in `/tmp/NAME.rc`.
+fn start_fio(g: &Guest, dev: &str, name: &str) {
+    g.ok(&format!(
+        "echo 'fio --name={name} --filename={dev} --ioengine=libaio --direct=1 \
+         --rw=write --bs=4k --size=60M --iodepth=8 --verify=crc32c --do_verify=1 \
+         --verify_fatal=1 --write_lat_log=/tmp/{name} --log_avg_msec=0 \
+         --output=/tmp/{name}.out; echo $? > /tmp/{name}.rc' > /tmp/{name}.sh; \
+         setsid sh /tmp/{name}.sh < /dev/null > /tmp/{name}.err 2>&1 &"
+    ));
+}
+
+/// Waits for fio job `name` to end; its exit status.
+async fn wait_fio(g: &Guest, nqn: &str, ha: &Proc, name: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let (code, out) = g.sh(&format!("cat /tmp/{name}.rc"));
+        if code == 0 {
+            return out.trim().to_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(420),
+            "fio did not finish: paths {:?}\n{}\n{}",
+            paths(g, nqn),
+            g.ok("tail -30 /tmp/ha-node.log; true"),
+            ha.logs()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The I/O pause of fio job `name`: the longest gap between two
+/// completions, in ms.
+fn io_pause_ms(g: &Guest, name: &str) -> u64 {
+    g.ok(&format!(
+        "awk -F, '{{print $1}}' /tmp/{name}_lat.1.log | sort -n | \
+         awk 'NR>1 {{g=$1-p; if (g>m) m=g}} {{p=$1}} END {{print m+0}}'"
+    ))
+    .trim()
+    .parse()
+    .unwrap()
 }
