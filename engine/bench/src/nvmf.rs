@@ -257,7 +257,7 @@ pub async fn remote_nexus_2_vs_1(
     spec: &BackingSpec,
     report: &mut Report,
 ) -> Result<(), BenchError> {
-    let pairing = Pairing::Nexus2Vs1;
+    let pairing = Pairing::RemoteNexus2Vs1;
     report.pairing = Some(pairing);
     let mut engines = Vec::new();
     let mut files = Vec::new();

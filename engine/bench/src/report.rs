@@ -31,6 +31,9 @@ pub enum Pairing {
     /// A replica shared over NVMe/TCP (our initiator against an engine's
     /// target) against the raw backing under it.
     NvmfVsRaw,
+    /// A nexus with two remote children against one with one.
+    #[serde(rename = "remote-nexus-2-vs-1")]
+    RemoteNexus2Vs1,
 }
 
 impl Pairing {
@@ -42,6 +45,7 @@ impl Pairing {
             Pairing::Nexus2Vs1 => "nexus-1",
             Pairing::StatsOnVsOff => "stats-off",
             Pairing::NvmfVsRaw => "raw",
+            Pairing::RemoteNexus2Vs1 => "nexus-1",
         }
     }
 
@@ -53,6 +57,7 @@ impl Pairing {
             Pairing::Nexus2Vs1 => "nexus-2",
             Pairing::StatsOnVsOff => "stats-on",
             Pairing::NvmfVsRaw => "nvmf",
+            Pairing::RemoteNexus2Vs1 => "nexus-2",
         }
     }
 
@@ -73,6 +78,7 @@ impl Pairing {
             Pairing::ReplicaVsRaw | Pairing::NexusVsReplica => w.target_ratio(),
             Pairing::Nexus2Vs1 => (w == Workload::RandWrite4kQd32).then_some(0.92),
             Pairing::StatsOnVsOff => (w.queue_depth() == 32).then_some(0.98),
+            Pairing::RemoteNexus2Vs1 => (w == Workload::RandWrite4kQd32).then_some(0.80),
             Pairing::NvmfVsRaw => {
                 (w == Workload::RandRead4kQd32 || w == Workload::RandWrite4kQd32).then_some(0.80)
             }
@@ -201,6 +207,12 @@ pub struct RatioSummary {
     pub p50_ratio_median: Option<f64>,
     pub p99_ratio_median: Option<f64>,
     pub cpu_per_io_ratio_median: Option<f64>,
+    /// The candidate's own medians: p50 and p99 latency, CPU per I/O of
+    /// this process and of the target process (when measured).
+    pub candidate_p50_us_median: Option<f64>,
+    pub candidate_p99_us_median: Option<f64>,
+    pub candidate_cpu_us_per_io_median: Option<f64>,
+    pub candidate_target_cpu_us_per_io_median: Option<f64>,
     pub target_iops_ratio: Option<f64>,
     /// Judged on the median ratio.
     pub meets_target: Option<bool>,
@@ -357,6 +369,15 @@ impl Report {
                         .collect()
                 };
                 let iops_ratio_median = median(&iops);
+                let cand_of = |f: fn(&WorkloadResult) -> Option<f64>| -> Option<f64> {
+                    let v: Vec<f64> = self
+                        .results
+                        .iter()
+                        .filter(|r| r.workload == w && r.target == cand)
+                        .filter_map(f)
+                        .collect();
+                    median(&v)
+                };
                 let target = pairing.target_ratio(w);
                 RatioSummary {
                     workload: w,
@@ -369,6 +390,10 @@ impl Report {
                     p50_ratio_median: median(&of(|c| c.p50_ratio)),
                     p99_ratio_median: median(&of(|c| c.p99_ratio)),
                     cpu_per_io_ratio_median: median(&of(|c| c.cpu_per_io_ratio)),
+                    candidate_p50_us_median: cand_of(|r| Some(r.p50_us)),
+                    candidate_p99_us_median: cand_of(|r| Some(r.p99_us)),
+                    candidate_cpu_us_per_io_median: cand_of(|r| Some(r.cpu_us_per_io)),
+                    candidate_target_cpu_us_per_io_median: cand_of(|r| r.target_cpu_us_per_io),
                     target_iops_ratio: target,
                     meets_target: target.zip(iops_ratio_median).map(|(t, r)| r >= t),
                 }
@@ -538,6 +563,39 @@ impl Report {
                 "{:<9} {:>6} {:>10.1} {:>16.3} {:>18.3}",
                 i.replicas, i.hosts, i.elapsed_s, i.engine_core_pct, i.initiator_core_pct
             );
+        }
+        if rounds && tgt && !self.summary.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nMEDIANS OF {} OVER {} ROUNDS\n{:<18} {:>10} {:>9} {:>9} {:>11} {:>15} {:>15}",
+                pairing.candidate(),
+                self.session.rounds,
+                "WORKLOAD",
+                "IOPS",
+                "p50(us)",
+                "p99(us)",
+                "CPU/IO(us)",
+                "TGT-CPU/IO(us)",
+                "BOTH-CPU/IO(us)"
+            );
+            let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), us);
+            for m in &self.summary {
+                let both = m
+                    .candidate_cpu_us_per_io_median
+                    .zip(m.candidate_target_cpu_us_per_io_median)
+                    .map(|(a, b)| a + b);
+                let _ = writeln!(
+                    s,
+                    "{:<18} {:>10.0} {:>9} {:>9} {:>11} {:>15} {:>15}",
+                    m.workload.name(),
+                    m.candidate_iops_median,
+                    opt(m.candidate_p50_us_median),
+                    opt(m.candidate_p99_us_median),
+                    opt(m.candidate_cpu_us_per_io_median),
+                    opt(m.candidate_target_cpu_us_per_io_median),
+                    opt(both)
+                );
+            }
         }
         if !self.copies.is_empty() {
             round_col(&mut s, None);

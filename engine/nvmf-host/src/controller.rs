@@ -258,6 +258,12 @@ impl Controller {
     /// Waits for a live association; fails when the controller is lost
     /// or closed.
     async fn live(&self) -> Result<Arc<Association>, HostError> {
+        // Fast path (every I/O): one read of the current state.
+        if let State::Live(a) = &*self.inner.state.borrow() {
+            if !a.is_dead() {
+                return Ok(a.clone());
+            }
+        }
         let mut rx = self.inner.state.subscribe();
         let state = rx
             .wait_for(|s| match s {
@@ -291,8 +297,8 @@ impl Controller {
 
     /// Sends an I/O command, retrying it across reconnects.
     ///
-    /// `data` is reborrowed for each attempt; write data is shared, not
-    /// copied, between attempts.
+    /// `data` is reborrowed for each attempt; write data is sent from the
+    /// caller's buffer by every attempt (never copied).
     pub(crate) async fn submit_io(
         &self,
         what: &'static str,
@@ -347,7 +353,7 @@ impl Controller {
             let attempt = match data {
                 Data::None => Data::None,
                 Data::Read(buf) => Data::Read(buf),
-                Data::Write(b) => Data::Write(b.clone()),
+                Data::Write(b) => Data::Write(b),
             };
             match queue.submit(sqe, attempt).await {
                 Ok(c) => return Ok((c, timeouts + lost > 0)),

@@ -7,8 +7,8 @@
 //!
 //! ```text
 //!  Namespace (BlockDevice) --> Controller --(round robin)--> Queue 1..N
-//!                                  |   supervisor: reconnect   |  writer task <- bounded channel
-//!                                  |   keep-alive on Queue 0   |  reader task -> CID slab -> waiter
+//!                                  |   supervisor: reconnect   |  submitter writes header+data itself
+//!                                  |   keep-alive on Queue 0   |  connection task: batch read -> CID slab -> waiter
 //! ```
 //!
 //! Module map:
@@ -32,8 +32,10 @@
 //!   its association (and triggers a reconnect), never the process.
 //!
 //! Threading model: everything is `Send + Sync` and runs on the tokio
-//! runtime; each queue has one reader and one writer task, each
-//! controller one supervisor task and one keep-alive task.
+//! runtime; each queue has one connection task (reads, completes, flushes
+//! what the socket did not take at once, and runs the command-timeout
+//! watchdog), each controller one supervisor task and one keep-alive task.
+//! No task polls: idle connections sleep in the reactor.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]

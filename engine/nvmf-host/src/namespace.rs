@@ -15,16 +15,16 @@
 //!   backend does: deallocate is followed by Write Zeroes unless the
 //!   namespace reports that deallocated blocks read as zeroes.
 //!
-//! Hot path (read/write): one allocation per write (the owned copy of the
-//! caller's data that the connection's writer task sends), none per
-//! read; no logs; no global locks.
+//! Hot path (read/write): no allocation and no copy on the host side per
+//! write (the data goes to the socket from the caller's buffer), one copy
+//! per read (from the receive buffer into the caller's); no logs; no
+//! global locks.
 //!
 //! Threading model: `Send + Sync`; any number of concurrent calls.
 
 use std::io;
 
 use blockdev::{check_io, Backend, BlockDevError, BlockDevice, DeviceInfo};
-use bytes::Bytes;
 use nvmf::nvme::io_opc;
 
 use crate::{
@@ -123,7 +123,7 @@ impl Namespace {
     /// Fallback for controllers without Write Zeroes.
     async fn zeroes_by_writing(&self, offset_bytes: u64, len_bytes: u64) -> Result<(), HostError> {
         let shift = self.block_shift();
-        let zero = Bytes::from(vec![0u8; (u64::from(self.max_blocks) << shift) as usize]);
+        let zero = vec![0u8; (u64::from(self.max_blocks) << shift) as usize];
         for c in Chunks::new(offset_bytes >> shift, len_bytes >> shift, self.max_blocks) {
             let n = (u64::from(c.nlb) << shift) as usize;
             let comp = self
@@ -131,7 +131,7 @@ impl Namespace {
                 .submit_io(
                     "write",
                     cmd::rw(io_opc::WRITE, self.nsid, c.slba, c.nlb),
-                    Data::Write(zero.slice(..n)),
+                    Data::Write(&zero[..n]),
                 )
                 .await?;
             check(comp, "write")?;
@@ -157,7 +157,7 @@ impl Namespace {
                 .submit_io(
                     "dataset management",
                     cmd::dsm_deallocate(self.nsid, group.len()),
-                    Data::Write(Bytes::from(data)),
+                    Data::Write(&data),
                 )
                 .await?;
             check(comp, "dataset management (deallocate)")?;
@@ -206,8 +206,6 @@ impl BlockDevice for Namespace {
     async fn write_at(&self, offset_bytes: u64, buf: &[u8]) -> blockdev::Result<()> {
         check_io(&self.info, "write", offset_bytes, buf.len() as u64)?;
         let shift = self.block_shift();
-        // The one copy per write: the writer task needs owned bytes.
-        let data = Bytes::copy_from_slice(buf);
         for c in Chunks::new(
             offset_bytes >> shift,
             (buf.len() as u64) >> shift,
@@ -219,7 +217,7 @@ impl BlockDevice for Namespace {
                 .submit_io(
                     "write",
                     cmd::rw(io_opc::WRITE, self.nsid, c.slba, c.nlb),
-                    Data::Write(data.slice(start..end)),
+                    Data::Write(&buf[start..end]),
                 )
                 .await
                 .and_then(|comp| check(comp, "write"))

@@ -1,41 +1,64 @@
-//! One NVMe/TCP queue: a TCP connection with a writer task and a reader
-//! task, and the CID slab that matches completions to submitters.
+//! One NVMe/TCP queue: a TCP connection, its CID slab, and the one
+//! connection task that reads, completes and flushes.
 //!
 //! Purpose: [`Queue::open`] connects and exchanges ICReq/ICResp;
-//! [`Queue::submit`] sends one command capsule (with in-capsule data when
-//! the write fits the controller's in-capsule size, otherwise the data
-//! goes out as H2CData when the controller asks with R2T) and waits for
-//! its completion, copying C2HData into the caller's buffer.
+//! [`Queue::submit`] sends one command capsule (write data in-capsule when
+//! it fits the controller's in-capsule size, otherwise as H2CData when the
+//! controller asks with R2T) and waits for its completion, copying
+//! C2HData into the caller's buffer.
+//!
+//! Fast path (the design, measured in `docs/performance.md`):
+//! - the submitter writes its PDU itself: header and data go to the socket
+//!   in one vectored non-blocking write straight from the caller's buffer
+//!   (no copy, no hand-off to another task). Only what the socket does not
+//!   take at once is copied into the queue's pending buffer, which the
+//!   connection task flushes when the socket is writable again (so PDUs
+//!   never interleave: every write happens under the queue's mutex, and
+//!   nothing is written directly while anything is pending);
+//! - the connection task reads whatever the socket has into one buffer,
+//!   decodes every PDU in it and delivers all of them under one lock
+//!   acquisition, then wakes the submitters (C2HData is handed over as
+//!   slices of that buffer and copied once, by the submitter, into its own
+//!   buffer);
+//! - no timer per command: a per-queue watchdog ticks every quarter of the
+//!   command timeout and fails commands older than the timeout;
+//! - no allocation per command: the slab, the pending buffer and the
+//!   receive buffer are allocated once per connection (the receive buffer
+//!   is replaced when C2HData slices still hold it, i.e. once per many
+//!   reads);
+//! - one mutex per queue, never held across `.await`; nothing is shared
+//!   with the controller's other queues.
 //!
 //! Invariants:
 //! - every queue belongs to one association, whose cancellation token is
 //!   shared by all its queues: any transport error (closed socket, bad
-//!   PDU, digest mismatch, termination request) cancels it, which closes
-//!   every queue of the association and fails their outstanding commands
-//!   with [`QueueError::Lost`] (the controller layer then reconnects);
-//! - outgoing PDUs are encoded and written only by the writer task, so a
-//!   submitter whose future is dropped never leaves half a PDU on the
-//!   wire;
-//! - the writer channel is bounded (twice the queue depth); H2CData
-//!   chunks never exceed the controller's MAXH2CDATA.
-//!
-//! Hot path: no allocation per I/O except the owned copy of write data
-//! (the caller's buffer is borrowed; the writer task needs owned bytes),
-//! no logs (events are counted), no global locks.
+//!   PDU, digest mismatch, termination request, an R2T for a command the
+//!   host gave up) cancels it, which closes every queue of the association
+//!   and fails their outstanding commands with [`QueueError::Lost`] (the
+//!   controller layer then reconnects);
+//! - a submitter whose future is dropped never leaves half a PDU behind:
+//!   the unsent rest of a PDU is copied to the pending buffer before
+//!   `send` returns; H2CData chunks never exceed the controller's
+//!   MAXH2CDATA;
+//! - no busy polling: the connection task sleeps in the reactor when there
+//!   is nothing to read or flush.
 //!
 //! Threading model: a queue is shared (`Arc`) by any number of
-//! submitters; its two tasks run on the tokio runtime.
+//! submitters; its connection task runs on the tokio runtime.
 
 use std::{
+    future::poll_fn,
+    io::IoSlice,
     net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex, MutexGuard, PoisonError,
     },
+    task::Waker,
     time::Duration,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use nvmf::{SglDescriptor, Sqe};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -43,20 +66,22 @@ use tokio::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
         TcpStream,
     },
-    sync::mpsc,
+    sync::{Notify, Semaphore, TryAcquireError},
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::HostError,
-    slab::{Completion, Slab, SlabError},
+    slab::{Completion, Event, R2tRequest, Slab, SlabError},
     wire::{self, RxPdu, WireParams},
 };
 
-/// Size of the reader's receive buffer (grown by the decoder as needed).
-const READ_BUF_BYTES: usize = 64 * 1024;
-/// The writer batches queued PDUs up to this many bytes per syscall.
-const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Receive buffer: one read takes up to this much.
+const READ_BUF_BYTES: usize = 256 * 1024;
+/// Below this much free room the receive buffer is grown before a read.
+const READ_MIN_ROOM: usize = 16 * 1024;
+/// Initial size of the pending (unsent) buffer.
+const PENDING_BYTES: usize = 64 * 1024;
 
 /// Why a submission failed at the transport level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -71,12 +96,6 @@ pub enum QueueError {
     ShortTransfer,
 }
 
-impl From<SlabError> for QueueError {
-    fn from(_: SlabError) -> Self {
-        QueueError::Lost
-    }
-}
-
 /// Data of one command.
 #[derive(Debug)]
 pub enum Data<'a> {
@@ -84,23 +103,9 @@ pub enum Data<'a> {
     None,
     /// Controller-to-host data into this buffer (C2HData).
     Read(&'a mut [u8]),
-    /// Host-to-controller data (in-capsule or R2T/H2CData).
-    Write(Bytes),
-}
-
-/// What the writer task puts on the wire.
-#[derive(Debug)]
-enum Outgoing {
-    /// A command capsule, with its in-capsule data if any.
-    Cmd { sqe: Sqe, data: Option<Bytes> },
-    /// One H2CData PDU answering an R2T.
-    H2c {
-        cid: u16,
-        ttag: u16,
-        offset: u32,
-        data: Bytes,
-        last: bool,
-    },
+    /// Host-to-controller data (in-capsule or R2T/H2CData), sent from the
+    /// caller's buffer.
+    Write(&'a [u8]),
 }
 
 /// Counters of a controller's queues, kept across reconnects
@@ -121,6 +126,9 @@ pub struct HostStats {
     pub timeouts: AtomicU64,
     /// Associations re-established after a failure.
     pub reconnects: AtomicU64,
+    /// Bytes that the socket did not take at once and that were copied to
+    /// a queue's pending buffer (0 on an unloaded connection).
+    pub deferred_bytes: AtomicU64,
 }
 
 /// Transport parameters negotiated by ICReq/ICResp.
@@ -131,17 +139,50 @@ pub struct Negotiated {
     pub maxh2cdata: u32,
 }
 
+/// What the queue's mutex guards.
+#[derive(Debug)]
+struct State {
+    slab: Slab,
+    /// Bytes of PDUs not yet written (in order).
+    pending: BytesMut,
+    /// `None` once the connection task ended.
+    wr: Option<OwnedWriteHalf>,
+}
+
+/// What submitters and the connection task share.
+#[derive(Debug)]
+struct Shared {
+    st: Mutex<State>,
+    /// One permit per free CID.
+    permits: Semaphore,
+    /// Wakes the connection task when `pending` got bytes.
+    flush: Notify,
+    token: CancellationToken,
+    wire: WireParams,
+    /// Watchdog ticks so far.
+    tick: AtomicU64,
+    stats: Arc<HostStats>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding this short lock leaves plain data behind;
+    // keep going rather than poison every later I/O.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn wake_all(wake: &mut Vec<Waker>) {
+    for w in wake.drain(..) {
+        w.wake();
+    }
+}
+
 /// One queue (admin or I/O) of an association.
 #[derive(Debug)]
 pub struct Queue {
-    slab: Arc<Slab>,
-    tx: mpsc::Sender<Outgoing>,
-    token: CancellationToken,
+    sh: Arc<Shared>,
     /// Largest write sent in-capsule; larger ones go through R2T.
     in_capsule_bytes: u32,
-    timeout: Duration,
     negotiated: Negotiated,
-    stats: Arc<HostStats>,
 }
 
 /// Parameters of [`Queue::open`].
@@ -158,7 +199,7 @@ pub struct QueueConfig {
 }
 
 impl Queue {
-    /// Connects, exchanges ICReq/ICResp and starts the queue's tasks.
+    /// Connects, exchanges ICReq/ICResp and starts the connection task.
     ///
     /// The Fabrics Connect command is the caller's first submission.
     pub async fn open(
@@ -186,27 +227,30 @@ impl Queue {
             .map_err(|_| HostError::Timeout {
                 what: "connection setup (ICReq/ICResp)",
             })??;
-        let slab = Arc::new(Slab::new(cfg.depth));
-        let (tx, rx) = mpsc::channel(usize::from(cfg.depth) * 2 + 4);
-        let stats = cfg.stats.clone();
-        tokio::spawn(writer_task(wr, rx, negotiated.wire, token.clone()));
-        tokio::spawn(reader_task(ReaderCtx {
+        let sh = Arc::new(Shared {
+            st: Mutex::new(State {
+                slab: Slab::new(cfg.depth),
+                pending: BytesMut::with_capacity(PENDING_BYTES),
+                wr: Some(wr),
+            }),
+            permits: Semaphore::new(usize::from(cfg.depth.max(1))),
+            flush: Notify::new(),
+            token: token.clone(),
+            wire: negotiated.wire,
+            tick: AtomicU64::new(0),
+            stats: cfg.stats.clone(),
+        });
+        tokio::spawn(conn_task(Conn {
             rd,
             rbuf,
-            slab: slab.clone(),
-            tx: tx.clone(),
-            token: token.clone(),
-            negotiated,
-            stats: stats.clone(),
+            sh: sh.clone(),
+            timeout: cfg.timeout,
+            depth: cfg.depth,
         }));
         Ok(Arc::new(Queue {
-            slab,
-            tx,
-            token,
+            sh,
             in_capsule_bytes: cfg.in_capsule_bytes,
-            timeout: cfg.timeout,
             negotiated,
-            stats,
         }))
     }
 
@@ -287,58 +331,265 @@ impl Queue {
         self.negotiated
     }
 
+    /// Takes a CID permit, waiting while every CID is busy. Waiting for a
+    /// free CID is not part of the command's time: a saturated queue must
+    /// not look like an unresponsive controller.
+    async fn permit(&self) -> Result<(), QueueError> {
+        let sh = &*self.sh;
+        match sh.permits.try_acquire() {
+            Ok(p) => p.forget(),
+            Err(TryAcquireError::Closed) => return Err(QueueError::Lost),
+            Err(TryAcquireError::NoPermits) => {
+                let p = tokio::select! {
+                    _ = sh.token.cancelled() => return Err(QueueError::Lost),
+                    p = sh.permits.acquire() => p.map_err(|_| QueueError::Lost)?,
+                };
+                p.forget();
+            }
+        }
+        Ok(())
+    }
+
     /// Sends `sqe` with `data` and waits for the completion (bounded by
-    /// the queue's command timeout).
+    /// the queue's command timeout, see the watchdog).
     pub async fn submit(&self, mut sqe: Sqe, data: Data<'_>) -> Result<Completion, QueueError> {
-        if self.token.is_cancelled() {
+        let sh = &*self.sh;
+        if sh.token.is_cancelled() {
             return Err(QueueError::Lost);
         }
-        let (expected_len, r2t_data, inline, buf) = match data {
-            Data::None => (0, None, None, None),
-            Data::Read(buf) => (len_u32(buf.len())?, None, None, Some(buf)),
-            Data::Write(bytes) => {
-                let len = len_u32(bytes.len())?;
-                if len <= self.in_capsule_bytes {
-                    (0, None, Some(bytes), None)
-                } else {
-                    (0, Some(bytes), None, None)
+        let (expected_len, out, mut buf): (u32, &[u8], Option<&mut [u8]>) = match data {
+            Data::None => (0, &[], None),
+            Data::Read(b) => (len_u32(b.len())?, &[], Some(b)),
+            Data::Write(b) => (0, b, None),
+        };
+        let out_len = len_u32(out.len())?;
+        let inline = !out.is_empty() && out_len <= self.in_capsule_bytes;
+        self.permit().await?;
+        let mut guard = CidGuard { sh, cid: None };
+        {
+            let mut st = lock(&sh.st);
+            let Some(cid) = st.slab.take(expected_len, sh.tick.load(Ordering::Relaxed)) else {
+                return Err(QueueError::Lost);
+            };
+            guard.cid = Some(cid);
+            sqe.cid = cid;
+            sqe.flags |= nvmf::nvme::SQE_FLAGS_SGL;
+            sqe.dptr = if inline {
+                SglDescriptor::in_capsule(out_len)
+            } else if out.is_empty() {
+                SglDescriptor::transport(expected_len)
+            } else {
+                SglDescriptor::transport(out_len)
+            };
+            let inline_data: &[u8] = if inline { out } else { &[] };
+            let start = st.pending.len();
+            wire::encode_cmd_header(&mut st.pending, &sh.wire, &sqe, inline_data.len());
+            sh.send_locked(&mut st, start, inline_data)?;
+        }
+        sh.stats.commands.fetch_add(1, Ordering::Relaxed);
+        if inline {
+            sh.stats.in_capsule_writes.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(cid) = guard.cid else {
+            return Err(QueueError::Lost);
+        };
+        loop {
+            let ev = poll_fn(|cx| lock(&sh.st).slab.poll_event(cid, cx)).await;
+            match ev {
+                Ok(Event::Done(c, received)) => {
+                    if c.is_success() && received != expected_len {
+                        return Err(QueueError::ShortTransfer);
+                    }
+                    return Ok(c);
+                }
+                Ok(Event::Data(off, data)) => {
+                    let dst = buf.as_deref_mut().and_then(|b| {
+                        let start = usize::try_from(off).ok()?;
+                        b.get_mut(start..start.checked_add(data.len())?)
+                    });
+                    match dst {
+                        Some(dst) => dst.copy_from_slice(&data),
+                        None => {
+                            // Checked against expected_len by the slab:
+                            // only a bug could land here; drop the link.
+                            sh.token.cancel();
+                            return Err(QueueError::Lost);
+                        }
+                    }
+                }
+                Ok(Event::R2t(r)) => self.answer_r2t(cid, out, r)?,
+                Err(SlabError::Timeout) => {
+                    sh.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Err(QueueError::Timeout);
+                }
+                Err(_) => return Err(QueueError::Lost),
+            }
+        }
+    }
+
+    /// Sends the H2CData PDUs an R2T asks for, from the caller's buffer.
+    fn answer_r2t(&self, cid: u16, out: &[u8], r: R2tRequest) -> Result<(), QueueError> {
+        let sh = &*self.sh;
+        let end = r
+            .offset
+            .checked_add(r.len)
+            .filter(|e| *e as usize <= out.len());
+        let Some(end) = end.filter(|_| r.len > 0) else {
+            // The controller asked for data outside the command's buffer.
+            sh.token.cancel();
+            return Err(QueueError::Lost);
+        };
+        sh.stats.r2t.fetch_add(1, Ordering::Relaxed);
+        let mut off = r.offset;
+        let mut st = lock(&sh.st);
+        while off < end {
+            let n = (end - off).min(self.negotiated.maxh2cdata);
+            let piece = &out[off as usize..(off + n) as usize];
+            let start = st.pending.len();
+            wire::encode_h2c_header(
+                &mut st.pending,
+                &sh.wire,
+                cid,
+                r.ttag,
+                off,
+                n,
+                off + n == end,
+            );
+            sh.send_locked(&mut st, start, piece)?;
+            sh.stats.h2c_pdus.fetch_add(1, Ordering::Relaxed);
+            off += n;
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// Sends the PDU whose header was just appended to `st.pending` at
+    /// `start`, followed by `data` (and its digest when negotiated).
+    ///
+    /// With nothing pending before it, header and data go out in one
+    /// vectored non-blocking write from where they are; whatever the
+    /// socket does not take is copied to `pending` and the connection task
+    /// is woken to flush it. Otherwise everything is appended to `pending`
+    /// (order is kept). Called with the queue's lock held.
+    fn send_locked(&self, st: &mut State, start: usize, data: &[u8]) -> Result<(), QueueError> {
+        let digest =
+            (self.wire.data_digest && !data.is_empty()).then(|| nvmf::pdu::data_digest(data));
+        let digest: &[u8] = match &digest {
+            Some(d) => d,
+            None => &[],
+        };
+        let State { pending, wr, .. } = st;
+        let Some(wr) = wr.as_ref() else {
+            pending.truncate(start);
+            return Err(QueueError::Lost);
+        };
+        if start > 0 {
+            pending.extend_from_slice(data);
+            pending.extend_from_slice(digest);
+            self.note_deferred(data.len() + digest.len());
+            return Ok(());
+        }
+        let parts = [&pending[..], data, digest];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut done = 0;
+        while done < total {
+            let mut iov = [IoSlice::new(&[]); 3];
+            let mut k = 0;
+            let mut skip = done;
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                iov[k] = IoSlice::new(&p[skip..]);
+                skip = 0;
+                k += 1;
+            }
+            match wr.try_write_vectored(&iov[..k]) {
+                Ok(0) => {
+                    self.token.cancel();
+                    return Err(QueueError::Lost);
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.token.cancel();
+                    return Err(QueueError::Lost);
                 }
             }
-        };
-        // Waiting for a free CID is not part of the command's time: a
-        // saturated queue must not look like an unresponsive controller.
-        let guard = tokio::select! {
-            _ = self.token.cancelled() => return Err(QueueError::Lost),
-            g = self.slab.acquire(expected_len, r2t_data.clone()) => g?,
-        };
-        sqe.cid = guard.cid();
-        sqe.flags |= nvmf::nvme::SQE_FLAGS_SGL;
-        sqe.dptr = match (&inline, &r2t_data) {
-            (Some(d), _) => {
-                self.stats.in_capsule_writes.fetch_add(1, Ordering::Relaxed);
-                SglDescriptor::in_capsule(len_u32(d.len())?)
+        }
+        if done == total {
+            pending.clear();
+            return Ok(());
+        }
+        // Keep the unsent rest, in order, for the connection task.
+        let hdr = pending.len();
+        if done < hdr {
+            pending.advance(done);
+            pending.extend_from_slice(data);
+            pending.extend_from_slice(digest);
+        } else {
+            pending.clear();
+            let mut skip = done - hdr;
+            for p in [data, digest] {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                pending.extend_from_slice(&p[skip..]);
+                skip = 0;
             }
-            (None, Some(d)) => SglDescriptor::transport(len_u32(d.len())?),
-            (None, None) => SglDescriptor::transport(expected_len),
+        }
+        self.note_deferred(total - done);
+        self.flush.notify_one();
+        Ok(())
+    }
+
+    fn note_deferred(&self, n: usize) {
+        self.stats
+            .deferred_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Connection task: writes what it can of `pending`; `Ok(true)` when
+    /// everything went out.
+    fn flush_some(&self) -> Result<bool, String> {
+        let mut st = lock(&self.st);
+        let State { pending, wr, .. } = &mut *st;
+        let Some(wr) = wr.as_ref() else {
+            return Ok(true);
         };
-        self.stats.commands.fetch_add(1, Ordering::Relaxed);
-        let run = async {
-            self.tx
-                .send(Outgoing::Cmd { sqe, data: inline })
-                .await
-                .map_err(|_| QueueError::Lost)?;
-            let c = guard.wait(buf).await?;
-            if c.is_success() && guard.received() != expected_len {
-                return Err(QueueError::ShortTransfer);
+        while !pending.is_empty() {
+            match wr.try_write(pending) {
+                Ok(0) => return Err("write: connection closed".into()),
+                Ok(n) => pending.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("write: {e}")),
             }
-            Ok(c)
+        }
+        pending.clear();
+        Ok(true)
+    }
+}
+
+/// A CID held by one submission; frees (or abandons) it on drop.
+struct CidGuard<'a> {
+    sh: &'a Shared,
+    cid: Option<u16>,
+}
+
+impl Drop for CidGuard<'_> {
+    fn drop(&mut self) {
+        let freed = match self.cid {
+            Some(cid) => lock(&self.sh.st).slab.finish(cid),
+            // The permit was taken but no CID: give it back.
+            None => true,
         };
-        match tokio::time::timeout(self.timeout, run).await {
-            Ok(r) => r,
-            Err(_) => {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(QueueError::Timeout)
-            }
+        if freed {
+            self.sh.permits.add_permits(1);
         }
     }
 }
@@ -348,117 +599,156 @@ fn len_u32(len: usize) -> Result<u32, QueueError> {
     u32::try_from(len).map_err(|_| QueueError::TooLarge)
 }
 
-async fn writer_task(
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Outgoing>,
-    params: WireParams,
-    token: CancellationToken,
-) {
-    let mut out = BytesMut::with_capacity(WRITE_BATCH_BYTES);
-    loop {
-        let first = tokio::select! {
-            _ = token.cancelled() => break,
-            m = rx.recv() => match m {
-                Some(m) => m,
-                None => break,
-            },
-        };
-        out.clear();
-        encode_outgoing(&mut out, &params, first);
-        while out.len() < WRITE_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(m) => encode_outgoing(&mut out, &params, m),
-                Err(_) => break,
-            }
-        }
-        let ok = tokio::select! {
-            _ = token.cancelled() => false,
-            r = wr.write_all(&out) => r.is_ok(),
-        };
-        if !ok {
-            break;
-        }
-    }
-    token.cancel();
-    // Best effort: tell the peer we are gone.
-    let _ = wr.shutdown().await;
-}
-
-fn encode_outgoing(out: &mut BytesMut, params: &WireParams, m: Outgoing) {
-    match m {
-        Outgoing::Cmd { sqe, data } => wire::encode_cmd(out, params, &sqe, data.as_ref()),
-        Outgoing::H2c {
-            cid,
-            ttag,
-            offset,
-            data,
-            last,
-        } => wire::encode_h2c(out, params, cid, ttag, offset, &data, last),
-    }
-}
-
-struct ReaderCtx {
+/// The connection task's own state.
+struct Conn {
     rd: OwnedReadHalf,
     rbuf: BytesMut,
-    slab: Arc<Slab>,
-    tx: mpsc::Sender<Outgoing>,
-    token: CancellationToken,
-    negotiated: Negotiated,
-    stats: Arc<HostStats>,
+    sh: Arc<Shared>,
+    timeout: Duration,
+    depth: u16,
 }
 
-async fn reader_task(mut ctx: ReaderCtx) {
-    let token = ctx.token.clone();
+async fn conn_task(mut c: Conn) {
+    let token = c.sh.token.clone();
     tokio::select! {
         _ = token.cancelled() => {}
-        r = reader_loop(&mut ctx) => {
+        r = conn_loop(&mut c) => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "nvmf queue connection closed");
             }
         }
     }
     token.cancel();
-    ctx.slab.close();
+    let mut wake = Vec::new();
+    {
+        let mut st = lock(&c.sh.st);
+        st.slab.close(&mut wake);
+        st.pending.clear();
+        // Dropping the write half sends FIN: the controller sees the
+        // connection end now, not when the last handle goes.
+        st.wr = None;
+    }
+    c.sh.permits.close();
+    wake_all(&mut wake);
 }
 
-async fn reader_loop(ctx: &mut ReaderCtx) -> Result<(), String> {
+/// Watchdog period for a command timeout: a quarter of it, within
+/// 5 ms..=1 s.
+fn watchdog_period(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
+}
+
+async fn conn_loop(c: &mut Conn) -> Result<(), String> {
+    let period = watchdog_period(c.timeout);
+    // A command submitted at tick t fails at the first tick > t + limit,
+    // i.e. after timeout ..= timeout + period.
+    let limit = (c.timeout.as_nanos() / period.as_nanos().max(1)).max(1) as u64;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wake: Vec<Waker> = Vec::with_capacity(usize::from(c.depth) + 1);
+    let mut blocked = false;
     loop {
-        while let Some(pdu) = wire::decode(&mut ctx.rbuf, &ctx.negotiated.wire)? {
-            handle_pdu(ctx, pdu).await?;
+        if c.rbuf.capacity() - c.rbuf.len() < READ_MIN_ROOM {
+            c.rbuf.reserve(READ_BUF_BYTES);
         }
-        let n = ctx
-            .rd
-            .read_buf(&mut ctx.rbuf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed by the controller".into());
+        tokio::select! {
+            biased;
+            r = c.rd.readable() => {
+                r.map_err(|e| format!("read: {e}"))?;
+                match c.rd.try_read_buf(&mut c.rbuf) {
+                    Ok(0) => return Err("connection closed by the controller".into()),
+                    Ok(_) => deliver(c, &mut wake)?,
+                    Err(e) if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                    Err(e) => return Err(format!("read: {e}")),
+                }
+            }
+            _ = c.sh.flush.notified(), if !blocked => {
+                blocked = !c.sh.flush_some()?;
+            }
+            r = c.rd.as_ref().writable(), if blocked => {
+                r.map_err(|e| format!("write: {e}"))?;
+                blocked = !c.sh.flush_some()?;
+            }
+            _ = tick.tick() => {
+                let now = c.sh.tick.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(deadline) = now.checked_sub(limit + 1) {
+                    let n = lock(&c.sh.st).slab.expire(deadline, &mut wake);
+                    if n > 0 {
+                        wake_all(&mut wake);
+                    }
+                }
+            }
         }
     }
 }
 
-async fn handle_pdu(ctx: &mut ReaderCtx, pdu: RxPdu) -> Result<(), String> {
+/// Decodes every whole PDU in the receive buffer and hands them to their
+/// commands under one lock, then wakes the submitters.
+fn deliver(c: &mut Conn, wake: &mut Vec<Waker>) -> Result<(), String> {
+    let mut freed = 0;
+    let result = {
+        let mut st = lock(&c.sh.st);
+        let mut r = Ok(());
+        loop {
+            match wire::decode(&mut c.rbuf, &c.sh.wire) {
+                Ok(Some(pdu)) => match handle_pdu(&c.sh, &mut st.slab, pdu, wake) {
+                    Ok(f) => freed += usize::from(f),
+                    Err(e) => {
+                        r = Err(e);
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        r
+    };
+    if freed > 0 {
+        c.sh.permits.add_permits(freed);
+    }
+    wake_all(wake);
+    result
+}
+
+/// One received PDU; `Ok(true)` when it freed an abandoned CID.
+fn handle_pdu(
+    sh: &Shared,
+    slab: &mut Slab,
+    pdu: RxPdu,
+    wake: &mut Vec<Waker>,
+) -> Result<bool, String> {
     match pdu {
-        RxPdu::Resp { cid, completion } => ctx
-            .slab
-            .complete(cid, completion)
-            .map_err(|e| e.to_string()),
+        RxPdu::Resp { cid, completion } => {
+            let (w, freed) = slab.complete(cid, completion).map_err(|e| e.to_string())?;
+            wake.extend(w);
+            Ok(freed)
+        }
         RxPdu::C2h {
             cid,
             offset,
             data,
             success,
         } => {
-            ctx.stats.c2h_pdus.fetch_add(1, Ordering::Relaxed);
-            ctx.slab
-                .push_data(cid, offset, data)
-                .map_err(|e| e.to_string())?;
+            sh.stats.c2h_pdus.fetch_add(1, Ordering::Relaxed);
+            wake.extend(
+                slab.push_data(cid, offset, data)
+                    .map_err(|e| e.to_string())?,
+            );
             if success {
-                ctx.slab
+                let (w, freed) = slab
                     .complete(cid, Completion::default())
                     .map_err(|e| e.to_string())?;
+                wake.extend(w);
+                return Ok(freed);
             }
-            Ok(())
+            Ok(false)
         }
         RxPdu::R2t {
             cid,
@@ -466,36 +756,39 @@ async fn handle_pdu(ctx: &mut ReaderCtx, pdu: RxPdu) -> Result<(), String> {
             offset,
             len,
         } => {
-            ctx.stats.r2t.fetch_add(1, Ordering::Relaxed);
-            let end = offset
-                .checked_add(len)
-                .ok_or_else(|| "R2T range overflows".to_string())?;
-            let mut off = offset;
-            while off < end {
-                let n = (end - off).min(ctx.negotiated.maxh2cdata);
-                let data = ctx
-                    .slab
-                    .write_data(cid, off, n)
-                    .map_err(|e| format!("R2T: {e}"))?;
-                let msg = Outgoing::H2c {
-                    cid,
-                    ttag,
-                    offset: off,
-                    data,
-                    last: off + n == end,
-                };
-                ctx.stats.h2c_pdus.fetch_add(1, Ordering::Relaxed);
-                ctx.tx
-                    .send(msg)
-                    .await
-                    .map_err(|_| "writer gone".to_string())?;
-                off += n;
+            if len == 0 || offset.checked_add(len).is_none() {
+                return Err(format!("R2T with a bad range ({offset}+{len})"));
             }
-            Ok(())
+            let w = slab
+                .push_r2t(cid, R2tRequest { ttag, offset, len })
+                .map_err(|e| format!("R2T: {e}"))?;
+            wake.extend(w);
+            Ok(false)
         }
         RxPdu::Term { fes } => Err(format!(
             "controller terminated the connection (fatal error status {fes:#x})"
         )),
         other => Err(format!("unexpected {} PDU", other.name())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_period_is_bounded() {
+        assert_eq!(
+            watchdog_period(Duration::from_secs(30)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            watchdog_period(Duration::from_millis(300)),
+            Duration::from_millis(75)
+        );
+        assert_eq!(
+            watchdog_period(Duration::from_millis(1)),
+            Duration::from_millis(5)
+        );
     }
 }

@@ -26,7 +26,6 @@
 //! concurrent calls (the controller orders nothing between them).
 
 use blockdev::BlockDevice;
-use bytes::Bytes;
 use nvmf::{
     nvme::{sc, sct},
     resv,
@@ -106,8 +105,7 @@ impl Namespace {
             RegisterAction::Register | RegisterAction::Replace => Goal::Registered(new_key),
             RegisterAction::Unregister => Goal::Unregistered,
         };
-        self.resv_cmd(action.op_name(), sqe, Bytes::copy_from_slice(&data), goal)
-            .await
+        self.resv_cmd(action.op_name(), sqe, &data, goal).await
     }
 
     /// Reservation Acquire of `rtype` by this host, registered with
@@ -129,8 +127,7 @@ impl Namespace {
                 Goal::Preempted(rtype, preempt_key)
             }
         };
-        self.resv_cmd(action.op_name(), sqe, Bytes::copy_from_slice(&data), goal)
-            .await
+        self.resv_cmd(action.op_name(), sqe, &data, goal).await
     }
 
     /// Reservation Release: `Release` gives up the reservation of
@@ -147,8 +144,7 @@ impl Namespace {
             ReleaseAction::Release => Goal::NotHolder,
             ReleaseAction::Clear => Goal::Unregistered,
         };
-        self.resv_cmd(action.op_name(), sqe, Bytes::copy_from_slice(&data), goal)
-            .await
+        self.resv_cmd(action.op_name(), sqe, &data, goal).await
     }
 
     /// Reservation Report: generation, reservation type and every
@@ -204,7 +200,7 @@ impl Namespace {
         &self,
         op: &'static str,
         sqe: nvmf::Sqe,
-        data: Bytes,
+        data: &[u8],
         goal: Goal,
     ) -> Result<(), HostError> {
         let (c, replayed) = self

@@ -8,15 +8,15 @@
 //! limit plus headers before buffering them; digests are verified by the
 //! codec when negotiated and their absence is an error then.
 //!
-//! Hot path: no allocation per PDU (encoding appends to the writer's
-//! reusable buffer; decoded data are slices of the receive buffer), no
-//! logs, no locks.
+//! Hot path: no allocation per PDU (headers are appended to the queue's
+//! reusable buffer and the data is sent from the caller's buffer; decoded
+//! data are slices of the receive buffer), no logs, no locks.
 //!
 //! Threading model: plain functions.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use nvmf::{
-    pdu::{dgst, CapsuleCmd, DataHeader, Decoder, IcReq, PduType},
+    pdu::{dgst, DataHeader, Decoder, IcReq, PduType},
     EncodeOpts, Pdu, Sqe,
 };
 
@@ -114,38 +114,34 @@ pub fn encode_icreq(out: &mut BytesMut, hdr_digest: bool, data_digest: bool) {
     .encode(out, EncodeOpts::default());
 }
 
-/// Appends a command capsule with optional in-capsule data.
-pub fn encode_cmd(out: &mut BytesMut, params: &WireParams, sqe: &Sqe, data: Option<&Bytes>) {
-    let c = CapsuleCmd {
-        sqe: *sqe,
-        data: data.cloned().unwrap_or_default(),
-    };
-    Pdu::CapsuleCmd(c).encode(out, params.encode_opts());
+/// Appends the header of a command capsule that carries `data_len` bytes
+/// of in-capsule data (the data, and its digest when negotiated, are sent
+/// from the caller's buffer right after it).
+pub fn encode_cmd_header(out: &mut BytesMut, params: &WireParams, sqe: &Sqe, data_len: usize) {
+    nvmf::pdu::encode_capsule_cmd_header(sqe, data_len, out, params.encode_opts());
 }
 
-/// Appends one H2CData PDU.
-pub fn encode_h2c(
+/// Appends the header of one H2CData PDU of `len` bytes (the data, and its
+/// digest when negotiated, follow from the caller's buffer).
+pub fn encode_h2c_header(
     out: &mut BytesMut,
     params: &WireParams,
     cid: u16,
     ttag: u16,
     offset: u32,
-    data: &[u8],
+    len: u32,
     last: bool,
 ) {
-    let opts = params.encode_opts();
-    let h = DataHeader {
+    DataHeader {
         ty: PduType::H2CData,
         cccid: cid,
         ttag,
         datao: offset,
-        datal: u32::try_from(data.len()).unwrap_or(u32::MAX),
+        datal: len,
         last,
         success: false,
-    };
-    let start = h.begin(out, opts);
-    out.put_slice(data);
-    h.finish(out, start, opts);
+    }
+    .begin(out, params.encode_opts());
 }
 
 /// Decodes one PDU from the front of `buf` (`Ok(None)`: need more bytes).
@@ -197,6 +193,7 @@ pub fn decode(buf: &mut BytesMut, params: &WireParams) -> Result<Option<RxPdu>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BufMut;
     use nvmf::{
         pdu::{CapsuleResp, DataPdu, IcResp, R2t},
         Cqe, Status,
@@ -220,8 +217,17 @@ mod tests {
                 cid: 7,
                 ..Sqe::default()
             };
-            encode_cmd(&mut out, &p, &sqe, Some(&Bytes::from_static(b"abcd")));
-            encode_h2c(&mut out, &p, 7, 3, 4096, b"efgh", true);
+            for (data, header) in [(&b"abcd"[..], true), (&b"efgh"[..], false)] {
+                if header {
+                    encode_cmd_header(&mut out, &p, &sqe, data.len());
+                } else {
+                    encode_h2c_header(&mut out, &p, 7, 3, 4096, 4, true);
+                }
+                out.put_slice(data);
+                if digests {
+                    out.put_slice(&nvmf::pdu::data_digest(data));
+                }
+            }
             let dec = Decoder::negotiated(1 << 20, digests, digests);
             match dec.decode(&mut out).unwrap().unwrap() {
                 Pdu::CapsuleCmd(c) => {

@@ -34,7 +34,9 @@ mod decode;
 mod encode;
 
 pub use decode::{decode, Decoder, Layout, DEFAULT_MAX_PDU_BYTES};
-pub use encode::{encode_capsule_resp, DataHeader, EncodeOpts};
+pub use encode::{
+    data_digest, encode_capsule_cmd_header, encode_capsule_resp, DataHeader, EncodeOpts,
+};
 
 /// Size of the common header.
 pub const COMMON_HEADER_BYTES: usize = 8;

@@ -8,7 +8,6 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +50,7 @@ async fn fabrics_connect(
         q,
         "fabrics connect",
         cmd::connect(qid, depth, if qid == 0 { opts.kato_ms } else { 0 }),
-        Data::Write(Bytes::from(data)),
+        Data::Write(&data),
     )
     .await?;
     Ok((c.dw0 & 0xffff) as u16)

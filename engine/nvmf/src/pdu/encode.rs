@@ -5,7 +5,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::*;
-use crate::nvme::Cqe;
+use crate::nvme::{Cqe, Sqe};
 
 /// Digest and alignment options for encoding, as negotiated by
 /// ICReq/ICResp. ICReq, ICResp and TermReqs never carry digests.
@@ -116,10 +116,14 @@ impl DataHeader {
     }
 }
 
-/// Encodes a capsule with header, optional in-capsule data and digests.
-fn encode_capsule_cmd(c: &CapsuleCmd, out: &mut BytesMut, opts: EncodeOpts) {
+/// Appends the header of a command capsule that carries `data_len` bytes
+/// of in-capsule data (header, header digest and padding up to the data),
+/// for the zero-copy path: the caller sends the data from its own buffer
+/// right after these bytes, followed by [`data_digest`] when `opts.ddgst`
+/// and `data_len > 0`.
+pub fn encode_capsule_cmd_header(sqe: &Sqe, data_len: usize, out: &mut BytesMut, opts: EncodeOpts) {
     let start = out.len();
-    let with_data = !c.data.is_empty();
+    let with_data = data_len > 0;
     let hend = opts.header_end(CAPSULE_CMD_HLEN);
     let pdo = if with_data {
         opts.data_offset(CAPSULE_CMD_HLEN)
@@ -127,7 +131,7 @@ fn encode_capsule_cmd(c: &CapsuleCmd, out: &mut BytesMut, opts: EncodeOpts) {
         0
     };
     let plen = if with_data {
-        pdo + c.data.len() + if opts.ddgst { DIGEST_BYTES } else { 0 }
+        pdo + data_len + if opts.ddgst { DIGEST_BYTES } else { 0 }
     } else {
         hend
     };
@@ -138,7 +142,7 @@ fn encode_capsule_cmd(c: &CapsuleCmd, out: &mut BytesMut, opts: EncodeOpts) {
     if opts.ddgst && with_data {
         fl |= flags::DDGSTF;
     }
-    out.reserve(plen);
+    out.reserve(pdo.max(hend));
     put_common(
         out,
         PduType::CapsuleCmd,
@@ -147,15 +151,28 @@ fn encode_capsule_cmd(c: &CapsuleCmd, out: &mut BytesMut, opts: EncodeOpts) {
         pdo as u8,
         plen,
     );
-    out.put_slice(&c.sqe.to_bytes());
+    out.put_slice(&sqe.to_bytes());
     if opts.hdgst {
         put_hdgst(out, start, CAPSULE_CMD_HLEN);
     }
     if with_data {
         out.put_bytes(0, pdo - hend);
+    }
+}
+
+/// The data digest (CRC32C, little endian) that follows `data` on the
+/// wire when data digests are negotiated.
+pub fn data_digest(data: &[u8]) -> [u8; DIGEST_BYTES] {
+    crc32c::crc32c(data).to_le_bytes()
+}
+
+/// Encodes a capsule with header, optional in-capsule data and digests.
+fn encode_capsule_cmd(c: &CapsuleCmd, out: &mut BytesMut, opts: EncodeOpts) {
+    encode_capsule_cmd_header(&c.sqe, c.data.len(), out, opts);
+    if !c.data.is_empty() {
         out.put_slice(&c.data);
         if opts.ddgst {
-            out.put_u32_le(crc32c::crc32c(&c.data));
+            out.put_slice(&data_digest(&c.data));
         }
     }
 }
