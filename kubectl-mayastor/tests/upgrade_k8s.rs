@@ -4,7 +4,9 @@
 //! their version slot stamped, `mayastor_version::stamp`, made into images
 //! tagged B by `deploy/images/build.sh`) rolls the release to B.
 //!
-//! Checked: every control-plane workload of the release runs our images
+//! Checked first: a `--set` of a chart value that is not an image is
+//! refused in one line, and `--dry-run` passes; neither changes an image,
+//! a pod or the record. Then: every control-plane workload of the release runs our images
 //! tagged B; the io-engine pod was deleted and its replacement (a new UID,
 //! images B) became Ready, in that order (from the upgrade's Events); the
 //! core agent, the REST API and the node report B; the store's record says
@@ -443,6 +445,48 @@ fn kube_node_upgrade_rolls_the_chart_to_new_images() {
         "upgrade",
         "--skip-single-replica-volume-validation",
     ];
+    // Refusals change nothing: a chart value that is not an image, and a
+    // dry run.
+    let refused = Command::new(&plugin)
+        .args(upgrade_args)
+        .args(["--set", "io_engine.logLevel=debug"])
+        .env("XDG_DATA_HOME", &xdg)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("io_engine.logLevel") && err.contains("helm upgrade"),
+        "{err}"
+    );
+    let dry = run(
+        Command::new(&plugin)
+            .args(upgrade_args)
+            .arg("--dry-run")
+            .env("XDG_DATA_HOME", &xdg),
+        "upgrade --dry-run",
+    );
+    assert!(dry.contains("Dry run"), "{dry}");
+    for &(kind, name, containers) in UPDATED {
+        let (images, _) = template_images(&kube, kind, name);
+        for c in containers {
+            assert_eq!(
+                images[*c],
+                image(c, VERSION_A),
+                "{kind} {name} after a refusal"
+            );
+        }
+    }
+    assert_eq!(
+        engine_pods(&kube),
+        before,
+        "the io-engine pod after a refusal"
+    );
+    let recorded = rt.block_on(api.get_upgrade_status());
+    assert!(recorded.is_err(), "a dry run records nothing: {recorded:?}");
+
     let t = Instant::now();
     let out = Command::new(&plugin)
         .args(upgrade_args)
