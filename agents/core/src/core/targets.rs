@@ -129,15 +129,7 @@ impl Core {
     async fn retire_target(&self, rec: &mut VolumeRecord) -> CoreResult<()> {
         rec.op = Some(VolumeOp::Unpublish);
         self.specs.put_volume(rec.clone()).await?;
-        let nexus_specs: Vec<NexusSpec> = self
-            .specs
-            .nexuses
-            .read()
-            .values()
-            .filter(|n| n.owner.as_deref() == Some(rec.spec.uuid.as_str()))
-            .cloned()
-            .collect();
-        for n in nexus_specs {
+        for n in self.volume_nexus_specs(&rec.spec.uuid) {
             let destroyed = match self.registry.online_client(&n.node) {
                 Some(client) => {
                     let mut nexus_client = client.nexus.clone();

@@ -207,17 +207,20 @@ impl Core {
         Ok(())
     }
 
-    /// Destroys a volume's nexus (if any) and forgets it.
-    pub(crate) async fn remove_target(&self, rec: &VolumeRecord, force: bool) -> CoreResult<()> {
-        let nexus_specs: Vec<NexusSpec> = self
-            .specs
+    /// The nexus specs a volume owns.
+    pub(crate) fn volume_nexus_specs(&self, volume: &str) -> Vec<NexusSpec> {
+        self.specs
             .nexuses
             .read()
             .values()
-            .filter(|n| n.owner.as_deref() == Some(rec.spec.uuid.as_str()))
+            .filter(|n| n.owner.as_deref() == Some(volume))
             .cloned()
-            .collect();
-        for n in nexus_specs {
+            .collect()
+    }
+
+    /// Destroys a volume's nexus (if any) and forgets it.
+    pub(crate) async fn remove_target(&self, rec: &VolumeRecord, force: bool) -> CoreResult<()> {
+        for n in self.volume_nexus_specs(&rec.spec.uuid) {
             match self.registry.online_client(&n.node) {
                 Some(client) => {
                     client

@@ -113,6 +113,17 @@ pub async fn put_volume_size(
     Ok(Json(api.put_volume_size(&id, body).await?))
 }
 
+/// The target and frontend node names of a publish or republish body.
+fn check_target_nodes(node: Option<&str>, frontend: Option<&str>) -> Result<(), ApiError> {
+    if let Some(node) = node {
+        name_id("target node", node)?;
+    }
+    if let Some(node) = frontend {
+        name_id("frontend node", node)?;
+    }
+    Ok(())
+}
+
 /// Publish a volume: create its target (nexus) and share it.
 #[utoipa::path(
     put, path = "/v0/volumes/{id}/target", tag = "volumes",
@@ -126,12 +137,7 @@ pub async fn put_volume_target(
     JsonBody(body): JsonBody<PublishVolumeBody>,
 ) -> Answer<Volume> {
     let id = uuid_id("volume", &path.id)?;
-    if let Some(node) = &body.node {
-        name_id("target node", node)?;
-    }
-    if let Some(node) = &body.frontend_node {
-        name_id("frontend node", node)?;
-    }
+    check_target_nodes(body.node.as_deref(), body.frontend_node.as_deref())?;
     Ok(Json(api.put_volume_target(&id, body).await?))
 }
 
@@ -151,12 +157,7 @@ pub async fn put_volume_republish(
     JsonBody(body): JsonBody<RepublishVolumeBody>,
 ) -> Answer<Volume> {
     let id = uuid_id("volume", &path.id)?;
-    if let Some(node) = &body.node {
-        name_id("target node", node)?;
-    }
-    if let Some(node) = &body.frontend_node {
-        name_id("frontend node", node)?;
-    }
+    check_target_nodes(body.node.as_deref(), body.frontend_node.as_deref())?;
     Ok(Json(api.put_volume_republish(&id, body).await?))
 }
 
