@@ -14,7 +14,9 @@
 //! - [`validate`]: the validations, pure functions of REST objects;
 //! - [`platform`]: what restarts components ([`platform::Platform`]); the
 //!   local cluster ([`platform::local`]) drives the `mayastor-local`
-//!   binary; a Kubernetes platform slots in behind the same trait;
+//!   binary; Kubernetes ([`platform::kubernetes`]) patches the Helm
+//!   chart's workloads to the target version's images and replaces the
+//!   io-engine pods one node at a time;
 //! - [`status`]: the durable `UpgradeStatus` record (in the store, through
 //!   REST) and its table;
 //! - [`rollout`]: the state machine that runs it all;
@@ -24,7 +26,8 @@
 //! killed upgrade resumes where it stood; a node whose engine already
 //! reports the target version is never restarted; a node that does not come
 //! back in time stops the roll-out with its drain label left on it. The
-//! crate talks to the cluster through the REST client only (`openapi`).
+//! crate talks to the cluster through the REST client (`openapi`), and on
+//! Kubernetes to the Kubernetes API for the workloads (`kube`).
 //! Everything runs on the caller's tokio runtime (one task).
 
 #![forbid(unsafe_code)]
