@@ -84,49 +84,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `target/debug`: the test binary is `target/debug/deps/<name>`.
-fn debug_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
-fn run(command: &mut Command, what: &str) -> String {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The venv's python with helm-python-sdk.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("MAYASTOR_PY_VENV")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-            PathBuf::from(home).join(".cache/mayastor-py/venv")
-        });
-    let python = venv.join("bin/python");
-    let ok = Command::new(&python)
-        .args(["-c", "import helm_python"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{} has no helm-python-sdk: run deploy/helm/tests/run.sh --install",
-        python.display()
-    );
-    python
-}
-
 /// `<dir>/debug/<bin>` for every component and the plugin: this build's
 /// binaries with the version slot stamped to [`VERSION_B`] (where they
 /// have one).
@@ -134,7 +91,7 @@ fn stamp_version_b(dir: &Path) -> PathBuf {
     let out = dir.join("debug");
     std::fs::create_dir_all(&out).unwrap();
     for name in COMPONENTS.iter().chain(&["kubectl-mayastor"]) {
-        let mut bytes = std::fs::read(debug_dir().join(name)).unwrap();
+        let mut bytes = std::fs::read(testkit::profile_dir().join(name)).unwrap();
         // The CSI plugins report no version (no slot): their image B is
         // the same binary under tag B.
         if mayastor_version::stamped(&bytes).is_ok() {
@@ -153,7 +110,7 @@ fn stamp_version_b(dir: &Path) -> PathBuf {
 
 fn build_images(kube: &KubeLocal, target_dir: &Path, tag: &str, only: &[&str]) {
     let t = Instant::now();
-    let out = run(
+    let out = testkit::run_ok(
         Command::new(repo().join("deploy/images/build.sh"))
             .args([
                 "--profile",
@@ -313,7 +270,7 @@ async fn publish(api: &RestClient) -> VolumePath {
 #[test]
 fn kube_node_upgrade_rolls_the_chart_to_new_images() {
     let started = Instant::now();
-    let debug = debug_dir();
+    let debug = testkit::profile_dir();
     let missing: Vec<&&str> = COMPONENTS
         .iter()
         .chain(&["kubectl-mayastor"])
@@ -324,7 +281,7 @@ fn kube_node_upgrade_rolls_the_chart_to_new_images() {
         "not built in {}: {missing:?}",
         debug.display()
     );
-    let python = python();
+    let python = testkit::helm::python();
     let tmp = tempfile::tempdir().unwrap();
     let (pools, etcd, xdg, b) = (
         tmp.path().join("pools"),
@@ -364,7 +321,7 @@ fn kube_node_upgrade_rolls_the_chart_to_new_images() {
     let values = repo().join("deploy/helm/single-node-values.yaml");
     print!(
         "{}",
-        run(
+        testkit::run_ok(
             Command::new(&python)
                 .arg(&script)
                 .args(["install", "--values"])
@@ -461,7 +418,7 @@ fn kube_node_upgrade_rolls_the_chart_to_new_images() {
         err.contains("io_engine.logLevel") && err.contains("helm upgrade"),
         "{err}"
     );
-    let dry = run(
+    let dry = testkit::run_ok(
         Command::new(&plugin)
             .args(upgrade_args)
             .arg("--dry-run")
@@ -650,7 +607,7 @@ fn kube_node_upgrade_rolls_the_chart_to_new_images() {
         api.del_volume_target(VOLUME, false).await.unwrap();
         api.del_volume(VOLUME).await.unwrap();
     });
-    let status: Value = serde_json::from_str(&run(
+    let status: Value = serde_json::from_str(&testkit::run_ok(
         Command::new(&plugin)
             .args(["-k", &kubeconfig, "get", "upgrade-status", "-o", "json"])
             .env("XDG_DATA_HOME", &xdg),
@@ -660,7 +617,7 @@ fn kube_node_upgrade_rolls_the_chart_to_new_images() {
     assert_eq!(status["stage"], "Successful");
 
     // Running it again changes nothing: every component is on B already.
-    let again = run(
+    let again = testkit::run_ok(
         Command::new(&plugin)
             .args(upgrade_args)
             .env("XDG_DATA_HOME", &xdg),

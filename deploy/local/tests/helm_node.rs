@@ -19,7 +19,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -53,54 +53,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `target/debug` of this build: the test binary is `target/debug/deps/<name>`.
-fn debug_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .expect("the test binary sits in target/<profile>/deps")
-}
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("MAYASTOR_PY_VENV")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-            PathBuf::from(home).join(".cache/mayastor-py/venv")
-        });
-    let python = venv.join("bin/python");
-    let ok = Command::new(&python)
-        .args(["-c", "import helm_python"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{} has no helm-python-sdk: run deploy/helm/tests/run.sh --install",
-        python.display()
-    );
-    python
-}
-
-fn run(command: &mut Command, what: &str) -> String {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 fn helm(python: &Path, kube: &KubeLocal, args: &[&str]) -> String {
     let script = repo().join("deploy/helm/tests/helm_release.py");
-    run(
+    testkit::run_ok(
         Command::new(python)
             .arg(&script)
             .args(args)
@@ -176,9 +131,9 @@ fn diskpool(kube: &KubeLocal, name: &str) -> Value {
 /// kubeconfig to find the REST API (no --rest, no local cluster file).
 fn plugin(kube: &KubeLocal, xdg: &Path, args: &[&str]) -> String {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![debug_dir()];
+    let mut dirs = vec![testkit::profile_dir()];
     dirs.extend(std::env::split_paths(&path));
-    run(
+    testkit::run_ok(
         Command::new(kube.kubectl_path())
             .arg("mayastor")
             .args(args)
@@ -207,7 +162,7 @@ fn rows(table: &str) -> Vec<Vec<String>> {
 #[test]
 fn kube_node_helm_install_images_pool_volume_uninstall() {
     let started = Instant::now();
-    let debug = debug_dir();
+    let debug = testkit::profile_dir();
     let needed = [
         "io-engine",
         "agent-core",
@@ -225,7 +180,7 @@ fn kube_node_helm_install_images_pool_volume_uninstall() {
         debug.display(),
         missing.join(", ")
     );
-    let python = python();
+    let python = testkit::helm::python();
     let tmp = tempfile::tempdir().unwrap();
     let (pools, etcd, xdg) = (
         tmp.path().join("pools"),
@@ -245,7 +200,7 @@ fn kube_node_helm_install_images_pool_volume_uninstall() {
 
     // 1. The images, from this build's debug binaries.
     let t = Instant::now();
-    let build = run(
+    let build = testkit::run_ok(
         Command::new(repo().join("deploy/images/build.sh"))
             .args(["--profile", "debug", "--target-dir"])
             .arg(debug.parent().unwrap())

@@ -28,13 +28,14 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod etcd;
+pub mod helm;
 pub mod kube_local;
 pub mod local_cluster;
 mod process;
 mod wait;
 
 pub use local_cluster::LocalCluster;
-pub use process::{bin, free_port, free_port_on, print_tail, wait_port, Proc};
+pub use process::{bin, free_port, free_port_on, print_tail, profile_dir, run_ok, wait_port, Proc};
 pub use wait::{eventually, wait_until};
 
 /// The timestamp a log line of ours starts with (RFC 3339 UTC, as the

@@ -44,9 +44,7 @@ pub fn bin(pkg: &str, bin: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(&var) {
         return PathBuf::from(path);
     }
-    // target/<profile>/deps/<test>  ->  target/<profile>/<bin>
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let profile_dir = profile_dir();
     let path = profile_dir.join(bin);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if !*built {
@@ -55,6 +53,35 @@ pub fn bin(pkg: &str, bin: &str) -> PathBuf {
     }
     assert!(path.exists(), "{} is missing", path.display());
     path
+}
+
+/// `target/<profile>` of the running test: its binary is
+/// `target/<profile>/deps/<test>`, and the workspace's binaries sit in the
+/// directory above.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("the test binary sits in target/<profile>/deps")
+}
+
+/// Runs `command` (no stdin) and returns its standard output; fails the
+/// test, with both outputs, when it cannot start or exits non-zero.
+/// `what` names it in the failure.
+pub fn run_ok(command: &mut Command, what: &str) -> String {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// `cargo test --no-run --workspace` into the target directory of
