@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use io_engine_api::v1::registration_rpc_server::RegistrationRpcServer;
-use store::{keys::StoreKeys, EtcdStore, LeaseLock, LockOptions, SharedStore};
+use store::{keys::StoreKeys, EtcdStore, LeaseLock, LockOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -30,21 +30,6 @@ pub enum Ended {
     LeaseLost,
 }
 
-async fn connect_store(endpoint: &str, stop: &CancellationToken) -> Option<SharedStore> {
-    loop {
-        match EtcdStore::connect(&[endpoint.to_owned()], Duration::from_secs(5)).await {
-            Ok(s) => return Some(Arc::new(s)),
-            Err(e) => {
-                warn!(store = endpoint, error = %e, "store unreachable; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => return None,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    }
-}
-
 /// Runs the core agent until `stop` or the loss of the lease.
 pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Ended> {
     // Read before anything starts: a bad token source is a clear error.
@@ -52,7 +37,7 @@ pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Ended> {
     let listener = tokio::net::TcpListener::bind(args.grpc_endpoint)
         .await
         .with_context(|| format!("cannot listen on {}", args.grpc_endpoint))?;
-    let Some(store) = connect_store(&args.store, &stop).await else {
+    let Some(store) = EtcdStore::connect_until_stopped(&args.store, &stop).await else {
         return Ok(Ended::Stopped);
     };
     let keys = StoreKeys::new(&args.cluster_uid, &args.namespace);

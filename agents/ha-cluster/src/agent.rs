@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use io_engine_api::ha::ha_cluster_rpc_server::HaClusterRpcServer;
 use openapi::client::{RestClient, RestClientOptions};
-use store::{keys::StoreKeys, EtcdStore, LeaseLock, LockOptions, SharedStore};
+use store::{keys::StoreKeys, EtcdStore, LeaseLock, LockOptions};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -27,21 +27,6 @@ pub enum Ended {
     /// The lease was lost: stop at once (another instance runs the
     /// switch-overs now).
     LeaseLost,
-}
-
-async fn connect_store(endpoint: &str, stop: &CancellationToken) -> Option<SharedStore> {
-    loop {
-        match EtcdStore::connect(&[endpoint.to_owned()], Duration::from_secs(5)).await {
-            Ok(s) => return Some(Arc::new(s)),
-            Err(e) => {
-                warn!(store = endpoint, error = %e, "store unreachable; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => return None,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    }
 }
 
 /// Runs the cluster agent until `stop` or the loss of the lease.
@@ -67,7 +52,7 @@ pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Ended> {
     let listener = tokio::net::TcpListener::bind(args.grpc_endpoint)
         .await
         .with_context(|| format!("cannot listen on {}", args.grpc_endpoint))?;
-    let Some(store) = connect_store(&args.store, &stop).await else {
+    let Some(store) = EtcdStore::connect_until_stopped(&args.store, &stop).await else {
         return Ok(Ended::Stopped);
     };
     let keys = StoreKeys::new(&args.cluster_uid, &args.namespace);

@@ -212,6 +212,27 @@ impl EtcdStore {
         Ok(store)
     }
 
+    /// [`EtcdStore::connect`] to `endpoint`, retried every second (each
+    /// failure logged) until it answers or `stop` is cancelled (`None`):
+    /// how a daemon that cannot work without its store starts.
+    pub async fn connect_until_stopped(
+        endpoint: &str,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Option<crate::SharedStore> {
+        loop {
+            match EtcdStore::connect(&[endpoint.to_owned()], Duration::from_secs(5)).await {
+                Ok(s) => return Some(std::sync::Arc::new(s)),
+                Err(e) => {
+                    tracing::warn!(store = endpoint, error = %e, "store unreachable; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return None,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
     /// The store's current revision.
     pub async fn revision(&self) -> Result<i64, StoreError> {
         let request = pb::RangeRequest {
