@@ -32,7 +32,7 @@ use nvmf::pdu::{self, encode_capsule_resp, fes, Decoder, EncodeOpts, Pdu, TermRe
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt, BufWriter},
     net::{tcp::OwnedWriteHalf, TcpStream},
-    sync::mpsc,
+    sync::{mpsc, watch},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -94,6 +94,10 @@ struct Conn {
     pending: HashMap<u16, Pending>,
     inflight: FuturesUnordered<IoFut>,
     parked_aers: Vec<u16>,
+    /// ANA changes of the subsystem (admin queue of an NVM subsystem only).
+    ana_rx: Option<watch::Receiver<(u8, u64)>>,
+    /// An ANA change not yet reported through an Async Event Request.
+    ana_pending: bool,
     last_admin: Instant,
 }
 
@@ -132,6 +136,8 @@ pub(crate) async fn run(
         pending: HashMap::new(),
         inflight: FuturesUnordered::new(),
         parked_aers: Vec::new(),
+        ana_rx: None,
+        ana_pending: false,
         last_admin: Instant::now(),
     };
     tracing::debug!(%peer, "nvmf connection opened");
@@ -265,6 +271,17 @@ impl Conn {
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
                     if let Err(e) = self.finish(done).await { return e; }
                 }
+                changed = async { match self.ana_rx.as_mut() { Some(rx) => rx.changed().await, None => std::future::pending().await } } => {
+                    match changed {
+                        Ok(()) => {
+                            // `changed` marked the change seen: it is pending now.
+                            self.ana_pending = true;
+                            if let Err(e) = self.send_ana_notice() { return e; }
+                        }
+                        // The subsystem is gone; its teardown ends this queue.
+                        Err(_) => self.ana_rx = None,
+                    }
+                }
                 r = rd.read_buf(&mut rbuf) => match r {
                     Ok(0) => return End::Closed,
                     Ok(_) => {}
@@ -283,6 +300,35 @@ impl Conn {
             cqe.sqid = q.qid;
             cqe.sqhd = if q.flow_disabled { 0xffff } else { q.sq_head };
         }
+    }
+
+    /// Reports an ANA change not reported yet through a parked Async Event
+    /// Request, when the host enabled ANA change notices (else the change
+    /// is dropped: the host reads the log page when it needs it).
+    fn send_ana_notice(&mut self) -> Result<(), End> {
+        if let Some(rx) = self.ana_rx.as_mut() {
+            if rx.has_changed().unwrap_or(false) {
+                rx.borrow_and_update();
+                self.ana_pending = true;
+            }
+        }
+        if !self.ana_pending {
+            return Ok(());
+        }
+        let enabled = self.q.as_ref().is_some_and(|q| {
+            q.ctrl.aec.load(Ordering::Relaxed) & nvmf::admin::aen::AEC_ANA_CHANGE != 0
+        });
+        if !enabled {
+            self.ana_pending = false;
+            return Ok(());
+        }
+        let Some(cid) = self.parked_aers.pop() else {
+            return Ok(());
+        };
+        self.ana_pending = false;
+        let mut cqe = Cqe::new(cid, Status::SUCCESS);
+        cqe.dw0 = nvmf::admin::aen::ANA_CHANGE_DW0;
+        self.complete_now(cqe)
     }
 
     fn complete_now(&self, mut cqe: Cqe) -> Result<(), End> {

@@ -147,6 +147,11 @@ pub(crate) async fn exec(ctx: Arc<IoCtx>, sqe: Sqe, data: Bytes) -> Done {
 }
 
 async fn run(ctx: &IoCtx, sqe: &Sqe, data: &Bytes, buf: &mut BytesMut) -> Result<(), Status> {
+    // A namespace whose ANA group does not serve: a path error the host
+    // retries on another path (one atomic load while it serves).
+    if let Some(s) = ctx.subsys.ana.io_status() {
+        return Err(s);
+    }
     let dev = &ctx.subsys.dev;
     let c = &ctx.inner.counters;
     let mdts = ctx.inner.cfg.mdts_bytes;

@@ -6,6 +6,9 @@
 //! - [`Target`]: listener, subsystem table, the target-wide controller-ID
 //!   allocator, counters. `serve` runs the accept loop;
 //! - `subsystem`: subsystems, controllers, reservations;
+//! - `ana`: the ANA state of a subsystem's namespace (OPTIMIZED by
+//!   default; INACCESSIBLE turns a multipath host to another path), its
+//!   log page and change notices;
 //! - `conn`: one task per TCP connection (= one queue): ICReq, Connect,
 //!   Fabrics/admin commands, R2T/H2CData, keep-alive; a writer task per
 //!   connection drains a bounded channel of encoded PDUs;
@@ -35,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod ana;
 mod conn;
 mod io;
 mod locks;
@@ -54,6 +58,7 @@ use blockdev::dynamic::SharedDevice;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+pub use ana::{AnaState, ANA_GROUP};
 use subsystem::{CntlidAlloc, Subsystem};
 pub use subsystem::{SubsystemInfo, SubsystemOptions};
 
@@ -415,6 +420,36 @@ impl Target {
         }
         tracing::info!(nqn, remaining = s.connections(), "nvmf subsystem removed");
         Ok(())
+    }
+
+    /// Sets the ANA state of subsystem `nqn`'s namespace group; returns the
+    /// previous state. A change bumps the ANA change count and sends an
+    /// ANA change notice on every admin queue of the subsystem that enabled
+    /// it (a host then reads the ANA log page). While the state is not
+    /// (non-)optimized, namespace commands end with the matching path
+    /// status (DNR clear), which a multipath host retries elsewhere.
+    pub fn set_ana_state(&self, nqn: &str, state: AnaState) -> Result<AnaState, TargetError> {
+        let s = self
+            .inner
+            .subsystem(nqn)
+            .ok_or_else(|| TargetError::NotFound {
+                nqn: nqn.to_owned(),
+            })?;
+        let prev = s.ana.set(state);
+        if prev != state {
+            tracing::info!(nqn, from = %prev, to = %state, "nvmf subsystem ANA state changed");
+        }
+        Ok(prev)
+    }
+
+    /// The ANA state of subsystem `nqn`'s namespace group.
+    pub fn ana_state(&self, nqn: &str) -> Result<AnaState, TargetError> {
+        self.inner
+            .subsystem(nqn)
+            .map(|s| s.ana.state())
+            .ok_or_else(|| TargetError::NotFound {
+                nqn: nqn.to_owned(),
+            })
     }
 
     /// Every subsystem with its namespace geometry and connected hosts.

@@ -18,6 +18,7 @@ use nvmf::admin::{rtype, Registrant};
 use nvmf::nvme::{sc, sct, Status};
 use tokio_util::sync::CancellationToken;
 
+use crate::ana::{Ana, AnaState};
 use crate::locks;
 
 /// What [`crate::Target::subsystems`] reports.
@@ -33,6 +34,10 @@ pub struct SubsystemInfo {
     /// their ids from: its own, or the target's when it has none.
     pub cntlid_min: u16,
     pub cntlid_max: u16,
+    /// ANA state of the namespace's group.
+    pub ana_state: AnaState,
+    /// ANA change count (bumped by every state change).
+    pub ana_change_count: u64,
 }
 
 /// Options of [`crate::Target::add_subsystem_with`]. Build with
@@ -361,6 +366,8 @@ pub(crate) struct Subsystem {
     pub resv: Mutex<Reservation>,
     /// Some host is registered: I/O must check the reservation.
     pub resv_active: AtomicBool,
+    /// ANA state of the namespace's group.
+    pub ana: Ana,
     pub cancel: CancellationToken,
     conns: AtomicUsize,
     /// Effective controller-ID window (for reports).
@@ -390,6 +397,7 @@ impl Subsystem {
             ctrls: Mutex::new(HashMap::new()),
             resv: Mutex::new(Reservation::default()),
             resv_active: AtomicBool::new(false),
+            ana: Ana::new(),
             cancel: CancellationToken::new(),
             conns: AtomicUsize::new(0),
         }
@@ -448,6 +456,8 @@ impl Subsystem {
             hosts,
             cntlid_min: self.window.0,
             cntlid_max: self.window.1,
+            ana_state: self.ana.state(),
+            ana_change_count: self.ana.change_count(),
         }
     }
 }

@@ -551,3 +551,129 @@ async fn removing_a_host_from_the_allow_list_disconnects_it() {
     assert!(open_controller(addr, HOST_A, false, false).await.is_err());
     cancel.cancel();
 }
+
+/// Sends an Async Event Request with command id `cid` without waiting
+/// for its completion (it completes when an event is reported).
+async fn park_aer(a: &mut Client, cid: u16) {
+    let sqe = Sqe {
+        opcode: admin_opc::ASYNC_EVENT_REQUEST,
+        cid,
+        ..Sqe::default()
+    };
+    a.send(&Pdu::CapsuleCmd(nvmf::pdu::CapsuleCmd {
+        sqe,
+        data: bytes::Bytes::new(),
+    }))
+    .await
+    .unwrap();
+}
+
+/// The completion of parked command `cid` (within 5 s).
+async fn completion_of(a: &mut Client, cid: u16) -> nvmf::nvme::Cqe {
+    let r = tokio::time::timeout(Duration::from_secs(5), a.recv())
+        .await
+        .expect("a completion within 5 s")
+        .unwrap();
+    match r {
+        Some(Pdu::CapsuleResp(r)) if r.cqe.cid == cid => r.cqe,
+        other => panic!("expected the completion of {cid}, got {other:?}"),
+    }
+}
+
+/// (change count, group state) of an ANA log page.
+fn ana_page(d: &[u8]) -> (u64, u8) {
+    (u64::from_le_bytes(d[0..8].try_into().unwrap()), d[32])
+}
+
+/// A subsystem set INACCESSIBLE answers namespace commands with "ANA
+/// inaccessible" (SCT 3, DNR clear: a multipath host retries them on
+/// another path), its ANA log page says so with a new change count, and
+/// an admin queue that enabled ANA change notices gets one (at once when
+/// an Async Event Request is parked, else with the next one). Back to
+/// OPTIMIZED, I/O runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ana_inaccessible_fails_io_with_a_path_status_and_notifies_the_host() {
+    use nvmf::admin::aen;
+    use nvmf::nvme::{sc_path, sct};
+    use nvmf_target::AnaState;
+
+    let (t, cancel) = start([127, 0, 163, 1], &[HOST_A]).await;
+    let (mut a, mut io, _) = open_controller(t.local_addr(), HOST_A, false, false)
+        .await
+        .unwrap();
+    let (cqe, d) = a
+        .cmd(get_log(lid::ANA, 4096), None, false, 4096)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success());
+    assert_eq!(ana_page(&d), (1, 0x01), "optimized, change count 1");
+    let aec = Sqe {
+        opcode: admin_opc::SET_FEATURES,
+        cdw10: u32::from(nvmf::admin::fid::ASYNC_EVENT_CONFIG),
+        cdw11: aen::AEC_ANA_CHANGE,
+        ..Sqe::default()
+    };
+    assert!(a
+        .cmd(aec, None, false, 0)
+        .await
+        .unwrap()
+        .0
+        .status
+        .is_success());
+    park_aer(&mut a, 0x7000).await;
+
+    assert_eq!(
+        t.set_ana_state(NQN, AnaState::Inaccessible).unwrap(),
+        AnaState::Optimized
+    );
+    let cqe = completion_of(&mut a, 0x7000).await;
+    assert!(cqe.status.is_success());
+    assert_eq!(cqe.dw0, aen::ANA_CHANGE_DW0, "notice, ANA change, log 0x0c");
+    let (_, d) = a
+        .cmd(get_log(lid::ANA, 4096), None, false, 4096)
+        .await
+        .unwrap();
+    assert_eq!(ana_page(&d), (2, 0x03), "inaccessible, change count 2");
+    assert_eq!(t.subsystems()[0].ana_state, AnaState::Inaccessible);
+    assert_eq!(t.subsystems()[0].ana_change_count, 2);
+
+    for (sqe, data) in [
+        (rw(io_opc::WRITE, 0, 8), Some(pattern(4096, 3))),
+        (rw(io_opc::READ, 0, 8), None),
+    ] {
+        let (cqe, _) = io.cmd(sqe, data.as_deref(), true, 4096).await.unwrap();
+        assert_eq!(
+            (cqe.status.sct, cqe.status.sc, cqe.status.dnr),
+            (sct::PATH, sc_path::ANA_INACCESSIBLE, false),
+            "opcode {:#x}",
+            sqe.opcode
+        );
+    }
+
+    // A change while no request is parked is reported by the next one.
+    t.set_ana_state(NQN, AnaState::Optimized).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    park_aer(&mut a, 0x7001).await;
+    assert_eq!(completion_of(&mut a, 0x7001).await.dw0, aen::ANA_CHANGE_DW0);
+    let (_, d) = a
+        .cmd(get_log(lid::ANA, 4096), None, false, 4096)
+        .await
+        .unwrap();
+    assert_eq!(ana_page(&d), (3, 0x01));
+    let data = pattern(4096, 4);
+    let (cqe, _) = io
+        .cmd(rw(io_opc::WRITE, 0, 8), Some(&data), true, 0)
+        .await
+        .unwrap();
+    assert!(cqe.status.is_success(), "{:?}", cqe.status);
+    let (_, back) = io
+        .cmd(rw(io_opc::READ, 0, 8), None, false, 4096)
+        .await
+        .unwrap();
+    assert_eq!(back, data);
+    assert!(matches!(
+        t.set_ana_state("nqn.2019-05.io.openebs:nope", AnaState::Inaccessible),
+        Err(nvmf_target::TargetError::NotFound { .. })
+    ));
+    cancel.cancel();
+}

@@ -78,6 +78,17 @@ pub mod rtype {
     pub const EXCLUSIVE_ACCESS_ALL_REGS: u8 = 6;
 }
 
+/// Asynchronous events (Async Event Request completions).
+pub mod aen {
+    /// Asynchronous Event Configuration (Set Features 0x0b) bit that
+    /// enables the ANA change notice.
+    pub const AEC_ANA_CHANGE: u32 = 1 << 11;
+
+    /// Dword 0 of the completion of an Async Event Request reporting an
+    /// ANA change: type Notice (2), information 0x03, log page 0x0c.
+    pub const ANA_CHANGE_DW0: u32 = 0x2 | (0x03 << 8) | (0x0c << 16);
+}
+
 /// ANA states.
 pub mod ana_state {
     pub const OPTIMIZED: u8 = 0x01;

@@ -325,6 +325,16 @@ pub mod sc_media {
     pub const UNRECOVERED_READ_ERROR: u8 = 0x81;
 }
 
+/// Path related status codes (SCT 3). A multipath host retries a command
+/// that ends with one of these on another path (or queues it until a path
+/// is usable) instead of failing it, as long as DNR is clear.
+pub mod sc_path {
+    pub const INTERNAL_PATH_ERROR: u8 = 0x00;
+    pub const ANA_PERSISTENT_LOSS: u8 = 0x01;
+    pub const ANA_INACCESSIBLE: u8 = 0x02;
+    pub const ANA_TRANSITION: u8 = 0x03;
+}
+
 /// Admin command opcodes.
 pub mod admin_opc {
     pub const DELETE_SQ: u8 = 0x00;

@@ -47,7 +47,7 @@ impl Conn {
                     Err(err(sct::COMMAND_SPECIFIC, sc_cmd::AER_LIMIT_EXCEEDED))
                 } else {
                     self.parked_aers.push(sqe.cid);
-                    return Ok(());
+                    return self.send_ana_notice();
                 }
             }
             _ => Err(err(sct::GENERIC, sc::INVALID_OPCODE)),
@@ -157,7 +157,7 @@ impl Conn {
                     shared: true,
                     rescap: 0x7e,
                     dlfeat: 0x09,
-                    anagrpid: 1,
+                    anagrpid: crate::ANA_GROUP,
                     nguid: *s.uuid.as_bytes(),
                     eui64: [0; 8],
                     lbads: info.block_size.trailing_zeros() as u8,
@@ -205,16 +205,7 @@ impl Conn {
                 .to_bytes()
             }
             (lid::CHANGED_NS_LIST, Some(_)) => vec![0u8; 4096],
-            (lid::ANA, Some(_)) => adm::ana_log(
-                1,
-                &[adm::AnaGroup {
-                    grpid: 1,
-                    state: adm::ana_state::OPTIMIZED,
-                    chgcnt: 1,
-                    nsids: vec![1],
-                }],
-                g.lsp & 1 != 0,
-            ),
+            (lid::ANA, Some(s)) => s.ana.log_page(g.lsp & 1 != 0),
             (lid::DISCOVERY, None) => self.discovery_log(&ctrl.host.hostnqn),
             _ => return Err(err(sct::COMMAND_SPECIFIC, sc_cmd::INVALID_LOG_PAGE)),
         };

@@ -174,6 +174,8 @@ impl Conn {
                 locks::lock("controllers", &s.ctrls).insert(cntlid, ctrl.clone());
                 s.attach()
             });
+            // The admin queue reports the subsystem's ANA changes from now.
+            self.ana_rx = subsys.as_ref().map(|s| s.ana.subscribe());
             self.inner
                 .counters
                 .controllers_created
