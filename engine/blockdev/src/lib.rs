@@ -143,6 +143,11 @@ pub enum BlockDevError {
     Injected { op: &'static str },
     #[error("device is closed")]
     Closed,
+    /// The device serves no I/O on this path any more (a volume target
+    /// handed over or fenced off by a newer one): a multipath host retries
+    /// the I/O on another path.
+    #[error("{op}: this path is inaccessible (the target was handed over or fenced)")]
+    PathInaccessible { op: &'static str },
     #[error("io_uring is unavailable: {0}")]
     UringUnavailable(#[source] io::Error),
 }

@@ -218,6 +218,11 @@ pub struct Nexus {
     rebuilds_active: AtomicUsize,
     rr: AtomicUsize,
     shutdown: AtomicBool,
+    /// Cleared when the nexus stops serving its hosts on this path (handed
+    /// over to a new target of the volume, or fenced off by one): its I/O
+    /// then fails with [`blockdev::BlockDevError::PathInaccessible`], which
+    /// the NVMe/TCP target answers with "ANA inaccessible".
+    accessible: AtomicBool,
     clean: AtomicBool,
     /// Bumped by every change the nexus info reflects.
     state_gen: AtomicU64,
@@ -286,6 +291,7 @@ impl Nexus {
             rebuilds_active: AtomicUsize::new(0),
             rr: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            accessible: AtomicBool::new(true),
             clean: AtomicBool::new(false),
             state_gen: AtomicU64::new(1),
             persisted_gen: tokio::sync::Mutex::new(0),
@@ -325,6 +331,41 @@ impl Nexus {
 
     pub fn is_shut_down(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Whether the nexus serves I/O on its path (see `accessible`).
+    pub fn is_accessible(&self) -> bool {
+        self.accessible.load(Ordering::Relaxed)
+    }
+
+    /// Stops serving I/O on this path: new I/O fails with
+    /// [`blockdev::BlockDevError::PathInaccessible`]; then waits, at most
+    /// `limit`, for the writes in flight. `false` when they did not end
+    /// within `limit`.
+    pub async fn set_inaccessible(&self, limit: Duration) -> bool {
+        if self.accessible.swap(false, Ordering::SeqCst) {
+            tracing::info!(nexus = %self.uuid, "nexus inaccessible: its hosts go to another path");
+        }
+        // Every write checks the flag after taking the gate shared: once
+        // the gate is ours, a write either ended or sees the flag.
+        tokio::time::timeout(limit, self.gate.write()).await.is_ok()
+    }
+
+    /// Serves I/O again (the reverse of [`Nexus::set_inaccessible`]).
+    pub fn set_accessible(&self) {
+        if !self.accessible.swap(true, Ordering::SeqCst) {
+            tracing::info!(nexus = %self.uuid, "nexus accessible again");
+        }
+    }
+
+    /// A child answered "reservation conflict": a newer target of the
+    /// volume took the replicas' reservation, so this nexus must not
+    /// serve any more (its children are not at fault and stay as they
+    /// are).
+    pub(crate) fn fenced(&self) {
+        if self.accessible.swap(false, Ordering::SeqCst) {
+            warn!(nexus = %self.uuid, "nexus fenced off by a newer target (reservation conflict): inaccessible");
+        }
     }
 
     /// The children, in creation order.

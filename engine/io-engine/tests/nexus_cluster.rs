@@ -386,3 +386,114 @@ async fn a_new_target_fences_the_old_one_with_a_reservation_preempt() {
     let _ = c_old.disconnect().await;
     let _ = c_new.disconnect().await;
 }
+
+/// The status a fenced or handed-over target answers: "ANA inaccessible"
+/// (SCT 3, SC 2, DNR clear), which a multipath host retries on another
+/// path instead of failing the I/O.
+fn is_ana_inaccessible(e: &blockdev::BlockDevError) -> bool {
+    nvmf_host::HostError::from_blockdev(e)
+        .and_then(nvmf_host::HostError::status)
+        .is_some_and(|s| (s.sct, s.sc, s.dnr) == (3, 2, false))
+}
+
+/// Sets a published nexus's ANA state through the engine's gRPC.
+async fn set_ana(engine: &Engine, nexus: &Uuid, state: io_engine_api::v1::NvmeAnaState) {
+    let mut c = io_engine_api::v1::nexus_rpc_client::NexusRpcClient::connect(format!(
+        "http://{}",
+        engine.endpoint()
+    ))
+    .await
+    .unwrap();
+    c.publish_nexus(io_engine_api::v1::PublishNexusRequest {
+        uuid: nexus.to_string(),
+        allowed_hosts: vec![TEST_HOST.into()],
+        ana_state: Some(state.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
+/// A target handed over (set INACCESSIBLE) or fenced off by a newer one
+/// (its child answers "reservation conflict") answers its host's I/O
+/// with "ANA inaccessible", never with an error a multipath host would
+/// pass to the application; set OPTIMIZED again it serves again. The
+/// fenced nexus does not fault its child (the child is not at fault).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_over_or_fenced_targets_answer_ana_inaccessible() {
+    use io_engine_api::v1::NvmeAnaState;
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let etcd = Etcd::start("127.0.163.30");
+    let old = start_engine("127.0.163.31", "node-old", &etcd);
+    let storage = start_engine("127.0.163.32", "node-storage", &etcd);
+    let new = start_engine("127.0.163.33", "node-new", &etcd);
+    let r = make_replica(&storage, dir.path(), "pa");
+    let u = share(
+        &storage,
+        &r,
+        &[&node_nqn("node-old"), &node_nqn("node-new")],
+    );
+    let volume = Uuid::new_v4().to_string();
+    let size_mib = (SIZE / MIB).to_string();
+    let create = |engine: &Engine, key: &str, preempt: Option<&str>| {
+        let nexus = Uuid::new_v4();
+        let id = nexus.to_string();
+        let mut args = vec![
+            "nexus",
+            "create",
+            &id,
+            "--name",
+            &volume,
+            "--size",
+            &size_mib,
+            "--resv-key",
+            key,
+            "--resv-type",
+            "exclusive-access",
+        ];
+        if let Some(p) = preempt {
+            args.extend(["--preempt-key", p]);
+        }
+        args.push(&u);
+        run(engine, &args);
+        let uri = run(
+            engine,
+            &["nexus", "publish", &id, "--allowed-host", TEST_HOST],
+        )
+        .trim()
+        .to_owned();
+        (nexus, uri)
+    };
+    let (old_nexus, old_uri) = create(&old, "1", None);
+    let (c_old, d_old) = open(&old_uri).await;
+    let block = blockdev::DmaBuf::from_slice(&[7u8; 4096]);
+    d_old.write_at(0, &block).await.unwrap();
+
+    // Handed over: every command is refused with the path status.
+    set_ana(&old, &old_nexus, NvmeAnaState::NvmeAnaInaccessible).await;
+    let e = d_old.write_at(4096, &block).await.unwrap_err();
+    assert!(is_ana_inaccessible(&e), "{e}");
+    let mut buf = blockdev::DmaBuf::new(4096);
+    let e = d_old.read_at(0, &mut buf).await.unwrap_err();
+    assert!(is_ana_inaccessible(&e), "{e}");
+    set_ana(&old, &old_nexus, NvmeAnaState::NvmeAnaOptimized).await;
+    d_old.write_at(4096, &block).await.unwrap();
+
+    // Fenced by a newer target: the child's reservation conflict becomes
+    // "ANA inaccessible" for the host, and stays so.
+    let (_new_nexus, new_uri) = create(&new, "2", Some("1"));
+    let (c_new, d_new) = open(&new_uri).await;
+    d_new.write_at(8192, &block).await.unwrap();
+    for _ in 0..2 {
+        let e = d_old.write_at(8192, &block).await.unwrap_err();
+        assert!(is_ana_inaccessible(&e), "{e}");
+    }
+    let n = nexus_json(&old, &old_nexus);
+    assert_eq!(child(&n, &r)["state"], "online", "{n}");
+    d_new.read_at(4096, &mut buf).await.unwrap();
+    assert_eq!(&buf[..], &block[..]);
+    let _ = c_old.disconnect().await;
+    let _ = c_new.disconnect().await;
+}

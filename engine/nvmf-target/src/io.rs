@@ -15,6 +15,7 @@ use nvmf::nvme::{io_opc, sc, sc_media, sct, sgl, Cqe, Sqe, Status};
 use nvmf::pdu::{DataHeader, EncodeOpts, PduType};
 use nvmf::resv::{cptpl, ResvCdw10, REPORT_EDS};
 
+use crate::ana::AnaState;
 use crate::subsystem::{HostKey, Subsystem};
 use crate::Inner;
 
@@ -38,6 +39,9 @@ pub(crate) const fn err(sct_: u8, sc_: u8) -> Status {
     Status::dnr(sct_, sc_)
 }
 
+/// The status of a command on an INACCESSIBLE path.
+const INACCESSIBLE: Status = Status::retry(sct::PATH, nvmf::nvme::sc_path::ANA_INACCESSIBLE);
+
 /// Linux errno "no space left on device".
 const ENOSPC: i32 = 28;
 
@@ -56,6 +60,10 @@ fn dev_status(e: &BlockDevError, write: bool) -> Status {
                 Status::retry(sct::MEDIA, sc_media::UNRECOVERED_READ_ERROR)
             }
         }
+        // A path status (DNR clear) the host retries on another path.
+        BlockDevError::PathInaccessible { .. } => AnaState::Inaccessible
+            .io_status()
+            .unwrap_or(Status::retry(sct::GENERIC, sc::INTERNAL)),
         _ => Status::retry(sct::GENERIC, sc::INTERNAL),
     }
 }
@@ -133,6 +141,13 @@ pub(crate) async fn exec(ctx: Arc<IoCtx>, sqe: Sqe, data: Bytes) -> Done {
         Ok(()) => Status::SUCCESS,
         Err(s) => {
             buf.clear();
+            if s == INACCESSIBLE && ctx.subsys.ana.io_status().is_none() {
+                // The device said this path is over (e.g. a fenced nexus)
+                // while the group still serves: the log page and the
+                // hosts' change notices say so from now on.
+                ctx.subsys.ana.set(AnaState::Inaccessible);
+                tracing::warn!(nqn = %ctx.subsys.nqn, "nvmf subsystem turned ANA inaccessible by its device");
+            }
             ctx.inner
                 .counters
                 .error_completions

@@ -309,6 +309,7 @@ impl Core {
                 resv_key: None,
                 resv_type: None,
                 preempt_key: None,
+                ana_state: None,
             })
             .await
             .map_err(engine_err(&spec.node))?

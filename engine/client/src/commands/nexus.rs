@@ -90,6 +90,7 @@ pub(super) async fn run(
                     .resv_type
                     .map(|t| v1::NvmeReservation::from(t).into()),
                 preempt_key: reservation.preempt_key,
+                ana_state: None,
             };
             let nexus = client
                 .publish_nexus(request)

@@ -251,7 +251,19 @@ impl NexusRpc for NexusService {
             }),
             None => None,
         };
-        let view = self
+        let ana = match req.ana_state {
+            None => None,
+            Some(v) => Some(match v1::NvmeAnaState::try_from(v) {
+                Ok(v1::NvmeAnaState::NvmeAnaOptimized) => nvmf_target::AnaState::Optimized,
+                Ok(v1::NvmeAnaState::NvmeAnaInaccessible) => nvmf_target::AnaState::Inaccessible,
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "ana_state {v} is not an NvmeAnaState"
+                    )))
+                }
+            }),
+        };
+        let mut view = self
             .nexus
             .publish(
                 &uuid,
@@ -264,6 +276,13 @@ impl NexusRpc for NexusService {
             )
             .await
             .map_err(nexus_status)?;
+        if let Some(state) = ana {
+            view = self
+                .nexus
+                .set_ana_state(&uuid, state)
+                .await
+                .map_err(nexus_status)?;
+        }
         Ok(Response::new(nexus_message(view)))
     }
 

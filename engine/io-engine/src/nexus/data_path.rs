@@ -42,6 +42,17 @@ fn no_healthy_child(op: &'static str, offset_bytes: u64) -> BlockDevError {
 /// fault the child with.
 pub(crate) type ChildAnswer<T = ()> = Result<T, (FaultReason, BlockDevError)>;
 
+/// Whether a child refused an I/O because another host holds the
+/// replica's reservation: this nexus was fenced off by a newer target.
+pub(crate) fn is_reservation_conflict(e: &BlockDevError) -> bool {
+    nvmf_host::HostError::from_blockdev(e)
+        .is_some_and(nvmf_host::HostError::is_reservation_conflict)
+}
+
+fn inaccessible(op: &'static str) -> BlockDevError {
+    BlockDevError::PathInaccessible { op }
+}
+
 /// Reason a failed child I/O faults the child with.
 fn reason_of(e: &BlockDevError) -> FaultReason {
     match e {
@@ -148,9 +159,12 @@ impl Nexus {
     ) -> blockdev::Result<()> {
         let mut acked_online = false;
         let mut error = None;
+        let mut fenced = false;
         for (child, online, answer) in answers {
             match answer {
                 Ok(()) => acked_online |= online,
+                // Fenced: the child is fine, this nexus is not.
+                Err((_, e)) if is_reservation_conflict(&e) => fenced = true,
                 Err((reason, e)) => {
                     warn!(nexus = %self.uuid, child = child.uri(), op, offset_bytes, error = %e, "child i/o failed");
                     self.fault_after_io(child, reason, region, keep_log, op, offset_bytes)
@@ -158,6 +172,10 @@ impl Nexus {
                     error = Some(e);
                 }
             }
+        }
+        if fenced {
+            self.fenced();
+            return Err(inaccessible(op));
         }
         if acked_online {
             Ok(())
@@ -167,6 +185,9 @@ impl Nexus {
     }
 
     fn check_open(&self, op: &'static str, offset_bytes: u64) -> blockdev::Result<()> {
+        if !self.is_accessible() {
+            return Err(inaccessible(op));
+        }
         if self.is_shut_down() {
             return Err(BlockDevError::Io {
                 op,
@@ -190,6 +211,11 @@ impl Nexus {
         check_io(&self.dev, op.name(), offset, len)?;
         self.check_open(op.name(), offset)?;
         let _gate = self.gate.read().await;
+        // Checked again under the gate: `set_inaccessible` waits for the
+        // gate, so no write of this nexus runs after it returned.
+        if !self.is_accessible() {
+            return Err(inaccessible(op.name()));
+        }
         let _range = if self.rebuilds_active.load(Ordering::SeqCst) > 0 {
             Some(self.ranges.shared(offset, len).await)
         } else {
@@ -261,6 +287,10 @@ impl Nexus {
             {
                 Ok(Some(span)) => return Ok(Some(span)),
                 Ok(None) => return Ok(timer.stop()),
+                Err((_, e)) if is_reservation_conflict(&e) => {
+                    self.fenced();
+                    return Err(inaccessible("read"));
+                }
                 Err((reason, e)) => {
                     warn!(nexus = %self.uuid, child = child.uri(), offset_bytes, error = %e, "child read failed");
                     self.fault_after_io(child, reason, None, true, "read", offset_bytes)

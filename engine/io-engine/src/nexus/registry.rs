@@ -70,6 +70,9 @@ pub struct PublishArgs {
     pub reservation: Option<ReservationArgs>,
 }
 
+/// How long setting a nexus INACCESSIBLE waits for its writes in flight.
+pub const ANA_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Every nexus of the engine.
 pub struct NexusRegistry {
     cfg: Arc<NexusConfig>,
@@ -424,6 +427,45 @@ impl NexusRegistry {
         };
         info!(nexus = %uuid, uri = %published.uri, "nexus published");
         *nexus.published.lock() = Some(published);
+        Ok(nexus.view())
+    }
+
+    /// Sets the ANA state hosts see on the nexus's path. INACCESSIBLE: the
+    /// subsystem answers every command with "ANA inaccessible" (a
+    /// multipath host retries it on, or queues it for, another path), the
+    /// nexus fails new I/O the same way, and this returns once its writes
+    /// in flight ended (at most [`ANA_DRAIN_LIMIT`]). OPTIMIZED: both serve
+    /// again. A nexus that is not published only has its own state set.
+    pub async fn set_ana_state(
+        &self,
+        uuid: &Uuid,
+        state: nvmf_target::AnaState,
+    ) -> Result<NexusView, NexusError> {
+        let nexus = self.get(uuid)?;
+        let nqn = nexus.published.lock().as_ref().map(|p| p.nqn.clone());
+        let target = |state| -> Result<(), NexusError> {
+            if let (Some(nqn), Some(nvmf)) = (&nqn, &self.nvmf) {
+                nvmf.target
+                    .set_ana_state(nqn, state)
+                    .map_err(|e| NexusError::Io(e.to_string()))?;
+            }
+            Ok(())
+        };
+        match state {
+            nvmf_target::AnaState::Optimized | nvmf_target::AnaState::NonOptimized => {
+                nexus.set_accessible();
+                target(state)?;
+            }
+            _ => {
+                // The subsystem first: from now on no new command reaches
+                // the nexus; then the writes in flight end.
+                target(state)?;
+                if !nexus.set_inaccessible(ANA_DRAIN_LIMIT).await {
+                    warn!(nexus = %uuid, "writes still in flight after {ANA_DRAIN_LIMIT:?} on an inaccessible nexus");
+                }
+            }
+        }
+        info!(nexus = %uuid, ana_state = %state, "nexus ANA state set");
         Ok(nexus.view())
     }
 
