@@ -4,9 +4,12 @@
 //! What is counted: every read and write that completed successfully on a
 //! replica (counted for the replica and for its pool) or on a nexus (its
 //! own counters; the I/O it sends to a local replica child is counted
-//! there too). Flush, write-zeroes and unmap are not counted. Latency is
-//! the time from the start of the call to its completion, summed over the
-//! counted I/Os (kept in nanoseconds, reported in microseconds), so
+//! there too). Flush, write-zeroes and unmap are not counted. A pool's
+//! counters are not kept on the I/O path: they are the sum of its
+//! replicas' (and of those it destroyed, folded in at their destruction).
+//! Latency is the time from the start of the call to its completion,
+//! summed over the counted I/Os (kept in clock ticks, converted when a
+//! snapshot is taken, reported in microseconds), so
 //! `Δlatency / Δops` between two samples is the mean latency in between.
 //! Counters start at zero when the entity is created or imported by this
 //! process; they are never reset.
@@ -16,9 +19,12 @@
 //! - two clock reads per I/O whatever the layers: an [`IoTimer`] is started
 //!   once where the I/O enters the engine, and a layer that hands the I/O
 //!   to another (a nexus to its local replica) hands the timer down and
-//!   gets the finished [`IoSpan`] back, so the nexus, the replica and the
-//!   pool count the same span; the clock is the CPU's time-stamp counter
-//!   where the kernel times with it ([`clock`]), about 8 ns a read;
+//!   gets the finished [`IoSpan`] back, so the nexus and the replica count
+//!   the same span; the clock is the CPU's time-stamp counter where the
+//!   kernel times with it ([`clock`]), about 8 ns a read, and the span is
+//!   summed in ticks (no conversion per I/O);
+//! - at most two counted entities per I/O (a nexus and its local replica;
+//!   a pool adds its replicas' counters only when read);
 //! - per-thread slots: each counting thread owns one of [`slot::SLOTS`]
 //!   cache-line-aligned slots of every [`IoStats`] and updates it with plain
 //!   relaxed stores, no locked instruction and no cache line shared between
@@ -115,9 +121,8 @@ impl IoTimer {
     #[inline]
     pub fn stop(self) -> Option<IoSpan> {
         let start = self.0?;
-        let c = clock::clock();
         Some(IoSpan {
-            latency_ns: c.ns_between(start, c.ticks()),
+            ticks: clock::clock().ticks().saturating_sub(start),
         })
     }
 }
@@ -125,17 +130,21 @@ impl IoTimer {
 /// A finished I/O's latency, shared by the layers that count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IoSpan {
-    latency_ns: u64,
+    /// Clock ticks (an end before the start, two CPUs' counters a few
+    /// ticks apart, is no time).
+    ticks: u64,
 }
 
 impl IoSpan {
     /// A span of `latency_ns` (for tests and other clocks).
     pub fn from_ns(latency_ns: u64) -> Self {
-        IoSpan { latency_ns }
+        IoSpan {
+            ticks: clock::clock().ticks_of_ns(latency_ns),
+        }
     }
 
     pub fn latency_ns(self) -> u64 {
-        self.latency_ns
+        clock::clock().ns(self.ticks)
     }
 }
 
@@ -147,8 +156,8 @@ struct Shard {
     bytes_read: AtomicU64,
     num_write_ops: AtomicU64,
     bytes_written: AtomicU64,
-    read_latency_ns: AtomicU64,
-    write_latency_ns: AtomicU64,
+    read_latency_ticks: AtomicU64,
+    write_latency_ticks: AtomicU64,
 }
 
 /// Cumulative counters of one entity (see the module documentation).
@@ -164,31 +173,25 @@ impl IoStats {
     }
 
     /// Counts one completed read of `bytes` that took `latency_ns`.
-    #[inline]
     pub fn add_read(&self, bytes: u64, latency_ns: u64) {
-        let i = slot::current();
-        let s = &self.shards[i];
-        slot::add(&s.num_read_ops, 1, i);
-        slot::add(&s.bytes_read, bytes, i);
-        slot::add(&s.read_latency_ns, latency_ns, i);
+        self.read_done(Some(IoSpan::from_ns(latency_ns)), bytes);
     }
 
     /// Counts one completed write of `bytes` that took `latency_ns`.
-    #[inline]
     pub fn add_write(&self, bytes: u64, latency_ns: u64) {
-        let i = slot::current();
-        let s = &self.shards[i];
-        slot::add(&s.num_write_ops, 1, i);
-        slot::add(&s.bytes_written, bytes, i);
-        slot::add(&s.write_latency_ns, latency_ns, i);
+        self.write_done(Some(IoSpan::from_ns(latency_ns)), bytes);
     }
 
     /// Counts a read of `bytes` over `span` (nothing when statistics were
     /// off at its start).
     #[inline]
     pub fn read_done(&self, span: Option<IoSpan>, bytes: u64) {
-        if let Some(s) = span {
-            self.add_read(bytes, s.latency_ns);
+        if let Some(span) = span {
+            let i = slot::current();
+            let s = &self.shards[i];
+            slot::add(&s.num_read_ops, 1, i);
+            slot::add(&s.bytes_read, bytes, i);
+            slot::add(&s.read_latency_ticks, span.ticks, i);
         }
     }
 
@@ -196,26 +199,76 @@ impl IoStats {
     /// off at its start).
     #[inline]
     pub fn write_done(&self, span: Option<IoSpan>, bytes: u64) {
-        if let Some(s) = span {
-            self.add_write(bytes, s.latency_ns);
+        if let Some(span) = span {
+            let i = slot::current();
+            let s = &self.shards[i];
+            slot::add(&s.num_write_ops, 1, i);
+            slot::add(&s.bytes_written, bytes, i);
+            slot::add(&s.write_latency_ticks, span.ticks, i);
         }
     }
 
-    /// The counters now (the sum of the shards).
-    pub fn snapshot(&self) -> IoStatsSnapshot {
+    /// The raw counters now (the sum of the shards).
+    pub fn counts(&self) -> IoCounts {
         let sum = |f: fn(&Shard) -> &AtomicU64| {
             self.shards
                 .iter()
                 .map(|s| f(s).load(Relaxed))
                 .fold(0u64, u64::wrapping_add)
         };
-        IoStatsSnapshot {
+        IoCounts {
             num_read_ops: sum(|s| &s.num_read_ops),
             bytes_read: sum(|s| &s.bytes_read),
             num_write_ops: sum(|s| &s.num_write_ops),
             bytes_written: sum(|s| &s.bytes_written),
-            read_latency_us: sum(|s| &s.read_latency_ns) / 1000,
-            write_latency_us: sum(|s| &s.write_latency_ns) / 1000,
+            read_latency_ticks: sum(|s| &s.read_latency_ticks),
+            write_latency_ticks: sum(|s| &s.write_latency_ticks),
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> IoStatsSnapshot {
+        self.counts().snapshot()
+    }
+}
+
+/// Raw counters (latency in clock ticks): what is summed across entities
+/// (a pool's replicas) before one conversion to [`IoStatsSnapshot`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounts {
+    num_read_ops: u64,
+    bytes_read: u64,
+    num_write_ops: u64,
+    bytes_written: u64,
+    read_latency_ticks: u64,
+    write_latency_ticks: u64,
+}
+
+impl IoCounts {
+    /// Adds `other` (wrapping, as the counters do).
+    pub fn add(&mut self, other: &IoCounts) {
+        self.num_read_ops = self.num_read_ops.wrapping_add(other.num_read_ops);
+        self.bytes_read = self.bytes_read.wrapping_add(other.bytes_read);
+        self.num_write_ops = self.num_write_ops.wrapping_add(other.num_write_ops);
+        self.bytes_written = self.bytes_written.wrapping_add(other.bytes_written);
+        self.read_latency_ticks = self
+            .read_latency_ticks
+            .wrapping_add(other.read_latency_ticks);
+        self.write_latency_ticks = self
+            .write_latency_ticks
+            .wrapping_add(other.write_latency_ticks);
+    }
+
+    /// The counters with latencies in microseconds.
+    pub fn snapshot(&self) -> IoStatsSnapshot {
+        let c = clock::clock();
+        IoStatsSnapshot {
+            num_read_ops: self.num_read_ops,
+            bytes_read: self.bytes_read,
+            num_write_ops: self.num_write_ops,
+            bytes_written: self.bytes_written,
+            read_latency_us: c.ns(self.read_latency_ticks) / 1000,
+            write_latency_us: c.ns(self.write_latency_ticks) / 1000,
         }
     }
 }
@@ -296,12 +349,15 @@ mod tests {
         let snap = s.snapshot();
         let n = (slot::SLOTS + 12) as u64;
         assert_eq!(
-            (
-                snap.num_write_ops,
-                snap.bytes_written,
-                snap.write_latency_us
-            ),
-            (n * 1000, n * 1000 * 512, n * 1000)
+            (snap.num_write_ops, snap.bytes_written),
+            (n * 1000, n * 1000 * 512)
+        );
+        // Latency is summed in clock ticks: 1 µs is a whole number of
+        // them only on a 1 GHz clock, so the sum is exact to a tick per I/O.
+        let want = n * 1000;
+        assert!(
+            snap.write_latency_us.abs_diff(want) <= want / 1000,
+            "{snap:?}"
         );
     }
 
@@ -328,13 +384,14 @@ mod tests {
     }
 
     #[test]
-    fn latency_sums_keep_nanoseconds_until_reported() {
+    fn latency_sums_keep_sub_microsecond_spans_until_reported() {
         let s = IoStats::new();
         for _ in 0..1000 {
             s.read_done(Some(IoSpan::from_ns(999)), 512);
         }
-        // 999 µs in total: not 0 as per-I/O microseconds would give.
-        assert_eq!(s.snapshot().read_latency_us, 999);
+        // 999 µs in total (to a clock tick per I/O): not 0 as per-I/O
+        // microseconds would give.
+        assert!((998..=999).contains(&s.snapshot().read_latency_us));
         assert_eq!(s.snapshot().bytes_read, 512_000);
     }
 

@@ -5,6 +5,7 @@
 //! What users rely on: the nexus, its replica and the replica's pool count
 //! exactly the reads and writes the host did (ops and bytes), latency sums
 //! grow with them, the tick moves forward, an idle replica stays at zero,
+//! a pool keeps the I/O of a replica it destroyed,
 //! an unknown name is a one-line NOT_FOUND error, and an engine started
 //! with `--no-io-stats` says so instead of reporting zeroes.
 //!
@@ -163,6 +164,12 @@ async fn stats_count_exactly_the_hosts_reads_and_writes() {
     }
     drop(ns);
     ctrl.disconnect().await.ok();
+
+    // A destroyed replica's I/O stays in its pool's figures.
+    ok(engine.client(&["nexus", "destroy", &nexus]));
+    ok(engine.client(&["replica", "destroy", "sp", "busy"]));
+    assert_eq!(stats(&engine, &["replica"]).len(), 1);
+    assert_eq!(counters(&one(&engine, "pool", "sp")), expected);
 }
 
 #[test]

@@ -51,8 +51,6 @@ pub(crate) struct PoolCore {
     pub committed_bytes: AtomicU64,
     pub replica_count: AtomicU64,
     pub io_errors: AtomicU64,
-    /// Reads and writes of all the pool's replicas (see [`crate::stats`]).
-    pub io: crate::stats::IoStats,
 }
 
 /// A metadata copy as found on disk.
@@ -245,7 +243,6 @@ impl PoolCore {
             committed_bytes: AtomicU64::new(meta.replicas.iter().map(|r| r.size_bytes).sum()),
             replica_count: AtomicU64::new(meta.replicas.len() as u64),
             io_errors: AtomicU64::new(0),
-            io: crate::stats::IoStats::new(),
             meta: tokio::sync::Mutex::new(MetaState {
                 meta,
                 generation,

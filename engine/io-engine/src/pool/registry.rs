@@ -16,7 +16,7 @@ use pool_format::{Geometry, Owner, PoolMeta, Share, DEFAULT_CLUSTER_SIZE, DEFAUL
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::stats::{tick_us, EntityIoStats};
+use crate::stats::{tick_us, EntityIoStats, IoCounts};
 
 use super::{
     disk::{probe, wipe_headers, CoreRef, PoolCore, Probe},
@@ -32,9 +32,32 @@ struct Pool {
     /// Identity of the disk, to refuse a second pool on it.
     disk_key: String,
     replicas: RwLock<HashMap<Uuid, Arc<ReplicaState>>>,
+    /// The I/O counters of the replicas this pool destroyed (folded in
+    /// under the `replicas` write lock, so a reader holding the read lock
+    /// counts every replica exactly once).
+    retired_io: parking_lot::Mutex<IoCounts>,
 }
 
 impl Pool {
+    /// The pool's I/O counters: its replicas' and those of the replicas it
+    /// destroyed (nothing is counted per pool on the I/O path).
+    fn io_counts(&self) -> IoCounts {
+        let replicas = self.replicas.read();
+        let mut c = *self.retired_io.lock();
+        for r in replicas.values() {
+            c.add(&r.io.counts());
+        }
+        c
+    }
+
+    /// Forgets a destroyed replica, keeping its I/O in the pool's counters.
+    fn retire(&self, uuid: &Uuid) {
+        let mut replicas = self.replicas.write();
+        if let Some(r) = replicas.remove(uuid) {
+            self.retired_io.lock().add(&r.io.counts());
+        }
+    }
+
     fn info(&self) -> PoolInfo {
         use std::sync::atomic::Ordering::Acquire;
         let c = &self.core;
@@ -354,6 +377,7 @@ impl PoolRegistry {
             core,
             disk_key: key,
             replicas: RwLock::new(replicas),
+            retired_io: parking_lot::Mutex::new(IoCounts::default()),
         });
         let info = pool.info();
         info!(
@@ -420,7 +444,7 @@ impl PoolRegistry {
                 name: p.core.name.clone(),
                 uuid: p.core.uuid,
                 pool: None,
-                stats: p.core.io.snapshot(),
+                stats: p.io_counts().snapshot(),
                 tick_us: tick_us(),
             })
             .collect();

@@ -7,8 +7,9 @@
 //! sent to the pool's disk at the translated offset. Reads of unallocated
 //! clusters return zeroes; writes to them first allocate, zero and commit a
 //! cluster under the pool's metadata lock. Each completed read and write
-//! is counted for the replica and its pool (per-thread counters, two
-//! clock reads per I/O shared with a nexus above; see [`crate::stats`]).
+//! is counted for the replica (per-thread counters, two clock reads per
+//! I/O shared with a nexus above; its pool's figures are the sum of its
+//! replicas'; see [`crate::stats`]).
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
@@ -120,9 +121,9 @@ impl Replica {
     }
 
     /// A read timed from `timer` (started by the caller: a nexus hands
-    /// down its own), counted for the replica and its pool; the span is
-    /// handed back so the caller counts the same one without reading the
-    /// clock again.
+    /// down its own), counted for the replica (its pool adds its replicas
+    /// up when read); the span is handed back so the caller counts the
+    /// same one without reading the clock again.
     pub(crate) async fn read_timed(
         &self,
         offset_bytes: u64,
@@ -133,7 +134,6 @@ impl Replica {
         let span = timer.stop();
         let bytes = buf.len() as u64;
         self.state.io.read_done(span, bytes);
-        self.core.io.read_done(span, bytes);
         Ok(span)
     }
 
@@ -148,7 +148,6 @@ impl Replica {
         let span = timer.stop();
         let bytes = buf.len() as u64;
         self.state.io.write_done(span, bytes);
-        self.core.io.write_done(span, bytes);
         Ok(span)
     }
 

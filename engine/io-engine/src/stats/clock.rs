@@ -94,9 +94,17 @@ impl Clock {
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 
+    /// The ticks of `ns` nanoseconds (rounded to the nearest; for spans
+    /// given in nanoseconds, off the I/O path).
+    pub(crate) fn ticks_of_ns(&self, ns: u64) -> u64 {
+        let per_tick = u128::from(self.ns_per_tick.max(1));
+        let ticks = ((u128::from(ns) << FRACTION_BITS) + per_tick / 2) / per_tick;
+        u64::try_from(ticks).unwrap_or(u64::MAX)
+    }
+
     /// Nanoseconds from tick `start` to tick `end` (0 when `end` is not
     /// later: two CPUs' counters a few ticks apart).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn ns_between(&self, start: u64, end: u64) -> u64 {
         self.ns(end.saturating_sub(start))
     }
@@ -193,6 +201,10 @@ mod tests {
         // An end before the start (two CPUs) is no time, not 584 years.
         assert_eq!(c.ns_between(5_000, 4_000), 0);
         assert_eq!(c.ns_between(4_000, 7_000), 1_000);
+        // Back from nanoseconds: what rounds to the same nanoseconds.
+        assert_eq!(c.ns(c.ticks_of_ns(1_000)), 1_000);
+        assert_eq!(c.ns(c.ticks_of_ns(999)), 999);
+        assert_eq!(Clock::instant().ticks_of_ns(12_345), 12_345);
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl PoolRegistry {
         );
         r.destroyed
             .store(true, std::sync::atomic::Ordering::Release);
-        pool.replicas.write().remove(&r.uuid);
+        pool.retire(&r.uuid);
         info!(replica = %r.uuid, pool = %core.name, "replica destroyed");
         Ok(())
     }
