@@ -148,6 +148,7 @@ impl NexusSetup {
             host_nqn: cfg.host_nqn.clone(),
             io_timeout: cfg.child_io_timeout,
             reconnect_timeout: cfg.child_reconnect_timeout,
+            nvmf: None,
         };
         let nexuses = NexusRegistry::new(cfg, Arc::new(opener), None, None);
         Ok(NexusSetup {

@@ -277,6 +277,7 @@ pub async fn remote_nexus_2_vs_1(
         host_nqn: ncfg.host_nqn.clone(),
         io_timeout: ncfg.child_io_timeout,
         reconnect_timeout: ncfg.child_reconnect_timeout,
+        nvmf: None,
     };
     let nexuses = NexusRegistry::new(ncfg, Arc::new(opener), None, None);
     let size = size_mib << 20;

@@ -316,6 +316,7 @@ fn nexus_registry(
         host_nqn: cfg.host_nqn.clone(),
         io_timeout: cfg.child_io_timeout,
         reconnect_timeout: cfg.child_reconnect_timeout,
+        nvmf: Some(nvmf.target.clone()),
     };
     Ok(NexusRegistry::new(
         cfg,

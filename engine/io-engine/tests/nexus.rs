@@ -89,6 +89,7 @@ fn registry(pools: &Arc<PoolRegistry>, store: Arc<dyn InfoStore>) -> NexusRegist
         host_nqn: cfg.host_nqn.clone(),
         io_timeout: cfg.child_io_timeout,
         reconnect_timeout: cfg.child_reconnect_timeout,
+        nvmf: None,
     };
     NexusRegistry::new(cfg, Arc::new(opener), Some(store), None)
 }
@@ -283,6 +284,7 @@ impl ChildOpener for TestOpener {
                 .map(|device| OpenedChild {
                     device: device.into(),
                     remote: None,
+                    local: None,
                 })
                 .ok_or_else(|| format!("no test device for {uri}"))
         })

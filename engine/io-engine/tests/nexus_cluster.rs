@@ -9,6 +9,10 @@
 //!   one child the nexus info in etcd records as healthy and rebuilds the
 //!   others from it; the stale child is never a rebuild source (it is
 //!   listed first on purpose) and all children end identical and correct.
+//! - Fencing (127.0.1.3x and 127.0.160.x): a new target of the volume
+//!   preempts the old one's reservation on every replica, also on a replica
+//!   of its own engine that it uses directly (a local child), so the old
+//!   target, which reaches that replica over NVMe/TCP, cannot write to it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -494,6 +498,117 @@ async fn handed_over_or_fenced_targets_answer_ana_inaccessible() {
     assert_eq!(child(&n, &r)["state"], "online", "{n}");
     d_new.read_at(4096, &mut buf).await.unwrap();
     assert_eq!(&buf[..], &block[..]);
+    let _ = c_old.disconnect().await;
+    let _ = c_new.disconnect().await;
+}
+
+/// Opens `uri` as the engine of `node` would (its host NQN and the host
+/// identifier it derives from it): the old target's own connection.
+async fn open_as_node(uri: &str, node: &str) -> (Controller, SharedDevice) {
+    let mut opts = ConnectOptions::from_uri(uri).unwrap();
+    opts.hostnqn = node_nqn(node);
+    opts.hostid = io_engine::nexus::child::host_id(&opts.hostnqn);
+    opts.io_timeout_ms = 10_000;
+    opts.reconnect_timeout_ms = 5_000;
+    let ctrl = Controller::connect(opts).await.unwrap();
+    let ns = ctrl.namespace(1).await.unwrap();
+    (ctrl, Arc::new(ns))
+}
+
+/// The new target lands on the node of a replica and uses that replica
+/// directly (`bdev:///`): it still takes the reservation on the replica's
+/// NVMe/TCP subsystem (in-process, as its own host), so the old target,
+/// which holds the reservation there over NVMe/TCP, is preempted: its
+/// writes end with a reservation conflict, through its nexus and on its
+/// own connection, while the new target's writes land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_target_fences_the_old_one_on_its_own_local_replica() {
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let etcd = Etcd::start("127.0.160.30");
+    let old = start_engine("127.0.160.31", "node-old", &etcd);
+    let new = start_engine("127.0.160.32", "node-new", &etcd);
+    // The replica lives on the new target's node; the old target reached
+    // it over NVMe/TCP.
+    let r = make_replica(&new, dir.path(), "pl");
+    let remote_uri = share(&new, &r, &[&node_nqn("node-old")]);
+    let local_uri = format!("bdev:///{r}?uuid={r}");
+    let volume = Uuid::new_v4().to_string();
+    let size_mib = (SIZE / MIB).to_string();
+    let create = |engine: &Engine, child: &str, key: &str, preempt: Option<&str>| {
+        let id = Uuid::new_v4().to_string();
+        let mut args = vec![
+            "nexus",
+            "create",
+            &id,
+            "--name",
+            &volume,
+            "--size",
+            &size_mib,
+            "--resv-key",
+            key,
+            "--resv-type",
+            "exclusive-access",
+        ];
+        if let Some(p) = preempt {
+            args.extend(["--preempt-key", p]);
+        }
+        args.push(child);
+        run(engine, &args);
+        run(
+            engine,
+            &["nexus", "publish", &id, "--allowed-host", TEST_HOST],
+        )
+        .trim()
+        .to_owned()
+    };
+    let old_uri = create(&old, &remote_uri, "1", None);
+    let (c_old, d_old) = open(&old_uri).await;
+    let a = blockdev::DmaBuf::from_slice(&[0xa5u8; 4096]);
+    let b = blockdev::DmaBuf::from_slice(&[0x5au8; 4096]);
+    d_old.write_at(0, &a).await.unwrap();
+    // The old target's engine holds the reservation: its own connection
+    // to the replica writes (the check below can fail).
+    let (c_holder, ns_holder) = open_as_node(&remote_uri, "node-old").await;
+    ns_holder.write_at(4096, &a).await.unwrap();
+
+    let new_uri = create(&new, &local_uri, "2", Some("1"));
+    let (c_new, d_new) = open(&new_uri).await;
+    d_new.write_at(8192, &b).await.unwrap();
+
+    // Fenced: a write of the old holder over NVMe/TCP is refused with a
+    // reservation conflict, and so is a read (exclusive access) ...
+    let e = ns_holder.write_at(12288, &a).await.unwrap_err();
+    let host_err = nvmf_host::HostError::from_blockdev(&e)
+        .unwrap_or_else(|| panic!("not an NVMe status error: {e}"));
+    assert!(host_err.is_reservation_conflict(), "{host_err}");
+    let mut buf = blockdev::DmaBuf::new(4096);
+    let e = ns_holder.read_at(0, &mut buf).await.unwrap_err();
+    assert!(
+        nvmf_host::HostError::from_blockdev(&e).is_some_and(|h| h.is_reservation_conflict()),
+        "{e}"
+    );
+    // ... and the old nexus cannot complete a write either.
+    assert!(
+        d_old.write_at(12288, &a).await.is_err(),
+        "the old target could still write"
+    );
+    // Only what was written before the switch and by the new target is
+    // there.
+    for (off, want) in [(0u64, &a), (4096, &a), (8192, &b)] {
+        d_new.read_at(off, &mut buf).await.unwrap();
+        assert_eq!(&buf[..], &want[..], "block at {off}");
+    }
+    d_new.read_at(12288, &mut buf).await.unwrap();
+    assert!(buf.iter().all(|&x| x == 0), "a fenced write landed");
+    assert!(
+        new.logs()
+            .contains("reservation taken on the local replica's subsystem"),
+        "{}",
+        new.logs()
+    );
+    let _ = c_holder.disconnect().await;
     let _ = c_old.disconnect().await;
     let _ = c_new.disconnect().await;
 }

@@ -124,6 +124,8 @@ pub enum TargetError {
         "invalid controller-id window {min}..={max}: it must lie within 1..=0xffef with min <= max"
     )]
     InvalidCntlidWindow { min: u16, max: u16 },
+    #[error("subsystem {nqn}: reservation refused (status code {status:#05x})")]
+    Reservation { nqn: String, status: u16 },
 }
 
 /// Highest controller id a window may contain (0xfff0..=0xffff are
@@ -450,6 +452,45 @@ impl Target {
             .ok_or_else(|| TargetError::NotFound {
                 nqn: nqn.to_owned(),
             })
+    }
+
+    /// Takes the NVMe reservation of subsystem `nqn`'s namespace
+    /// in-process, as the host `(host_nqn, host_id)` would with Reservation
+    /// Register and Acquire over the wire: `key` is registered (replacing
+    /// another key of that host) and a reservation of type `rtype` (NVMe
+    /// value; 0: register only) acquired, preempting the hosts registered
+    /// with `preempt_key` (0: none). From then on the preempted hosts'
+    /// commands end with a reservation conflict. For a process that uses
+    /// the namespace's device directly (a nexus on the replica's own
+    /// engine) and must fence the hosts that reach it over NVMe/TCP.
+    pub fn take_reservation(
+        &self,
+        nqn: &str,
+        host_nqn: &str,
+        host_id: [u8; 16],
+        key: u64,
+        preempt_key: u64,
+        rtype: u8,
+    ) -> Result<(), TargetError> {
+        let s = self
+            .inner
+            .subsystem(nqn)
+            .ok_or_else(|| TargetError::NotFound {
+                nqn: nqn.to_owned(),
+            })?;
+        let host = subsystem::HostKey {
+            hostid: host_id,
+            hostnqn: host_nqn.to_owned(),
+        };
+        let st = s.take_reservation(&host, key, preempt_key, rtype);
+        if st.is_success() {
+            Ok(())
+        } else {
+            Err(TargetError::Reservation {
+                nqn: nqn.to_owned(),
+                status: st.code(),
+            })
+        }
     }
 
     /// Every subsystem with its namespace geometry and connected hosts.

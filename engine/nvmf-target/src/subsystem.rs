@@ -339,6 +339,35 @@ impl Reservation {
     }
 }
 
+/// Controller id recorded for a registrant that registered in-process
+/// (no controller): "none or several" in reports.
+const NO_CNTLID: u16 = 0xffff;
+
+impl Reservation {
+    /// Registers `key` for `host` (replacing another key of the same host)
+    /// and acquires a reservation of type `t`, preempting the holders
+    /// registered with `preempt_key` when it is not 0 and not `key`. When
+    /// nobody holds a reservation after the preempt, `host` acquires it.
+    /// `t == 0` only registers. One step under one lock: no other host's
+    /// command can come between the register and the acquire.
+    pub(crate) fn take(&mut self, host: &HostKey, key: u64, preempt_key: u64, t: u8) -> Status {
+        let mut st = self.register(host, NO_CNTLID, 0, false, 0, key);
+        if st == CONFLICT {
+            st = self.register(host, NO_CNTLID, 2, true, 0, key);
+        }
+        if !st.is_success() || t == 0 {
+            return st;
+        }
+        if preempt_key != 0 && preempt_key != key {
+            let st = self.acquire(host, 1, false, t, key, preempt_key);
+            if !st.is_success() || self.holder.is_some() {
+                return st;
+            }
+        }
+        self.acquire(host, 0, false, t, key, 0)
+    }
+}
+
 /// A controller: created by an admin-queue Connect, lives as long as that
 /// connection.
 pub(crate) struct Controller {
@@ -439,6 +468,23 @@ impl Subsystem {
                 .or_insert(c.cntlid);
         }
         m
+    }
+
+    /// [`Reservation::take`] in-process, keeping `resv_active` in step.
+    pub(crate) fn take_reservation(
+        &self,
+        host: &HostKey,
+        key: u64,
+        preempt_key: u64,
+        t: u8,
+    ) -> Status {
+        let Ok(mut r) = self.resv.lock() else {
+            return Status::retry(sct::GENERIC, sc::INTERNAL);
+        };
+        let st = r.take(host, key, preempt_key, t);
+        self.resv_active
+            .store(!r.regs.is_empty() || r.holder.is_some(), Ordering::Release);
+        st
     }
 
     pub(crate) fn info(&self) -> SubsystemInfo {
@@ -579,6 +625,35 @@ mod tests {
             r.holder.as_ref().map(|(h, t)| (h, *t)),
             Some((&c, rtype::WRITE_EXCLUSIVE))
         );
+    }
+
+    #[test]
+    fn an_in_process_take_preempts_the_old_holder_in_one_step() {
+        let (a, b) = (host(1), host(2));
+        let t = rtype::EXCLUSIVE_ACCESS;
+        let mut r = Reservation::default();
+        // The old target registered and holds with key 1.
+        assert!(r.take(&a, 1, 0, t).is_success());
+        assert!(r.allows(&a, true));
+        // Taking again is harmless.
+        assert!(r.take(&a, 1, 0, t).is_success());
+        // The new target: key 2 preempting 1.
+        assert!(r.take(&b, 2, 1, t).is_success());
+        assert!(r.allows(&b, true));
+        assert!(!r.allows(&a, true) && !r.allows(&a, false));
+        assert!(!r.regs.contains_key(&a));
+        // A host registered under another key is re-keyed.
+        assert!(r.take(&b, 3, 0, t).is_success());
+        assert_eq!(r.regs.get(&b).map(|(k, _)| *k), Some(3));
+        assert!(r.allows(&b, true));
+        // Preempting a key nobody holds still leaves the taker holding.
+        let mut r = Reservation::default();
+        assert!(r.take(&b, 5, 4, t).is_success());
+        assert!(r.allows(&b, true) && !r.allows(&a, false));
+        // Without a type: registered only.
+        let mut r = Reservation::default();
+        assert!(r.take(&a, 7, 0, 0).is_success());
+        assert!(r.holder.is_none() && r.regs.contains_key(&a));
     }
 
     #[test]

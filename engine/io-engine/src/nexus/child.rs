@@ -24,6 +24,7 @@ use std::{
 use nvmf_host::{
     AcquireAction, ConnectOptions, Controller, Namespace, RegisterAction, ReservationType,
 };
+use nvmf_target::{Target, TargetError};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use uuid::Uuid;
@@ -101,6 +102,31 @@ pub struct OpenedChild {
     /// The namespace of a remote child (its controller is disconnected on
     /// close; reservations are taken through it).
     pub remote: Option<Namespace>,
+    /// For a local replica: the engine's NVMe/TCP target that may export
+    /// it to other engines (the reservation is taken there in-process).
+    pub local: Option<LocalExport>,
+}
+
+/// A replica of this engine and the NVMe/TCP target that exports it while
+/// it is shared: a nexus using the replica directly takes the volume's
+/// reservation on the replica's subsystem in-process, as its own host
+/// identity, so that every host reaching the replica over NVMe/TCP with an
+/// older key (a previous target of the volume) is preempted.
+#[derive(Clone)]
+pub struct LocalExport {
+    pub target: Target,
+    /// The replica's subsystem NQN.
+    pub nqn: String,
+    /// The engine's host NQN (its host identifier is derived from it, as
+    /// for its remote children: see [`host_id`]).
+    pub host_nqn: String,
+}
+
+/// The host identifier of the engine with host NQN `host_nqn` towards
+/// NVMe/TCP targets: stable across restarts, so a restarted engine is the
+/// same registrant of its children's reservations.
+pub fn host_id(host_nqn: &str) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, host_nqn.as_bytes())
 }
 
 /// A boxed open future.
@@ -290,6 +316,9 @@ pub struct DefaultOpener {
     pub io_timeout: Duration,
     /// How long a lost remote child is reconnected before its I/O fails.
     pub reconnect_timeout: Duration,
+    /// The engine's NVMe/TCP target, where local replicas are shared (for
+    /// the reservation of local children); `None`: no target.
+    pub nvmf: Option<Target>,
 }
 
 fn has_param(uri: &str, key: &str) -> bool {
@@ -316,6 +345,11 @@ impl ChildOpener for DefaultOpener {
                 return Ok(OpenedChild {
                     device: ChildDevice::Local(dev),
                     remote: None,
+                    local: self.nvmf.as_ref().map(|target| LocalExport {
+                        target: target.clone(),
+                        nqn: io_engine_api::names::replica_nqn(replica),
+                        host_nqn: self.host_nqn.clone(),
+                    }),
                 });
             }
             if uri.starts_with("nvmf://") {
@@ -326,7 +360,7 @@ impl ChildOpener for DefaultOpener {
                 if !has_param(uri, "hostid") {
                     // Stable across restarts, so that a restarted engine is
                     // the same registrant of its children's reservations.
-                    opts.hostid = Uuid::new_v5(&Uuid::NAMESPACE_OID, opts.hostnqn.as_bytes());
+                    opts.hostid = host_id(&opts.hostnqn);
                 }
                 if !has_param(uri, "io_timeout_ms") {
                     opts.io_timeout_ms = millis(self.io_timeout);
@@ -346,6 +380,7 @@ impl ChildOpener for DefaultOpener {
                 return Ok(OpenedChild {
                     device: ChildDevice::Remote(Arc::new(ns.clone())),
                     remote: Some(ns),
+                    local: None,
                 });
             }
             Err(format!(
@@ -355,18 +390,27 @@ impl ChildOpener for DefaultOpener {
     }
 }
 
-/// Takes the nexus's NVMe reservation on a remote child: registers `key`
+/// Takes the nexus's NVMe reservation on a child: registers `key`
 /// (replacing an older key of this host) and acquires the reservation,
 /// preempting `preempt_key` when one is given. That fences the previous
 /// target of the volume: its writes to the child fail from then on.
-/// Local children and a zero key need nothing.
+///
+/// A remote child: over the wire, through its namespace. A local replica:
+/// in-process on its subsystem in this engine's target, as this engine's
+/// host identity, when the replica is shared (a previous target on another
+/// node reached it over NVMe/TCP and may still hold the reservation); an
+/// unshared replica is reachable by nobody else and needs nothing. A zero
+/// key takes nothing.
 pub async fn take_reservation(resv: &ReservationArgs, opened: &OpenedChild) -> Result<(), String> {
-    let Some(ns) = &opened.remote else {
-        return Ok(());
-    };
     if resv.key == 0 {
         return Ok(());
     }
+    if let Some(local) = &opened.local {
+        return take_local_reservation(resv, local);
+    }
+    let Some(ns) = &opened.remote else {
+        return Ok(());
+    };
     if let Err(e) = ns
         .resv_register(RegisterAction::Register, 0, resv.key, false)
         .await
@@ -390,6 +434,28 @@ pub async fn take_reservation(resv: &ReservationArgs, opened: &OpenedChild) -> R
             .await
     };
     result.map_err(|e| format!("reservation acquire failed: {e}"))
+}
+
+/// The local half of [`take_reservation`].
+fn take_local_reservation(resv: &ReservationArgs, local: &LocalExport) -> Result<(), String> {
+    let rtype = ReservationType::from_u8(resv.rtype).map_or(0, |_| resv.rtype);
+    match local.target.take_reservation(
+        &local.nqn,
+        &local.host_nqn,
+        *host_id(&local.host_nqn).as_bytes(),
+        resv.key,
+        resv.preempt_key,
+        rtype,
+    ) {
+        Ok(()) => {
+            tracing::info!(subsystem = %local.nqn, key = resv.key, preempt = resv.preempt_key,
+                "reservation taken on the local replica's subsystem");
+            Ok(())
+        }
+        // Not shared: nobody else can reach it.
+        Err(TargetError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(format!("reservation on the local replica failed: {e}")),
+    }
 }
 
 fn millis(d: Duration) -> u32 {

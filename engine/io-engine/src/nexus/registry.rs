@@ -36,7 +36,8 @@ use super::{
 use crate::share::{check_host_nqns, NvmfEndpoint};
 use nvmf_target::SubsystemOptions;
 
-/// NVMe reservation a nexus takes on its remote children.
+/// NVMe reservation a nexus takes on its children (see
+/// [`super::child::take_reservation`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ReservationArgs {
     /// Registration key (0: no reservation is taken).
