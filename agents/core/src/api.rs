@@ -61,6 +61,9 @@ impl CoreApi for CoreService {
     async fn put_volume_republish(&self, id: &str, body: RepublishVolumeBody) -> Result<Volume> {
         Ok(self.0.republish_volume(id, body).await?)
     }
+    async fn del_volume_retired_targets(&self, id: &str) -> Result<Volume> {
+        Ok(self.0.destroy_retired_targets(id).await?)
+    }
     async fn del_volume_target(&self, id: &str, force: bool) -> Result<Volume> {
         Ok(self.0.unpublish_volume(id, force).await?)
     }

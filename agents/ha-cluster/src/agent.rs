@@ -1,7 +1,7 @@
 //! The cluster agent's life: bind the port, take the store's
 //! `ha-cluster-agent` lease, resume every unfinished switch-over from its
-//! stored stage, then serve the node agents until stopped or until the
-//! lease is lost (then the caller exits at once).
+//! stored stage, then serve the node agents and watch the drains until
+//! stopped or until the lease is lost (then the caller exits at once).
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,6 +15,8 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::Args,
+    drain::DrainWatcher,
+    nodes::NodeAgents,
     record::Records,
     server::{HaClusterService, SwitchOvers},
     switch::{SwitchOptions, Switcher},
@@ -68,16 +70,17 @@ pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Ended> {
     };
     let lock = tokio::select! {
         _ = stop.cancelled() => return Ok(Ended::Stopped),
-        l = LeaseLock::acquire(store.clone(), keys.lease_lock("ha-cluster-agent"), owner.clone(), options) => {
+        l = LeaseLock::acquire(store.clone(), keys.ha_cluster_lease(), owner.clone(), options) => {
             l.context("cannot take the leader lease")?
         }
     };
     info!(owner = %owner, "leader lease acquired");
 
     let records = Records::new(store.clone(), &keys);
+    let api: Arc<dyn openapi::CoreApi> = Arc::new(api);
     let switcher = Arc::new(Switcher {
         records: records.clone(),
-        api: Arc::new(api),
+        api: api.clone(),
         opts: SwitchOptions {
             node_timeout: args.node_timeout,
             retry_delay: args.retry_delay,
@@ -99,7 +102,20 @@ pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Ended> {
         switch_overs.resume(rec);
     }
 
-    let service = HaClusterService { switch_overs };
+    let nodes = NodeAgents::new(store.clone(), &keys);
+    let drains = tokio::spawn(
+        DrainWatcher {
+            api,
+            switch_overs: switch_overs.clone(),
+            nodes: nodes.clone(),
+            period: args.drain_period,
+        }
+        .run(stop.clone()),
+    );
+    let service = HaClusterService {
+        switch_overs,
+        nodes,
+    };
     let served_stop = stop.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -115,6 +131,7 @@ pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Ended> {
                 warn!(error = %e, "cannot release the lease (it expires by itself)");
             }
             let _ = server.await;
+            let _ = drains.await;
             info!("HA cluster agent stopped");
             Ok(Ended::Stopped)
         }

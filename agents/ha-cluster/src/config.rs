@@ -47,6 +47,10 @@ pub struct Args {
     /// Attempts of one stage before the switch-over ends Errored.
     #[arg(long, default_value_t = 30)]
     pub max_attempts: u32,
+    /// How often the nodes are looked at for drains (the targets of a
+    /// draining node move by make-before-break switch-overs).
+    #[arg(long, default_value = "2s", value_parser = mayastor_common::duration::parse_positive)]
+    pub drain_period: Duration,
     /// TTL of the leader lease (only the holder runs switch-overs).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub lease_ttl: Duration,

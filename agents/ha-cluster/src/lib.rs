@@ -11,8 +11,17 @@
 //!
 //! Modules: [`config`] (flags), [`record`] (the persisted switch-over and
 //! its stages), [`switch`] (the stage machine of one switch-over),
-//! [`server`] (the gRPC service and the one-per-volume rule), [`agent`]
-//! (store, leader lease, resume, serve).
+//! [`server`] (the gRPC service and the one-per-volume rule), [`nodes`]
+//! (the registered node agents), [`drain`] (switch-overs of drained
+//! targets, make before break), [`agent`] (store, leader lease, resume,
+//! serve).
+//!
+//! Drains: while this agent holds its lease, the core's drain reconciler
+//! leaves the targets of a draining node to it. Each becomes a switch-over
+//! of kind `drain`: the core republishes make-before-break (the old target
+//! set ANA inaccessible, so the host's I/O waits instead of failing, and
+//! kept published), the frontend node's agent connects the new path and
+//! deletes the old one, then the old target is destroyed.
 //!
 //! Invariants: at most one switch-over per volume runs at a time (a
 //! volume's task is the only writer of its record); each stage is written
@@ -25,6 +34,8 @@
 
 pub mod agent;
 pub mod config;
+pub mod drain;
+pub mod nodes;
 pub mod record;
 pub mod server;
 pub mod switch;

@@ -47,19 +47,48 @@ impl std::fmt::Display for Stage {
     }
 }
 
+/// Why a switch-over runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchKind {
+    /// A node agent reported the path failed: the old target is retired
+    /// before the new one is published (it may be dead or cut off).
+    #[default]
+    Failure,
+    /// The target's node is drained: make before break. The new target is
+    /// published while the old one, handed over (ANA inaccessible), keeps
+    /// the host's path alive; the old one goes after the host's new path is
+    /// live.
+    Drain,
+}
+
+impl SwitchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchKind::Failure => "failure",
+            SwitchKind::Drain => "drain",
+        }
+    }
+}
+
 /// One switch-over of one volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwitchOverRecord {
     pub volume: String,
     /// The volume's subsystem NQN.
     pub nqn: String,
-    /// Node whose path failed.
+    /// Node whose path failed (a drain: the volume's frontend node, empty
+    /// when it has none).
     pub node: String,
-    /// gRPC endpoint of that node's agent.
+    /// gRPC endpoint of that node's agent (a drain: empty when the node
+    /// has no registered node agent; the path is then not replaced).
     pub node_endpoint: String,
-    /// `IP:PORT` of the failed target.
+    /// `IP:PORT` of the failed target (a drain: of the drained target).
     pub failed_address: String,
     pub stage: Stage,
+    /// Why it runs (records written before drains were known are failures).
+    #[serde(default)]
+    pub kind: SwitchKind,
     /// Node of the target when the switch-over started (set by Init).
     #[serde(default)]
     pub old_target_node: Option<String>,
@@ -90,6 +119,7 @@ impl SwitchOverRecord {
             node_endpoint: endpoint.to_owned(),
             failed_address: failed.to_owned(),
             stage: Stage::Init,
+            kind: SwitchKind::Failure,
             old_target_node: None,
             old_nexus: None,
             new_target: None,
@@ -109,6 +139,7 @@ impl SwitchOverRecord {
             failed_address: self.failed_address.clone(),
             new_target: self.new_target.clone().unwrap_or_default(),
             error: self.error.clone().unwrap_or_default(),
+            kind: self.kind.as_str().to_owned(),
         }
     }
 }

@@ -11,7 +11,8 @@ use std::{
 use io_engine_api::{
     ha::{
         ha_cluster_rpc_server::HaClusterRpc, ListSwitchOversReply, ListSwitchOversRequest,
-        PathReport, ReportFailedPathsReply, ReportFailedPathsRequest, ReportOutcome,
+        PathReport, RegisterNodeAgentReply, RegisterNodeAgentRequest, ReportFailedPathsReply,
+        ReportFailedPathsRequest, ReportOutcome,
     },
     names::NQN_PREFIX,
 };
@@ -90,6 +91,11 @@ impl SwitchOvers {
         });
     }
 
+    /// The stored switch-overs.
+    pub fn records(&self) -> &crate::record::Records {
+        &self.switcher.records
+    }
+
     /// Starts a switch-over for a failed path unless one runs.
     async fn start(
         &self,
@@ -101,22 +107,36 @@ impl SwitchOvers {
         let Some(volume) = volume_of_nqn(nqn) else {
             return Ok(ReportOutcome::Rejected);
         };
-        let Some(guard) = self.claim(&volume) else {
-            info!(volume = %volume, node, "switch-over already running: report acknowledged");
-            return Ok(ReportOutcome::InProgress);
-        };
         let rec = SwitchOverRecord::new(&volume, nqn, node, endpoint, failed);
-        // Stored before it runs: a restart finds it. If the store fails the
-        // report is not acknowledged and the node agent sends it again.
-        if let Err(e) = self.switcher.records.put(&rec).await {
-            warn!(volume = %volume, error = %e, "cannot record the switch-over");
-            return Err(Status::unavailable(format!(
+        match self.start_record(rec).await {
+            Ok(true) => {
+                info!(volume = %volume, node, failed, "switch-over started");
+                Ok(ReportOutcome::Started)
+            }
+            Ok(false) => {
+                info!(volume = %volume, node, "switch-over already running: report acknowledged");
+                Ok(ReportOutcome::InProgress)
+            }
+            // If the store fails the report is not acknowledged and the
+            // node agent sends it again.
+            Err(e) => Err(Status::unavailable(format!(
                 "cannot record the switch-over of volume {volume}: {e}"
-            )));
+            ))),
         }
-        info!(volume = %volume, node, failed, "switch-over started");
+    }
+
+    /// Records `rec` and runs it, unless a switch-over of its volume runs
+    /// (`Ok(false)`). Stored before it runs: a restart finds it.
+    pub async fn start_record(&self, rec: SwitchOverRecord) -> Result<bool, crate::HaError> {
+        let Some(guard) = self.claim(&rec.volume) else {
+            return Ok(false);
+        };
+        if let Err(e) = self.switcher.records.put(&rec).await {
+            warn!(volume = %rec.volume, error = %e, "cannot record the switch-over");
+            return Err(e);
+        }
         self.spawn(rec, guard);
-        Ok(ReportOutcome::Started)
+        Ok(true)
     }
 }
 
@@ -124,6 +144,26 @@ impl SwitchOvers {
 #[derive(Clone)]
 pub struct HaClusterService {
     pub switch_overs: SwitchOvers,
+    pub nodes: crate::nodes::NodeAgents,
+}
+
+/// A node name as the reports and registrations carry it.
+fn check_node(node: &str) -> Result<(), Status> {
+    if node.is_empty() || node.chars().any(|c| c.is_control() || c == '/') {
+        return Err(Status::invalid_argument(format!(
+            "node {node:?} must be non-empty and printable, without '/'"
+        )));
+    }
+    Ok(())
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), Status> {
+    if endpoint.parse::<SocketAddr>().is_err() {
+        return Err(Status::invalid_argument(format!(
+            "node agent endpoint {endpoint:?} is not IP:PORT"
+        )));
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -134,18 +174,8 @@ impl HaClusterRpc for HaClusterService {
         request: Request<ReportFailedPathsRequest>,
     ) -> Result<Response<ReportFailedPathsReply>, Status> {
         let r = request.into_inner();
-        if r.node.is_empty() || r.node.chars().any(|c| c.is_control() || c == '/') {
-            return Err(Status::invalid_argument(format!(
-                "node {:?} must be non-empty and printable, without '/'",
-                r.node
-            )));
-        }
-        if r.endpoint.parse::<SocketAddr>().is_err() {
-            return Err(Status::invalid_argument(format!(
-                "node agent endpoint {:?} is not IP:PORT",
-                r.endpoint
-            )));
-        }
+        check_node(&r.node)?;
+        check_endpoint(&r.endpoint)?;
         if r.paths.len() > MAX_PATHS_PER_REPORT {
             return Err(Status::invalid_argument(format!(
                 "{} paths in one report; at most {MAX_PATHS_PER_REPORT}",
@@ -178,6 +208,22 @@ impl HaClusterRpc for HaClusterService {
             });
         }
         Ok(Response::new(ReportFailedPathsReply { paths: out }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node = %request.get_ref().node))]
+    async fn register_node_agent(
+        &self,
+        request: Request<RegisterNodeAgentRequest>,
+    ) -> Result<Response<RegisterNodeAgentReply>, Status> {
+        let r = request.into_inner();
+        check_node(&r.node)?;
+        check_endpoint(&r.endpoint)?;
+        self.nodes
+            .register(&r.node, &r.endpoint)
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot record the node agent: {e}")))?;
+        info!(node = %r.node, endpoint = %r.endpoint, "node agent registered");
+        Ok(Response::new(RegisterNodeAgentReply {}))
     }
 
     async fn list_switch_overs(

@@ -13,6 +13,13 @@
 //!   core's garbage collector (its node is unreachable; it is fenced by
 //!   the new target's reservation meanwhile).
 //!
+//! A drain's switch-over (kind `drain`) is make before break: its
+//! republish keeps the old target published but ANA inaccessible (the
+//! host's I/O waits for a path instead of failing), ReplacePath is skipped
+//! when the frontend node has no node agent, and `DeleteTarget` destroys
+//! the kept target (`DELETE /volumes/{id}/target/retired`) once the host's
+//! new path is live. A drain moves volumes of any replica count.
+//!
 //! A step that fails is tried again after `retry_delay`, up to
 //! `max_attempts` times; then the switch-over ends `Errored`.
 
@@ -25,7 +32,7 @@ use openapi::{
 };
 use tracing::{info, warn};
 
-use crate::record::{Records, Stage, SwitchOverRecord};
+use crate::record::{Records, Stage, SwitchKind, SwitchOverRecord};
 
 /// Settings of the switch-overs.
 #[derive(Debug, Clone)]
@@ -130,7 +137,7 @@ impl Switcher {
 
     async fn init(&self, rec: &mut SwitchOverRecord) -> StepResult {
         let v = self.volume(rec).await?;
-        if v.spec.num_replicas < 2 {
+        if rec.kind == SwitchKind::Failure && v.spec.num_replicas < 2 {
             return Err(StepError::Fatal(format!(
                 "volume has {} replica: a target move needs at least 2",
                 v.spec.num_replicas
@@ -158,8 +165,12 @@ impl Switcher {
         let v = if done {
             v
         } else {
+            let body = RepublishVolumeBody {
+                make_before_break: rec.kind == SwitchKind::Drain,
+                ..RepublishVolumeBody::default()
+            };
             self.api
-                .put_volume_republish(&rec.volume, RepublishVolumeBody::default())
+                .put_volume_republish(&rec.volume, body)
                 .await
                 .map_err(|e| retry_rest("republish", e))?
         };
@@ -180,6 +191,10 @@ impl Switcher {
             .new_target
             .clone()
             .ok_or_else(|| StepError::Fatal("no new target recorded".into()))?;
+        if rec.node_endpoint.is_empty() {
+            warn!(node = %rec.node, "no node agent to replace the path: the host keeps its old path only");
+            return Ok(Stage::DeleteTarget);
+        }
         let endpoint = format!("http://{}", rec.node_endpoint);
         let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
             .map_err(|e| StepError::Fatal(format!("node agent endpoint {endpoint}: {e}")))?
@@ -202,6 +217,14 @@ impl Switcher {
     }
 
     async fn delete_target(&self, rec: &SwitchOverRecord) -> StepResult {
+        if rec.kind == SwitchKind::Drain {
+            // The host's new path is live (or it has no node agent): the
+            // kept target goes.
+            self.api
+                .del_volume_retired_targets(&rec.volume)
+                .await
+                .map_err(|e| retry_rest("destroy the old target", e))?;
+        }
         let Some(old) = &rec.old_nexus else {
             return Ok(Stage::Successful);
         };

@@ -9,10 +9,14 @@ use tracing::{error, info};
 
 use crate::{
     config::{AddressMap, Args},
+    register::Registration,
     replace::{ReplaceLimits, ReplaceService},
     sysfs::Sysfs,
     watch::{Tracker, Watcher},
 };
+
+/// How often the registration with the cluster agent is sent again.
+pub const REGISTER_AGAIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What is logged on a host without native multipath.
 pub const NO_MULTIPATH: &str = "the kernel's native NVMe multipath is off on this host \
@@ -57,6 +61,16 @@ pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<()> {
     info!(node = %args.node_name, endpoint = %args.grpc_endpoint, advertise = %advertise,
           cluster_agent = %args.cluster_agent, "HA node agent listening");
     if multipath {
+        let registration = tokio::spawn(
+            Registration {
+                node: args.node_name.clone(),
+                advertise: advertise.to_string(),
+                cluster_agent: args.cluster_agent.clone(),
+                retry: args.interval,
+                again: REGISTER_AGAIN,
+            }
+            .run(stop.clone()),
+        );
         info!(interval = ?args.interval, threshold = ?args.path_failure_threshold, "watching the NVMe paths");
         let watcher = Watcher {
             node: args.node_name.clone(),
@@ -68,6 +82,7 @@ pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<()> {
             tracker: Tracker::new(args.path_failure_threshold, args.report_again_after),
         };
         watcher.run(stop.clone()).await;
+        let _ = registration.await;
     } else {
         error!("{NO_MULTIPATH}");
         stop.cancelled().await;

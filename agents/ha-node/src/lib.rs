@@ -14,7 +14,8 @@
 //! Modules: [`config`] (flags and the address map for hosts that reach
 //! the targets through a NAT), [`sysfs`] (the kernel's controllers),
 //! [`watch`] (failure detection and reporting), [`replace`] (the
-//! ReplacePath service), [`agent`] (startup and the multipath check).
+//! ReplacePath service), [`register`] (where the cluster agent reaches
+//! this agent, for drains), [`agent`] (startup and the multipath check).
 //!
 //! Without the kernel's native NVMe multipath
 //! (`/sys/module/nvme_core/parameters/multipath` = `Y`) a volume cannot
@@ -28,6 +29,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod register;
 pub mod replace;
 pub mod sysfs;
 pub mod watch;

@@ -397,6 +397,16 @@ impl CoreApi for RestClient {
         .await
     }
 
+    async fn del_volume_retired_targets(&self, id: &str) -> Result<Volume> {
+        self.call(
+            Method::DELETE,
+            &["volumes", id, "target", "retired"],
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
     async fn del_volume_target(&self, id: &str, force: bool) -> Result<Volume> {
         self.call(
             Method::DELETE,

@@ -163,6 +163,15 @@ pub trait CoreApi: Send + Sync {
             format!("cannot republish volume {id} here"),
         ))
     }
+    /// `DELETE /volumes/{id}/target/retired`: destroys the old targets a
+    /// make-before-break republish kept (see [`RepublishVolumeBody`]).
+    /// Implementations that cannot move targets answer Unimplemented.
+    async fn del_volume_retired_targets(&self, id: &str) -> Result<Volume> {
+        Err(RestError::new(
+            ErrorKind::Unimplemented,
+            format!("cannot retire targets of volume {id} here"),
+        ))
+    }
     /// `DELETE /volumes/{id}/target?force=bool`
     async fn del_volume_target(&self, id: &str, force: bool) -> Result<Volume>;
     /// `GET /volumes/{id}/rebuild-history`

@@ -409,6 +409,14 @@ pub struct RepublishVolumeBody {
     /// Node that will connect; the current target's frontend when absent.
     #[serde(default)]
     pub frontend_node: Option<String>,
+    /// Make before break (a drain's switch-over): the old target is not
+    /// destroyed but set ANA inaccessible (its hosts' I/O waits for, or
+    /// goes to, another path; none fails) and stays published, so a host
+    /// keeps a path until its new one is live; `DELETE
+    /// /volumes/{id}/target/retired` destroys it afterwards. When its node
+    /// cannot be reached the old target is retired as without this flag.
+    #[serde(default)]
+    pub make_before_break: bool,
 }
 
 // ---------------------------------------------------------------- rebuild --

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, put};
+use axum::routing::{any, delete, get, put};
 use axum::Router;
 use openapi::{CoreApi, ErrorKind, RestError};
 
@@ -63,6 +63,10 @@ pub fn router(api: Arc<dyn CoreApi>, opts: RouterOptions) -> Router {
         .route(
             "/v0/volumes/{id}/target/republish",
             put(h::put_volume_republish),
+        )
+        .route(
+            "/v0/volumes/{id}/target/retired",
+            delete(h::del_volume_retired_targets),
         )
         .route(
             "/v0/volumes/{id}/rebuild-history",

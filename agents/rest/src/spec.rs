@@ -41,6 +41,7 @@ pub const UNAUTHENTICATED_PATHS: [&str; 3] = ["/v0/api/spec", "/live", "/ready"]
         handlers::put_volume_size,
         handlers::put_volume_target,
         handlers::put_volume_republish,
+        handlers::del_volume_retired_targets,
         handlers::del_volume_target,
         handlers::get_rebuild_history,
         handlers::get_volume_stats,

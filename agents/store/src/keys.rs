@@ -78,6 +78,10 @@ impl FromStr for Kind {
     }
 }
 
+/// Name of the HA cluster agent's leader lease (see
+/// [`StoreKeys::ha_cluster_lease`]).
+pub const HA_CLUSTER_LEASE: &str = "ha-cluster-agent";
+
 /// Builds the keys of one cluster and namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreKeys {
@@ -105,6 +109,13 @@ impl StoreKeys {
     /// `.../<Kind>/<id>`.
     pub fn key(&self, kind: Kind, id: &str) -> String {
         format!("{}/{kind}/{id}", self.prefix)
+    }
+
+    /// The leader-election lock of the HA cluster agent: while it is held,
+    /// an HA cluster agent runs, and drains move volume targets through it
+    /// (a switch-over that hands the host over to the new target).
+    pub fn ha_cluster_lease(&self) -> String {
+        self.lease_lock(HA_CLUSTER_LEASE)
     }
 
     /// The leader-election lock called `name`.

@@ -1,12 +1,23 @@
 //! Volume targets: publish (a nexus with a fresh controller-ID window and
 //! a reservation preempting the previous target's), republish (the target
-//! moves off its node for a switch-over), unpublish, and the pieces the
+//! moves off its node for a switch-over; make before break for a drain:
+//! the old target is handed over, kept published but ANA inaccessible, and
+//! destroyed later as a retired target), unpublish, and the pieces the
 //! reconcilers reuse. The caller holds the volume's lock.
+//!
+//! A retired target is a nexus spec of the volume that is not its current
+//! nexus (`VolumeRecord::nexus`): published, inaccessible, so its hosts
+//! keep a live path (their I/O queued) until they connected the new one.
 
 use super::*;
 
 /// How long a republish waits for the old target's engine to destroy it.
 pub const RETIRE_LIMIT: Duration = Duration::from_secs(3);
+
+/// How long a make-before-break republish waits for the old target's
+/// engine to set it inaccessible (the engine waits up to 5 s for the
+/// writes in flight).
+pub const HANDOVER_LIMIT: Duration = Duration::from_secs(8);
 
 impl Core {
     #[tracing::instrument(skip_all, fields(volume = %id, node = ?body.node))]
@@ -110,15 +121,144 @@ impl Core {
             &exclude,
         )
         .map_err(|e| rest(ErrorKind::FailedPrecondition, e.to_string()))?;
-        if old.is_some() || rec.nexus.is_some() {
-            self.retire_target(&mut rec).await?;
+        let handed_over =
+            body.make_before_break && old.is_some() && self.hand_over_target(&rec).await;
+        if handed_over {
+            // The old target stays (inaccessible) as a retired target.
+            let kept = rec.clone();
+            rec.nexus = None;
+            rec.spec.target = None;
+            let published = self
+                .publish_locked(rec, body.node.as_deref(), frontend.as_deref(), &exclude)
+                .await;
+            if let Err(e) = published {
+                // Back to the old target, serving again.
+                self.specs.put_volume(kept.clone()).await?;
+                self.set_targets_ana(&kept, v1::NvmeAnaState::NvmeAnaOptimized)
+                    .await;
+                return Err(e);
+            }
+        } else {
+            if old.is_some() || rec.nexus.is_some() {
+                self.retire_target(&mut rec).await?;
+            }
+            self.publish_locked(rec, body.node.as_deref(), frontend.as_deref(), &exclude)
+                .await?;
         }
-        self.publish_locked(rec, body.node.as_deref(), frontend.as_deref(), &exclude)
-            .await?;
-        info!(volume = %id, from = ?exclude.first(), "volume republished");
+        info!(volume = %id, from = ?exclude.first(), handed_over, "volume republished");
         drop(_volume);
         self.volume_view(id)
             .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))))
+    }
+
+    /// Hands the volume's targets over (make before break): each is set ANA
+    /// inaccessible (its engine returns once the writes in flight ended),
+    /// so its hosts' I/O waits for another path instead of failing. False
+    /// when a target's engine cannot do it within [`HANDOVER_LIMIT`] (the
+    /// caller then retires the targets the old way).
+    async fn hand_over_target(&self, rec: &VolumeRecord) -> bool {
+        let done = self
+            .set_targets_ana(rec, v1::NvmeAnaState::NvmeAnaInaccessible)
+            .await;
+        if !done {
+            warn!(volume = %rec.spec.uuid, "the old target cannot be handed over: it is retired first");
+        }
+        done
+    }
+
+    /// Sets the ANA state of every published nexus of the volume; whether
+    /// every engine did within [`HANDOVER_LIMIT`].
+    async fn set_targets_ana(&self, rec: &VolumeRecord, state: v1::NvmeAnaState) -> bool {
+        let mut all = true;
+        for n in self.volume_nexus_specs(&rec.spec.uuid) {
+            let Some(client) = self.registry.online_client(&n.node) else {
+                all = false;
+                continue;
+            };
+            let mut nexus_client = client.nexus.clone();
+            let call = nexus_client.publish_nexus(v1::PublishNexusRequest {
+                uuid: n.uuid.clone(),
+                allowed_hosts: n.allowed_hosts.clone(),
+                ana_state: Some(state.into()),
+                ..Default::default()
+            });
+            match tokio::time::timeout(HANDOVER_LIMIT, call).await {
+                Ok(Ok(r)) => {
+                    info!(nexus = %n.uuid, node = %n.node, ana_state = ?state, "target ANA state set");
+                    self.registry.nexus_changed(&n.node, r.into_inner());
+                }
+                Ok(Err(e)) => {
+                    warn!(nexus = %n.uuid, node = %n.node, error = %e, "cannot set the target's ANA state");
+                    all = false;
+                }
+                Err(_) => {
+                    warn!(nexus = %n.uuid, node = %n.node, "the target's engine did not answer");
+                    all = false;
+                }
+            }
+        }
+        all
+    }
+
+    /// Destroys the volume's retired targets (see the module header): each
+    /// engine call bounded by [`RETIRE_LIMIT`]; one that cannot be
+    /// destroyed now is left `Deleting` for the garbage collector.
+    #[tracing::instrument(skip_all, fields(volume = %id))]
+    pub async fn destroy_retired_targets(&self, id: &str) -> CoreResult<Volume> {
+        // Held across the engine calls: orders the operations on this
+        // volume; other volumes go on.
+        let _volume = self.lock(Resource::Volume, id).await;
+        let rec = self.volume_record(id)?;
+        let retired: Vec<NexusSpec> = self
+            .volume_nexus_specs(id)
+            .into_iter()
+            .filter(|n| rec.nexus.as_deref() != Some(n.uuid.as_str()))
+            .filter(|n| n.status == SpecStatus::Created)
+            .collect();
+        for n in retired {
+            self.destroy_or_leave(n).await?;
+        }
+        drop(_volume);
+        self.volume_view(id)
+            .ok_or_else(|| CoreError::Rest(RestError::not_found(format!("volume {id}"))))
+    }
+
+    /// Destroys one nexus within [`RETIRE_LIMIT`] and forgets its spec, or
+    /// leaves the spec `Deleting` for the garbage collector.
+    async fn destroy_or_leave(&self, n: NexusSpec) -> CoreResult<()> {
+        let destroyed = match self.registry.online_client(&n.node) {
+            Some(client) => {
+                let mut nexus_client = client.nexus.clone();
+                let call = nexus_client.destroy_nexus(v1::DestroyNexusRequest {
+                    uuid: n.uuid.clone(),
+                });
+                match tokio::time::timeout(RETIRE_LIMIT, call).await {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) => {
+                        warn!(nexus = %n.uuid, node = %n.node, error = %e, "cannot destroy the old target");
+                        false
+                    }
+                    Err(_) => {
+                        warn!(nexus = %n.uuid, node = %n.node, "the old target's engine did not answer");
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        if destroyed {
+            info!(nexus = %n.uuid, node = %n.node, "old target destroyed");
+            self.registry.nexus_destroyed(&n.node, &n.uuid);
+            self.specs.delete_nexus(&n.uuid).await
+        } else {
+            // The garbage collector destroys it when the node answers.
+            self.specs
+                .put_nexus(NexusSpec {
+                    status: SpecStatus::Deleting,
+                    ..n
+                })
+                .await
+        }
     }
 
     /// Removes a volume's targets for a republish, each engine call bounded
@@ -130,38 +270,7 @@ impl Core {
         rec.op = Some(VolumeOp::Unpublish);
         self.specs.put_volume(rec.clone()).await?;
         for n in self.volume_nexus_specs(&rec.spec.uuid) {
-            let destroyed = match self.registry.online_client(&n.node) {
-                Some(client) => {
-                    let mut nexus_client = client.nexus.clone();
-                    let call = nexus_client.destroy_nexus(v1::DestroyNexusRequest {
-                        uuid: n.uuid.clone(),
-                    });
-                    match tokio::time::timeout(RETIRE_LIMIT, call).await {
-                        Ok(Ok(_)) => true,
-                        Ok(Err(e)) => {
-                            warn!(nexus = %n.uuid, node = %n.node, error = %e, "cannot destroy the old target");
-                            false
-                        }
-                        Err(_) => {
-                            warn!(nexus = %n.uuid, node = %n.node, "the old target's engine did not answer");
-                            false
-                        }
-                    }
-                }
-                None => false,
-            };
-            if destroyed {
-                self.registry.nexus_destroyed(&n.node, &n.uuid);
-                self.specs.delete_nexus(&n.uuid).await?;
-            } else {
-                // The garbage collector destroys it when the node answers.
-                self.specs
-                    .put_nexus(NexusSpec {
-                        status: SpecStatus::Deleting,
-                        ..n
-                    })
-                    .await?;
-            }
+            self.destroy_or_leave(n).await?;
         }
         rec.op = None;
         rec.nexus = None;

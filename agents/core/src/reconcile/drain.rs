@@ -1,7 +1,33 @@
 //! The drain reconciler: targets move off draining nodes; a node with
 //! none left is Drained.
+//!
+//! Two ways, chosen at each pass:
+//! - with HA (an HA cluster agent holds its leader lease in the store,
+//!   [`store::keys::StoreKeys::ha_cluster_lease`]): the cluster agent
+//!   moves each target by a switch-over that hands the host over to the
+//!   new target before the old one goes (no I/O error on the host); this
+//!   reconciler only waits, and the node is Drained once no nexus of any
+//!   volume (current or retired) is left on it;
+//! - without: this reconciler moves each target itself, the old nexus
+//!   destroyed before the new one is published (a kernel host loses its
+//!   path meanwhile, as upstream without HA).
 
 use super::*;
+
+/// How soon a drain handed to the HA cluster agent is looked at again.
+const HA_DRAIN_REQUEUE: Duration = Duration::from_secs(2);
+
+/// Whether an HA cluster agent runs (it holds its leader lease).
+async fn ha_cluster_agent_runs(core: &Core) -> bool {
+    let key = core.specs.keys().ha_cluster_lease();
+    match core.specs.store().get(key.as_bytes()).await {
+        Ok(found) => found.is_some(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the HA cluster agent's lease: draining without it");
+            false
+        }
+    }
+}
 
 /// Moves targets off draining nodes; a node with none left is Drained.
 pub async fn drain(core: &Core) -> ReconcileResult {
@@ -14,7 +40,26 @@ pub async fn drain(core: &Core) -> ReconcileResult {
         .filter(|n| n.cordon_drain_state.drain_status == Some(DrainStatus::Draining))
         .cloned()
         .collect();
+    if draining.is_empty() {
+        return out.finish();
+    }
+    let ha = ha_cluster_agent_runs(core).await;
     for node in draining {
+        if ha {
+            // The cluster agent moves the targets; the node is drained once
+            // no nexus (current or retired) is left on it.
+            let left = core
+                .specs
+                .nexuses
+                .read()
+                .values()
+                .filter(|n| n.node == node.id)
+                .count();
+            if left > 0 {
+                out.requeue(HA_DRAIN_REQUEUE);
+                continue;
+            }
+        }
         let volumes: Vec<_> = core
             .specs
             .volumes
@@ -24,7 +69,7 @@ pub async fn drain(core: &Core) -> ReconcileResult {
             .cloned()
             .collect();
         let mut left = 0;
-        for rec in volumes {
+        for rec in volumes.into_iter().filter(|_| !ha) {
             let id = rec.spec.uuid.clone();
             let Some(_volume) = core.locks.try_lock(Resource::Volume, &id) else {
                 // An operation holds it: the next pass moves it.

@@ -161,6 +161,21 @@ pub async fn put_volume_republish(
     Ok(Json(api.put_volume_republish(&id, body).await?))
 }
 
+/// Destroy the old targets a make-before-break republish kept published
+/// (ANA inaccessible) until the hosts had their new path.
+#[utoipa::path(
+    delete, path = "/v0/volumes/{id}/target/retired", tag = "volumes",
+    params(VolumePath),
+    responses((status = 200, description = "The volume with its current target only", body = Volume), ErrorResponses),
+)]
+pub async fn del_volume_retired_targets(
+    State(api): State<Api>,
+    PathArgs(path): PathArgs<VolumePath>,
+) -> Answer<Volume> {
+    let id = uuid_id("volume", &path.id)?;
+    Ok(Json(api.del_volume_retired_targets(&id).await?))
+}
+
 /// Unpublish a volume: tear its target down.
 #[utoipa::path(
     delete, path = "/v0/volumes/{id}/target", tag = "volumes",

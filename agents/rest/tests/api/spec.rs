@@ -17,6 +17,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v0/volumes/{id}/size", &["put"]),
     ("/v0/volumes/{id}/target", &["put", "delete"]),
     ("/v0/volumes/{id}/target/republish", &["put"]),
+    ("/v0/volumes/{id}/target/retired", &["delete"]),
     ("/v0/volumes/{id}/rebuild-history", &["get"]),
     ("/v0/volumes/{id}/stats", &["get"]),
     ("/v0/pools", &["get"]),
