@@ -20,6 +20,12 @@
 //!   acquisition, then wakes the submitters (C2HData is handed over as
 //!   slices of that buffer and copied once, by the submitter, into its own
 //!   buffer);
+//! - a burst is sent in one write: when a delivery wakes several
+//!   submitters, the queue is corked until they have run (the connection
+//!   task yields once), so the commands they submit in answer are appended
+//!   to the pending buffer and go out together, rather than one `sendmsg`
+//!   each (a loopback `sendmsg` also runs the receiver's TCP input on the
+//!   sender's CPU); a single woken submitter still writes directly;
 //! - no timer per command: a per-queue watchdog ticks every quarter of the
 //!   command timeout and fails commands older than the timeout;
 //! - no allocation per command: the slab, the pending buffer and the
@@ -133,6 +139,11 @@ pub struct HostStats {
     /// Bytes that the socket did not take at once and that were copied to
     /// a queue's pending buffer (0 on an unloaded connection).
     pub deferred_bytes: AtomicU64,
+    /// Writes to the sockets (a PDU written at once by its submitter, or a
+    /// flush of pending PDUs by the connection task).
+    pub socket_writes: AtomicU64,
+    /// PDUs appended while a queue was corked, to go out with their burst.
+    pub corked_pdus: AtomicU64,
 }
 
 /// Transport parameters negotiated by ICReq/ICResp.
@@ -149,6 +160,10 @@ struct State {
     slab: Slab,
     /// Bytes of PDUs not yet written (in order).
     pending: BytesMut,
+    /// The connection task just woke several submitters and flushes once
+    /// they have run: until then PDUs are appended to `pending` (one write
+    /// for the whole burst instead of one per command).
+    corked: bool,
     /// `None` once the connection task ended.
     wr: Option<OwnedWriteHalf>,
 }
@@ -235,6 +250,7 @@ impl Queue {
             st: Mutex::new(State {
                 slab: Slab::new(cfg.depth),
                 pending: BytesMut::with_capacity(PENDING_BYTES),
+                corked: false,
                 wr: Some(wr),
             }),
             permits: Semaphore::new(usize::from(cfg.depth.max(1))),
@@ -474,7 +490,8 @@ impl Shared {
     /// With nothing pending before it, header and data go out in one
     /// vectored non-blocking write from where they are; whatever the
     /// socket does not take is copied to `pending` and the connection task
-    /// is woken to flush it. Otherwise everything is appended to `pending`
+    /// is woken to flush it. Otherwise (or while corked: the connection
+    /// task flushes the burst it woke) everything is appended to `pending`
     /// (order is kept). Called with the queue's lock held.
     fn send_locked(&self, st: &mut State, start: usize, data: &[u8]) -> Result<(), QueueError> {
         let digest =
@@ -483,15 +500,24 @@ impl Shared {
             Some(d) => d,
             None => &[],
         };
-        let State { pending, wr, .. } = st;
+        let State {
+            pending,
+            wr,
+            corked,
+            ..
+        } = st;
         let Some(wr) = wr.as_ref() else {
             pending.truncate(start);
             return Err(QueueError::Lost);
         };
-        if start > 0 {
+        if start > 0 || *corked {
             pending.extend_from_slice(data);
             pending.extend_from_slice(digest);
-            self.note_deferred(data.len() + digest.len());
+            if *corked {
+                self.stats.corked_pdus.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.note_deferred(data.len() + digest.len());
+            }
             return Ok(());
         }
         let parts = [&pending[..], data, digest];
@@ -515,7 +541,10 @@ impl Shared {
                     self.token.cancel();
                     return Err(QueueError::Lost);
                 }
-                Ok(n) => done += n,
+                Ok(n) => {
+                    self.stats.socket_writes.fetch_add(1, Ordering::Relaxed);
+                    done += n;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -557,10 +586,11 @@ impl Shared {
             .fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Connection task: writes what it can of `pending`; `Ok(true)` when
-    /// everything went out.
+    /// Connection task: ends a cork and writes what it can of `pending`;
+    /// `Ok(true)` when everything went out.
     fn flush_some(&self) -> Result<bool, String> {
         let mut st = lock(&self.st);
+        st.corked = false;
         let State { pending, wr, .. } = &mut *st;
         let Some(wr) = wr.as_ref() else {
             return Ok(true);
@@ -568,7 +598,10 @@ impl Shared {
         while !pending.is_empty() {
             match wr.try_write(pending) {
                 Ok(0) => return Err("write: connection closed".into()),
-                Ok(n) => pending.advance(n),
+                Ok(n) => {
+                    self.stats.socket_writes.fetch_add(1, Ordering::Relaxed);
+                    pending.advance(n);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("write: {e}")),

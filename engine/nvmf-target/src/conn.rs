@@ -2,7 +2,8 @@
 //! decodes PDUs, runs Fabrics and admin commands inline, runs I/O commands
 //! concurrently (a `FuturesUnordered`, at most the queue depth), gathers
 //! write data with R2T/H2CData and hands encoded responses to a writer
-//! task through a bounded channel.
+//! task through a bounded channel (it writes whatever is queued in one
+//! vectored write).
 //!
 //! Hot path (`on_pdu` for CapsuleCmd/H2CData, `finish`): no info logs, no
 //! global locks; connection open/close is logged at debug/info.
@@ -25,12 +26,12 @@ use std::{
     time::Duration,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::{stream::FuturesUnordered, Future, StreamExt};
 use nvmf::nvme::{admin_opc, sc, sct, Cqe, Sqe, Status};
 use nvmf::pdu::{self, encode_capsule_resp, fes, Decoder, EncodeOpts, Pdu, TermReq};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt, BufWriter},
+    io::{AsyncReadExt, AsyncWriteExt},
     net::{tcp::OwnedWriteHalf, TcpStream},
     sync::{mpsc, watch},
     time::Instant,
@@ -189,16 +190,56 @@ pub(crate) async fn run(
     tracing::debug!(%peer, reason = ?end, "nvmf connection closed");
 }
 
-async fn writer(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<BytesMut>) -> std::io::Result<()> {
-    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+/// Most PDUs gathered into one vectored write.
+const WRITE_BATCH: usize = 64;
+
+/// Writes the encoded PDUs in order: everything queued at the time goes
+/// out in one vectored write from the PDUs' own buffers (a read's data is
+/// not copied again on its way to the socket).
+async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<BytesMut>) -> std::io::Result<()> {
+    let mut batch: Vec<BytesMut> = Vec::with_capacity(WRITE_BATCH);
     while let Some(b) = rx.recv().await {
-        w.write_all(&b).await?;
-        while let Ok(b) = rx.try_recv() {
-            w.write_all(&b).await?;
+        batch.push(b);
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(b) => batch.push(b),
+                Err(_) => break,
+            }
         }
-        w.flush().await?;
+        write_batch(&mut wr, &mut batch).await?;
     }
-    w.shutdown().await
+    wr.shutdown().await
+}
+
+/// Writes every buffer of `batch`, in order, and empties it.
+async fn write_batch(wr: &mut OwnedWriteHalf, batch: &mut Vec<BytesMut>) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < batch.len() {
+        let mut iov = [std::io::IoSlice::new(&[]); WRITE_BATCH];
+        let k = batch.len() - first;
+        for (slot, b) in iov.iter_mut().zip(&batch[first..]) {
+            *slot = std::io::IoSlice::new(b);
+        }
+        let mut n = wr.write_vectored(&iov[..k]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && first < batch.len() {
+            let b = &mut batch[first];
+            if n >= b.len() {
+                n -= b.len();
+                first += 1;
+            } else {
+                b.advance(n);
+                n = 0;
+            }
+        }
+        while first < batch.len() && batch[first].is_empty() {
+            first += 1;
+        }
+    }
+    batch.clear();
+    Ok(())
 }
 
 fn term(fes: u16, fei: u32) -> End {
@@ -234,9 +275,11 @@ impl Conn {
         let mut rbuf = BytesMut::with_capacity(64 * 1024);
         loop {
             loop {
-                let hdr: Bytes = Bytes::copy_from_slice(
-                    &rbuf[..rbuf.len().min(usize::from(pdu::CAPSULE_CMD_HLEN))],
-                );
+                // The header as received, for a C2HTermReq if it is bad
+                // (kept on the stack: no allocation per PDU).
+                let mut hdr = [0u8; pdu::CAPSULE_CMD_HLEN as usize];
+                let hdr_len = rbuf.len().min(hdr.len());
+                hdr[..hdr_len].copy_from_slice(&rbuf[..hdr_len]);
                 match self.decoder.decode(&mut rbuf) {
                     Ok(Some(p)) => {
                         if let Err(e) = self.on_pdu(p).await {
@@ -249,7 +292,7 @@ impl Conn {
                             Some(f) => End::Term {
                                 fes: f,
                                 fei: e.fei(),
-                                hdr,
+                                hdr: Bytes::copy_from_slice(&hdr[..hdr_len]),
                             },
                             None => End::Closed,
                         }

@@ -64,7 +64,14 @@ async fn conn_loop(c: &mut Conn) -> Result<(), String> {
                 r.map_err(|e| format!("read: {e}"))?;
                 match c.rd.try_read_buf(&mut c.rbuf) {
                     Ok(0) => return Err("connection closed by the controller".into()),
-                    Ok(_) => deliver(c, &mut wake)?,
+                    Ok(_) => {
+                        if deliver(c, &mut wake)? {
+                            // Let the woken submitters run (they append to
+                            // `pending` while corked), then send the burst.
+                            tokio::task::yield_now().await;
+                            blocked = !c.sh.flush_some()?;
+                        }
+                    }
                     Err(e) if matches!(
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
@@ -93,8 +100,9 @@ async fn conn_loop(c: &mut Conn) -> Result<(), String> {
 }
 
 /// Decodes every whole PDU in the receive buffer and hands them to their
-/// commands under one lock, then wakes the submitters.
-fn deliver(c: &mut Conn, wake: &mut Vec<Waker>) -> Result<(), String> {
+/// commands under one lock, then wakes the submitters. `Ok(true)` when it
+/// woke more than one and corked the queue (the caller must flush).
+fn deliver(c: &mut Conn, wake: &mut Vec<Waker>) -> Result<bool, String> {
     let mut freed = 0;
     let result = {
         let mut st = lock(&c.sh.st);
@@ -115,7 +123,11 @@ fn deliver(c: &mut Conn, wake: &mut Vec<Waker>) -> Result<(), String> {
                 }
             }
         }
-        r
+        // A read's data and its response wake the same submitter twice.
+        wake.dedup_by(|a, b| a.will_wake(b));
+        let cork = r.is_ok() && wake.len() > 1;
+        st.corked |= cork;
+        r.map(|()| cork)
     };
     if freed > 0 {
         c.sh.permits.add_permits(freed);
