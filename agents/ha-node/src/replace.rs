@@ -1,6 +1,6 @@
 //! `HaNodeRpc::ReplacePath`: connect the volume's new target through
-//! csi-node, wait until the new path is live, delete the old path's
-//! controllers. Each step is bounded; a new path that does not come live
+//! csi-node, wait until the new path is live and its namespace serves
+//! (see [`crate::sysfs`]), delete the old path's controllers. Each step is bounded; a new path that does not come live
 //! is deleted again (the host is left as it was). Idempotent: a new path
 //! already live is kept, an old one already gone is fine. One call per
 //! volume at a time.
@@ -138,9 +138,9 @@ impl HaNodeRpc for ReplaceService {
         let controller = if already {
             info!(target = %new, "the new path is live already");
             self.sysfs
-                .wait_live(&r.nqn, &new, Duration::ZERO)
+                .wait_live(&r.nqn, &new, self.limits.live)
                 .await
-                .map_err(Status::internal)?
+                .map_err(|e| Status::unavailable(format!("new path {new}: {e}")))?
         } else {
             let local_uri = format!("nvmf://{new}/{}", r.nqn);
             info!(target = %local_uri, "connecting the new path through csi-node");
@@ -234,6 +234,7 @@ mod tests {
         // the answer names it; the old one's deletion is attempted (a
         // made-up tree cannot delete, so it times out and says so).
         ctrl(dir.path(), "nvme1", VOL, "live", "10.0.2.100:4421");
+        crate::sysfs::tests::ns_path(dir.path(), "nvme1", "optimized");
         let e = s
             .replace_path(req("127.0.0.9:8420", "10.0.2.100:4420"))
             .await

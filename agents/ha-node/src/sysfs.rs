@@ -3,8 +3,15 @@
 //!
 //! ```text
 //! <root>/class/nvme/nvmeC/{subsysnqn,state,address,delete_controller}
+//! <root>/class/nvme/nvmeC/nvmeScCnN/ana_state        the path's namespace
 //! <root>/module/nvme_core/parameters/multipath      Y | N
 //! ```
+//!
+//! A new path is usable when its controller is `live` and its namespace
+//! has joined the multipath device in a serving ANA state: the kernel
+//! scans the namespace after the controller goes live, and until then the
+//! path cannot take the I/O (deleting the old path before that would
+//! leave the device without a path: I/O errors).
 
 use std::{
     fs,
@@ -147,8 +154,28 @@ impl Sysfs {
         }
     }
 
-    /// Waits (bounded) until `nqn` has a live controller at `address`; its
-    /// name.
+    /// Whether controller `name` has a namespace path in a serving ANA
+    /// state (optimized or non-optimized; a path without ANA counts once
+    /// its namespace is there).
+    pub fn has_usable_namespace(&self, name: &str) -> bool {
+        let Ok(rd) = fs::read_dir(self.class().join(name)) else {
+            return false;
+        };
+        rd.filter_map(Result::ok).any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let is_path = n
+                .strip_prefix("nvme")
+                .is_some_and(|r| r.contains('c') && r.contains('n'));
+            is_path
+                && match read_trim(&e.path().join("ana_state")) {
+                    Some(s) => s == "optimized" || s == "non-optimized",
+                    None => true,
+                }
+        })
+    }
+
+    /// Waits (bounded) until `nqn` has a live controller at `address`
+    /// whose namespace is usable (see the module header); its name.
     pub async fn wait_live(
         &self,
         nqn: &str,
@@ -158,12 +185,15 @@ impl Sysfs {
         let start = Instant::now();
         loop {
             let at = self.at(nqn, address);
-            if let Some(c) = at.iter().find(|c| c.live()) {
+            if let Some(c) = at
+                .iter()
+                .find(|c| c.live() && self.has_usable_namespace(&c.name))
+            {
                 return Ok(c.name.clone());
             }
             if start.elapsed() >= limit {
                 return Err(format!(
-                    "no live controller of {nqn} at {address} after {limit:?} ({})",
+                    "no live controller of {nqn} at {address} with a usable namespace after {limit:?} ({})",
                     if at.is_empty() {
                         "none".to_owned()
                     } else {
@@ -231,6 +261,31 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(s.multipath());
+    }
+
+    /// The namespace path of controller `name` in ANA `state`.
+    pub fn ns_path(root: &Path, name: &str, state: &str) {
+        let n: String = name.chars().filter(char::is_ascii_digit).collect();
+        let d = root
+            .join("class/nvme")
+            .join(name)
+            .join(format!("nvme0c{n}n1"));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("ana_state"), format!("{state}\n")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_new_path_is_usable_once_its_namespace_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sysfs::new(dir.path());
+        ctrl(dir.path(), "nvme1", VOL, "live", "10.0.2.100:4422");
+        let wait = || s.wait_live(VOL, "10.0.2.100:4422", Duration::from_millis(200));
+        let e = wait().await.unwrap_err();
+        assert!(e.contains("usable namespace"), "{e}");
+        ns_path(dir.path(), "nvme1", "inaccessible");
+        assert!(wait().await.is_err(), "an inaccessible path takes no I/O");
+        ns_path(dir.path(), "nvme1", "optimized");
+        assert_eq!(wait().await.unwrap(), "nvme1");
     }
 
     #[test]
