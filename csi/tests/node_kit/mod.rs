@@ -34,6 +34,8 @@ use tonic::transport::Channel;
 
 use crate::common::rest_volume;
 
+pub mod ha;
+
 pub const MIB: u64 = 1 << 20;
 /// The guest's node name (CSI node id, host NQN suffix).
 pub const GUEST_NODE: &str = "csi-vm";

@@ -426,14 +426,17 @@ pub async fn take_reservation(resv: &ReservationArgs, opened: &OpenedChild) -> R
     let Some(rtype) = ReservationType::from_u8(resv.rtype) else {
         return Ok(());
     };
-    let result = if resv.preempt_key != 0 && resv.preempt_key != resv.key {
+    if resv.preempt_key != 0 && resv.preempt_key != resv.key {
         ns.resv_acquire(AcquireAction::Preempt, rtype, resv.key, resv.preempt_key)
             .await
-    } else {
-        ns.resv_acquire(AcquireAction::Acquire, rtype, resv.key, 0)
-            .await
-    };
-    result.map_err(|e| format!("reservation acquire failed: {e}"))
+            .map_err(|e| format!("reservation preempt failed: {e}"))?;
+    }
+    // A preempt of a key that held nothing (the replica was new to the
+    // previous target, or the reservation was lost with a re-export) only
+    // unregisters it: acquire too. For the holder this is a no-op.
+    ns.resv_acquire(AcquireAction::Acquire, rtype, resv.key, 0)
+        .await
+        .map_err(|e| format!("reservation acquire failed: {e}"))
 }
 
 /// The local half of [`take_reservation`].
