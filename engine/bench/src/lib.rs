@@ -594,6 +594,22 @@ pub fn machine_info(file: Option<&Path>) -> MachineInfo {
         kernel,
         cpu_model,
         filesystem: file.and_then(filesystem_of),
+        cpuidle: cpuidle(),
+    }
+}
+
+/// The idle driver of the CPUs, with the guest halt-polling window when the
+/// driver is `haltpoll` (`None` where sysfs has no cpuidle).
+fn cpuidle() -> Option<String> {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let driver = read("/sys/devices/system/cpu/cpuidle/current_driver")?;
+    match read("/sys/module/haltpoll/parameters/guest_halt_poll_ns") {
+        Some(ns) if driver == "haltpoll" => Some(format!("{driver} (guest_halt_poll_ns {ns})")),
+        _ => Some(driver),
     }
 }
 

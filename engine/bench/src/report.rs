@@ -94,6 +94,11 @@ pub struct MachineInfo {
     pub cpu_model: String,
     /// File system of the backing file (replica-vs-raw mode), from statfs.
     pub filesystem: Option<String>,
+    /// The CPUs' idle driver and, for a guest's `haltpoll`, how long an
+    /// idle CPU polls before it halts: in a virtual machine a wake-up of a
+    /// halted CPU is expensive, which dominates queue-depth-1 latencies
+    /// between two CPUs.
+    pub cpuidle: Option<String>,
 }
 
 /// One device that was measured.
@@ -407,13 +412,17 @@ impl Report {
         let m = &self.machine;
         let _ = writeln!(
             s,
-            "machine: {} CPUs ({}), kernel {}{}",
+            "machine: {} CPUs ({}), kernel {}{}{}",
             m.nproc,
             m.cpu_model,
             m.kernel,
             m.filesystem
                 .as_deref()
                 .map(|f| format!(", file system {f}"))
+                .unwrap_or_default(),
+            m.cpuidle
+                .as_deref()
+                .map(|c| format!(", cpuidle {c}"))
                 .unwrap_or_default()
         );
         for t in &self.targets {

@@ -36,6 +36,7 @@ fn report(results: Vec<WorkloadResult>) -> Report {
             kernel: "6.1".into(),
             cpu_model: "test".into(),
             filesystem: Some("ext4".into()),
+            cpuidle: Some("haltpoll (guest_halt_poll_ns 0)".into()),
         },
         session: SessionInfo {
             mode: "replica-vs-raw".into(),
