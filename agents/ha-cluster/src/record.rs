@@ -237,6 +237,21 @@ mod tests {
     }
 
     #[test]
+    fn records_written_before_drains_read_as_failures_and_drains_round_trip() {
+        let mut r = SwitchOverRecord::new("v", "nqn", "n", "127.0.0.1:1", "127.0.0.2:8420");
+        let mut old = serde_json::to_value(&r).expect("invariant: plain data serialises");
+        old.as_object_mut()
+            .expect("invariant: a record is an object")
+            .remove("kind");
+        let back: SwitchOverRecord = serde_json::from_value(old).expect("an older record reads");
+        assert_eq!(back.kind, SwitchKind::Failure);
+        r.kind = SwitchKind::Drain;
+        let text = serde_json::to_string(&r).expect("invariant: plain data serialises");
+        assert!(text.contains("\"kind\":\"drain\""), "{text}");
+        assert_eq!(r.to_proto().kind, "drain");
+    }
+
+    #[test]
     fn records_round_trip_as_json_with_stage_names() {
         let mut r = SwitchOverRecord::new("v", "nqn", "n", "127.0.0.1:1", "127.0.0.2:8420");
         r.stage = Stage::ReplacePath;
