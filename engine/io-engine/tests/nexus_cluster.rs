@@ -520,7 +520,9 @@ async fn open_as_node(uri: &str, node: &str) -> (Controller, SharedDevice) {
 /// NVMe/TCP subsystem (in-process, as its own host), so the old target,
 /// which holds the reservation there over NVMe/TCP, is preempted: its
 /// writes end with a reservation conflict, through its nexus and on its
-/// own connection, while the new target's writes land.
+/// own connection, while the new target's writes land. A replica added
+/// later that the old target never reserved is held by the new target too
+/// (its preempt found no holder, so it also acquires).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_target_fences_the_old_one_on_its_own_local_replica() {
     let dir = tempfile::tempdir_in("/dev/shm")
@@ -556,14 +558,15 @@ async fn a_new_target_fences_the_old_one_on_its_own_local_replica() {
         }
         args.push(child);
         run(engine, &args);
-        run(
+        let uri = run(
             engine,
             &["nexus", "publish", &id, "--allowed-host", TEST_HOST],
         )
         .trim()
-        .to_owned()
+        .to_owned();
+        (id, uri)
     };
-    let old_uri = create(&old, &remote_uri, "1", None);
+    let (_, old_uri) = create(&old, &remote_uri, "1", None);
     let (c_old, d_old) = open(&old_uri).await;
     let a = blockdev::DmaBuf::from_slice(&[0xa5u8; 4096]);
     let b = blockdev::DmaBuf::from_slice(&[0x5au8; 4096]);
@@ -573,7 +576,7 @@ async fn a_new_target_fences_the_old_one_on_its_own_local_replica() {
     let (c_holder, ns_holder) = open_as_node(&remote_uri, "node-old").await;
     ns_holder.write_at(4096, &a).await.unwrap();
 
-    let new_uri = create(&new, &local_uri, "2", Some("1"));
+    let (new_id, new_uri) = create(&new, &local_uri, "2", Some("1"));
     let (c_new, d_new) = open(&new_uri).await;
     d_new.write_at(8192, &b).await.unwrap();
 
@@ -608,6 +611,20 @@ async fn a_new_target_fences_the_old_one_on_its_own_local_replica() {
         "{}",
         new.logs()
     );
+
+    // A replica the old target never reserved (the preempt unregisters
+    // nobody), added to the new target over NVMe/TCP: the new target
+    // still holds it, so the old target's engine cannot write there.
+    let r2 = make_replica(&old, dir.path(), "pm");
+    let r2_uri = share(&old, &r2, &[&node_nqn("node-old"), &node_nqn("node-new")]);
+    run(&new, &["nexus", "add", &new_id, &r2_uri, "--norebuild"]);
+    let (c_old2, ns_old2) = open_as_node(&r2_uri, "node-old").await;
+    let e = ns_old2.write_at(0, &a).await.unwrap_err();
+    assert!(
+        nvmf_host::HostError::from_blockdev(&e).is_some_and(|h| h.is_reservation_conflict()),
+        "{e}"
+    );
+    let _ = c_old2.disconnect().await;
     let _ = c_holder.disconnect().await;
     let _ = c_old.disconnect().await;
     let _ = c_new.disconnect().await;
