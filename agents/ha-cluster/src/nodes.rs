@@ -8,7 +8,10 @@
 use serde::{Deserialize, Serialize};
 use store::{keys::StoreKeys, SharedStore};
 
-use crate::HaError;
+use crate::{
+    record::{get_json, put_json},
+    HaError,
+};
 
 /// Kind segment of the registrations' keys.
 pub const KIND: &str = "NodeAgentSpec";
@@ -48,30 +51,12 @@ impl NodeAgents {
             endpoint: endpoint.to_owned(),
             registered_unix_ms: mayastor_common::time::now_unix_ms(),
         };
-        let value = serde_json::to_vec(&rec).map_err(|source| HaError::Decode {
-            key: self.key(node),
-            source,
-        })?;
-        self.store
-            .put(self.key(node).as_bytes(), value, None)
-            .await
-            .map_err(HaError::Store)?;
-        Ok(())
+        put_json(&self.store, &self.key(node), &rec).await
     }
 
     /// The endpoint of `node`'s agent, if it registered.
     pub async fn endpoint(&self, node: &str) -> Result<Option<String>, HaError> {
-        let key = self.key(node);
-        let Some(kv) = self
-            .store
-            .get(key.as_bytes())
-            .await
-            .map_err(HaError::Store)?
-        else {
-            return Ok(None);
-        };
-        let rec: NodeAgent =
-            serde_json::from_slice(&kv.value).map_err(|source| HaError::Decode { key, source })?;
-        Ok(Some(rec.endpoint))
+        let rec: Option<NodeAgent> = get_json(&self.store, &self.key(node)).await?;
+        Ok(rec.map(|r| r.endpoint))
     }
 }

@@ -144,6 +144,39 @@ impl SwitchOverRecord {
     }
 }
 
+/// Writes `value` as one JSON document at `key`.
+pub(crate) async fn put_json<T: Serialize>(
+    store: &SharedStore,
+    key: &str,
+    value: &T,
+) -> Result<(), HaError> {
+    let bytes = serde_json::to_vec(value).map_err(|source| HaError::Decode {
+        key: key.to_owned(),
+        source,
+    })?;
+    store
+        .put(key.as_bytes(), bytes, None)
+        .await
+        .map_err(HaError::Store)?;
+    Ok(())
+}
+
+/// The JSON document at `key`, if any.
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &SharedStore,
+    key: &str,
+) -> Result<Option<T>, HaError> {
+    let Some(kv) = store.get(key.as_bytes()).await.map_err(HaError::Store)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&kv.value)
+        .map(Some)
+        .map_err(|source| HaError::Decode {
+            key: key.to_owned(),
+            source,
+        })
+}
+
 /// Kind segment of the records' keys.
 pub const KIND: &str = "SwitchOverSpec";
 
@@ -169,31 +202,12 @@ impl Records {
 
     /// Writes the record whole.
     pub async fn put(&self, rec: &SwitchOverRecord) -> Result<(), HaError> {
-        let value = serde_json::to_vec(rec).map_err(|source| HaError::Decode {
-            key: self.key(&rec.volume),
-            source,
-        })?;
-        self.store
-            .put(self.key(&rec.volume).as_bytes(), value, None)
-            .await
-            .map_err(HaError::Store)?;
-        Ok(())
+        put_json(&self.store, &self.key(&rec.volume), rec).await
     }
 
     /// The record of `volume`, if any.
     pub async fn get(&self, volume: &str) -> Result<Option<SwitchOverRecord>, HaError> {
-        let key = self.key(volume);
-        let Some(kv) = self
-            .store
-            .get(key.as_bytes())
-            .await
-            .map_err(HaError::Store)?
-        else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&kv.value)
-            .map(Some)
-            .map_err(|source| HaError::Decode { key, source })
+        get_json(&self.store, &self.key(volume)).await
     }
 
     /// Every record; one that cannot be read is skipped with a warning.

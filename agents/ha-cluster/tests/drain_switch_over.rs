@@ -17,53 +17,24 @@
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
+mod standin;
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-};
+use std::net::SocketAddr;
+
+use standin::StandIn;
 
 use common::{bin, eventually, free_port, wait_port, Cluster, Proc, Timers};
 use io_engine_api::{
     ha::{
-        ha_cluster_rpc_client::HaClusterRpcClient,
-        ha_node_rpc_server::{HaNodeRpc, HaNodeRpcServer},
-        ListSwitchOversRequest, RegisterNodeAgentRequest, ReplacePathReply, ReplacePathRequest,
+        ha_cluster_rpc_client::HaClusterRpcClient, ListSwitchOversRequest, RegisterNodeAgentRequest,
     },
     names::{host_nqn, volume_nqn},
 };
 use openapi::{models::*, CoreApi};
-use tonic::{Request, Response, Status};
 
 const PREFIX: &str = "127.0.164";
 const MIB: u64 = 1 << 20;
 const APP: &str = "app-1";
-
-/// The stand-in node agent: records `ReplacePath` calls and answers them
-/// once `release` is true.
-#[derive(Clone)]
-struct StandIn {
-    calls: Arc<Mutex<Vec<ReplacePathRequest>>>,
-    release: tokio::sync::watch::Receiver<bool>,
-}
-
-#[tonic::async_trait]
-impl HaNodeRpc for StandIn {
-    async fn replace_path(
-        &self,
-        request: Request<ReplacePathRequest>,
-    ) -> Result<Response<ReplacePathReply>, Status> {
-        self.calls.lock().unwrap().push(request.into_inner());
-        let mut release = self.release.clone();
-        release
-            .wait_for(|r| *r)
-            .await
-            .map_err(|_| Status::aborted("test over"))?;
-        Ok(Response::new(ReplacePathReply {
-            controller: "nvme-standin".into(),
-        }))
-    }
-}
 
 /// The host: our initiator connected to `uri` as the frontend node.
 async fn host(uri: &str) -> (nvmf_host::Controller, nvmf_host::Namespace) {
@@ -179,19 +150,10 @@ async fn a_drain_hands_the_target_over_before_the_old_one_goes() {
         .collect(),
     );
     wait_port(&ep, "agent-ha-cluster");
-    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-    let standin = StandIn {
-        calls: Arc::default(),
-        release: release_rx,
-    };
     let node_agent: SocketAddr = format!("{PREFIX}.4:{}", free_port(&format!("{PREFIX}.4")))
         .parse()
         .unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(HaNodeRpcServer::new(standin.clone()))
-            .serve(node_agent),
-    );
+    let (standin, release_tx) = StandIn::serve(node_agent);
     HaClusterRpcClient::connect(format!("http://{ep}"))
         .await
         .unwrap()

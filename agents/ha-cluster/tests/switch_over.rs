@@ -14,53 +14,24 @@
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
+mod standin;
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-};
+use std::net::SocketAddr;
+
+use standin::StandIn;
 
 use common::{bin, eventually, free_port, wait_port, Cluster, Proc, Timers};
 use io_engine_api::{
     ha::{
-        ha_cluster_rpc_client::HaClusterRpcClient,
-        ha_node_rpc_server::{HaNodeRpc, HaNodeRpcServer},
-        FailedPath, ListSwitchOversRequest, ReplacePathReply, ReplacePathRequest,
+        ha_cluster_rpc_client::HaClusterRpcClient, FailedPath, ListSwitchOversRequest,
         ReportFailedPathsRequest, ReportOutcome,
     },
     names::volume_nqn,
 };
 use openapi::{models::*, CoreApi};
-use tonic::{Request, Response, Status};
 
 const PREFIX: &str = "127.0.155";
 const MIB: u64 = 1 << 20;
-
-/// The stand-in node agent: records `ReplacePath` calls and answers them
-/// once `release` is true.
-#[derive(Clone)]
-struct StandIn {
-    calls: Arc<Mutex<Vec<ReplacePathRequest>>>,
-    release: tokio::sync::watch::Receiver<bool>,
-}
-
-#[tonic::async_trait]
-impl HaNodeRpc for StandIn {
-    async fn replace_path(
-        &self,
-        request: Request<ReplacePathRequest>,
-    ) -> Result<Response<ReplacePathReply>, Status> {
-        self.calls.lock().unwrap().push(request.into_inner());
-        let mut release = self.release.clone();
-        release
-            .wait_for(|r| *r)
-            .await
-            .map_err(|_| Status::aborted("test over"))?;
-        Ok(Response::new(ReplacePathReply {
-            controller: "nvme-standin".into(),
-        }))
-    }
-}
 
 fn ha_cluster_args(c: &Cluster, endpoint: &str) -> Vec<String> {
     [
@@ -173,20 +144,10 @@ async fn killed_mid_switch_over_the_cluster_agent_finishes_from_the_stored_stage
         .unwrap();
 
     // The stand-in node agent.
-    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-    let standin = StandIn {
-        calls: Arc::default(),
-        release: release_rx,
-    };
     let node_agent: SocketAddr = format!("{PREFIX}.4:{}", free_port(&format!("{PREFIX}.4")))
         .parse()
         .unwrap();
-    let served = standin.clone();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(HaNodeRpcServer::new(served))
-            .serve(node_agent),
-    );
+    let (standin, release_tx) = StandIn::serve(node_agent);
     let node_agent = node_agent.to_string();
 
     let ip = format!("{PREFIX}.3");

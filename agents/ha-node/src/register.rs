@@ -10,6 +10,22 @@ use io_engine_api::ha::{ha_cluster_rpc_client::HaClusterRpcClient, RegisterNodeA
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// A client of the cluster agent at `HOST:PORT` (connect within 3 s, each
+/// call within 10 s).
+pub async fn cluster_agent(
+    address: &str,
+) -> Result<HaClusterRpcClient<tonic::transport::Channel>, String> {
+    let endpoint = format!("http://{address}");
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        .map_err(|e| format!("cluster agent endpoint {endpoint}: {e}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| format!("cluster agent {endpoint} unreachable: {e}"))?;
+    Ok(HaClusterRpcClient::new(channel))
+}
+
 /// What the registration needs.
 pub struct Registration {
     pub node: String,
@@ -45,15 +61,8 @@ impl Registration {
     }
 
     async fn register(&self) -> Result<(), String> {
-        let endpoint = format!("http://{}", self.cluster_agent);
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| format!("cluster agent endpoint {endpoint}: {e}"))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .map_err(|e| format!("cluster agent {endpoint} unreachable: {e}"))?;
-        HaClusterRpcClient::new(channel)
+        cluster_agent(&self.cluster_agent)
+            .await?
             .register_node_agent(RegisterNodeAgentRequest {
                 node: self.node.clone(),
                 endpoint: self.advertise.clone(),

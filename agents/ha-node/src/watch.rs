@@ -11,9 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use io_engine_api::ha::{
-    ha_cluster_rpc_client::HaClusterRpcClient, FailedPath, ReportFailedPathsRequest, ReportOutcome,
-};
+use io_engine_api::ha::{FailedPath, ReportFailedPathsRequest, ReportOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -128,14 +126,6 @@ impl Watcher {
 
     /// Sends one batch; the paths the cluster agent answered for.
     async fn report(&self, due: &[PathKey]) -> Result<Vec<PathKey>, String> {
-        let endpoint = format!("http://{}", self.cluster_agent);
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| format!("cluster agent endpoint {endpoint}: {e}"))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .map_err(|e| format!("cluster agent {endpoint} unreachable: {e}"))?;
         let paths: Vec<FailedPath> = due
             .iter()
             .map(|(nqn, addr)| FailedPath {
@@ -144,7 +134,8 @@ impl Watcher {
             })
             .collect();
         info!(paths = ?due, "reporting failed paths");
-        let reply = HaClusterRpcClient::new(channel)
+        let reply = crate::register::cluster_agent(&self.cluster_agent)
+            .await?
             .report_failed_paths(ReportFailedPathsRequest {
                 node: self.node.clone(),
                 endpoint: self.advertise.clone(),

@@ -318,6 +318,46 @@ async fn remote_child_death_and_nexus_engine_death_lose_no_acknowledged_write() 
     run(&e1, &["nexus", "destroy", &nexus.to_string()]);
 }
 
+/// A nexus of `volume` over the one child `child` on `engine`, with an
+/// exclusive-access reservation under `key` (preempting `preempt`),
+/// published for [`TEST_HOST`]: its uuid and URI.
+fn fenced_target(
+    engine: &Engine,
+    volume: &str,
+    child: &str,
+    key: &str,
+    preempt: Option<&str>,
+) -> (Uuid, String) {
+    let nexus = Uuid::new_v4();
+    let id = nexus.to_string();
+    let size_mib = (SIZE / MIB).to_string();
+    let mut args = vec![
+        "nexus",
+        "create",
+        &id,
+        "--name",
+        volume,
+        "--size",
+        &size_mib,
+        "--resv-key",
+        key,
+        "--resv-type",
+        "exclusive-access",
+    ];
+    if let Some(p) = preempt {
+        args.extend(["--preempt-key", p]);
+    }
+    args.push(child);
+    run(engine, &args);
+    let uri = run(
+        engine,
+        &["nexus", "publish", &id, "--allowed-host", TEST_HOST],
+    )
+    .trim()
+    .to_owned();
+    (nexus, uri)
+}
+
 /// The new target of a volume preempts the old one's reservation on the
 /// replicas: the old nexus's writes fail from then on (it is fenced), and
 /// the new nexus's writes succeed.
@@ -337,41 +377,8 @@ async fn a_new_target_fences_the_old_one_with_a_reservation_preempt() {
         &[&node_nqn("node-old"), &node_nqn("node-new")],
     );
     let volume = Uuid::new_v4().to_string();
-    let size_mib = (SIZE / MIB).to_string();
     let create = |engine: &Engine, key: &str, preempt: Option<&str>| {
-        let nexus = Uuid::new_v4();
-        let id = nexus.to_string();
-        let mut args = vec![
-            "nexus",
-            "create",
-            &id,
-            "--name",
-            &volume,
-            "--size",
-            &size_mib,
-            "--resv-key",
-            key,
-            "--resv-type",
-            "exclusive-access",
-        ];
-        if let Some(p) = preempt {
-            args.extend(["--preempt-key", p]);
-        }
-        args.push(&u);
-        run(engine, &args);
-        let uri = run(
-            engine,
-            &[
-                "nexus",
-                "publish",
-                &nexus.to_string(),
-                "--allowed-host",
-                TEST_HOST,
-            ],
-        )
-        .trim()
-        .to_owned();
-        (nexus, uri)
+        fenced_target(engine, &volume, &u, key, preempt)
     };
     let (_old_nexus, old_uri) = create(&old, "1", None);
     let (c_old, d_old) = open(&old_uri).await;
@@ -440,35 +447,8 @@ async fn handed_over_or_fenced_targets_answer_ana_inaccessible() {
         &[&node_nqn("node-old"), &node_nqn("node-new")],
     );
     let volume = Uuid::new_v4().to_string();
-    let size_mib = (SIZE / MIB).to_string();
     let create = |engine: &Engine, key: &str, preempt: Option<&str>| {
-        let nexus = Uuid::new_v4();
-        let id = nexus.to_string();
-        let mut args = vec![
-            "nexus",
-            "create",
-            &id,
-            "--name",
-            &volume,
-            "--size",
-            &size_mib,
-            "--resv-key",
-            key,
-            "--resv-type",
-            "exclusive-access",
-        ];
-        if let Some(p) = preempt {
-            args.extend(["--preempt-key", p]);
-        }
-        args.push(&u);
-        run(engine, &args);
-        let uri = run(
-            engine,
-            &["nexus", "publish", &id, "--allowed-host", TEST_HOST],
-        )
-        .trim()
-        .to_owned();
-        (nexus, uri)
+        fenced_target(engine, &volume, &u, key, preempt)
     };
     let (old_nexus, old_uri) = create(&old, "1", None);
     let (c_old, d_old) = open(&old_uri).await;
@@ -537,34 +517,9 @@ async fn a_new_target_fences_the_old_one_on_its_own_local_replica() {
     let remote_uri = share(&new, &r, &[&node_nqn("node-old")]);
     let local_uri = format!("bdev:///{r}?uuid={r}");
     let volume = Uuid::new_v4().to_string();
-    let size_mib = (SIZE / MIB).to_string();
     let create = |engine: &Engine, child: &str, key: &str, preempt: Option<&str>| {
-        let id = Uuid::new_v4().to_string();
-        let mut args = vec![
-            "nexus",
-            "create",
-            &id,
-            "--name",
-            &volume,
-            "--size",
-            &size_mib,
-            "--resv-key",
-            key,
-            "--resv-type",
-            "exclusive-access",
-        ];
-        if let Some(p) = preempt {
-            args.extend(["--preempt-key", p]);
-        }
-        args.push(child);
-        run(engine, &args);
-        let uri = run(
-            engine,
-            &["nexus", "publish", &id, "--allowed-host", TEST_HOST],
-        )
-        .trim()
-        .to_owned();
-        (id, uri)
+        let (id, uri) = fenced_target(engine, &volume, child, key, preempt);
+        (id.to_string(), uri)
     };
     let (_, old_uri) = create(&old, &remote_uri, "1", None);
     let (c_old, d_old) = open(&old_uri).await;
