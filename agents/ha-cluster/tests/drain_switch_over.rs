@@ -17,11 +17,11 @@
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
-mod standin;
+mod ha_kit;
 
 use std::net::SocketAddr;
 
-use standin::StandIn;
+use ha_kit::StandIn;
 
 use common::{bin, eventually, free_port, wait_port, Cluster, Proc, Timers};
 use io_engine_api::{
@@ -33,7 +33,6 @@ use io_engine_api::{
 use openapi::{models::*, CoreApi};
 
 const PREFIX: &str = "127.0.164";
-const MIB: u64 = 1 << 20;
 const APP: &str = "app-1";
 
 /// The host: our initiator connected to `uri` as the frontend node.
@@ -80,46 +79,7 @@ async fn a_drain_hands_the_target_over_before_the_old_one_goes() {
         },
     );
     let api = c.rest();
-    common::nodes_online(&api, 3).await;
-    for (i, node) in c.nodes.clone().iter().enumerate() {
-        let id = format!("p{}", i + 1);
-        api.put_node_pool(
-            node,
-            &id,
-            CreatePoolBody {
-                disks: vec![c.disk(&id, 128 * MIB)],
-                labels: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let volume = uuid::Uuid::new_v4().to_string();
-    api.put_volume(
-        &volume,
-        CreateVolumeBody {
-            size: 16 * MIB,
-            replicas: 2,
-            thin: false,
-            policy: VolumePolicy { self_heal: false },
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap();
-    let v = api
-        .put_volume_target(
-            &volume,
-            PublishVolumeBody {
-                node: Some("node-1".into()),
-                frontend_node: Some(APP.into()),
-                protocol: Protocol::Nvmf,
-            },
-        )
-        .await
-        .unwrap();
+    let (volume, v) = ha_kit::published_volume(&c, 2, APP).await;
     let old = v.state.target.clone().unwrap();
     let (old_ctrl, old_ns) = host(&old.device_uri).await;
     let block = blockdev::DmaBuf::from_slice(&[0x5a; 4096]);

@@ -14,11 +14,11 @@
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
-mod standin;
+mod ha_kit;
 
 use std::net::SocketAddr;
 
-use standin::StandIn;
+use ha_kit::StandIn;
 
 use common::{bin, eventually, free_port, wait_port, Cluster, Proc, Timers};
 use io_engine_api::{
@@ -31,7 +31,6 @@ use io_engine_api::{
 use openapi::{models::*, CoreApi};
 
 const PREFIX: &str = "127.0.155";
-const MIB: u64 = 1 << 20;
 
 fn ha_cluster_args(c: &Cluster, endpoint: &str) -> Vec<String> {
     [
@@ -95,46 +94,7 @@ async fn stage(ep: &str, volume: &str) -> Option<String> {
 async fn killed_mid_switch_over_the_cluster_agent_finishes_from_the_stored_stage() {
     let mut c = Cluster::start(PREFIX, 3, Timers::default());
     let api = c.rest();
-    common::nodes_online(&api, 3).await;
-    for (i, node) in c.nodes.clone().iter().enumerate() {
-        let id = format!("p{}", i + 1);
-        api.put_node_pool(
-            node,
-            &id,
-            CreatePoolBody {
-                disks: vec![c.disk(&id, 128 * MIB)],
-                labels: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let volume = uuid::Uuid::new_v4().to_string();
-    api.put_volume(
-        &volume,
-        CreateVolumeBody {
-            size: 16 * MIB,
-            replicas: 3,
-            thin: false,
-            policy: VolumePolicy { self_heal: false },
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap();
-    let v = api
-        .put_volume_target(
-            &volume,
-            PublishVolumeBody {
-                node: Some("node-1".into()),
-                frontend_node: Some("app-1".into()),
-                protocol: Protocol::Nvmf,
-            },
-        )
-        .await
-        .unwrap();
+    let (volume, v) = ha_kit::published_volume(&c, 3, "app-1").await;
     let old = v.state.target.clone().unwrap();
     let old_address = old
         .device_uri
