@@ -89,15 +89,15 @@ impl DrainWatcher {
             if !draining.contains(&target.node) {
                 continue;
             }
-            let Some(address) = v
+            // A target its engine lost (e.g. an offline node) has no
+            // address: it moves all the same, with no old path to delete.
+            let address = v
                 .state
                 .target
                 .as_ref()
                 .and_then(|n| uri_address(&n.device_uri))
-                .map(str::to_owned)
-            else {
-                continue;
-            };
+                .unwrap_or_default()
+                .to_owned();
             let volume = v.spec.uuid.clone();
             if self.failed_lately(&volume).await {
                 continue;

@@ -67,26 +67,12 @@ async fn switch_over(ep: &str, volume: &str) -> Option<(String, String)> {
         .map(|s| (s.kind, s.stage))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drain_hands_the_target_over_before_the_old_one_goes() {
-    use blockdev::BlockDevice;
-    let c = Cluster::start(
-        PREFIX,
-        3,
-        Timers {
-            core_extra: &["--drain-reconcile-period", "1s"],
-            ..Timers::default()
-        },
-    );
-    let api = c.rest();
-    let (volume, v) = ha_kit::published_volume(&c, 2, APP).await;
-    let old = v.state.target.clone().unwrap();
-    let (old_ctrl, old_ns) = host(&old.device_uri).await;
-    let block = blockdev::DmaBuf::from_slice(&[0x5a; 4096]);
-    old_ns.write_at(0, &block).await.unwrap();
-
-    // The cluster agent, and the stand-in node agent registered with it.
-    let ip = format!("{PREFIX}.3");
+/// `agent-ha-cluster` beside `c` (its drains looked at every 500 ms) and
+/// the stand-in node agent of the frontend node, registered with it: the
+/// agent, its endpoint, the stand-in and its release.
+async fn agents(c: &Cluster) -> (Proc, String, StandIn, tokio::sync::watch::Sender<bool>) {
+    let prefix = &c.prefix;
+    let ip = format!("{prefix}.3");
     let ep = format!("{ip}:{}", free_port(&ip));
     let ha = Proc::spawn(
         "agent-ha-cluster",
@@ -110,7 +96,7 @@ async fn a_drain_hands_the_target_over_before_the_old_one_goes() {
         .collect(),
     );
     wait_port(&ep, "agent-ha-cluster");
-    let node_agent: SocketAddr = format!("{PREFIX}.4:{}", free_port(&format!("{PREFIX}.4")))
+    let node_agent: SocketAddr = format!("{prefix}.4:{}", free_port(&format!("{prefix}.4")))
         .parse()
         .unwrap();
     let (standin, release_tx) = StandIn::serve(node_agent);
@@ -123,6 +109,90 @@ async fn a_drain_hands_the_target_over_before_the_old_one_goes() {
         })
         .await
         .unwrap();
+    (ha, ep, standin, release_tx)
+}
+
+/// Whether `node` of `api`'s cluster is Drained.
+async fn drained(api: &openapi::client::RestClient, node: &str) -> Result<(), String> {
+    let s = api
+        .get_node(node)
+        .await
+        .map_err(|e| e.to_string())?
+        .spec
+        .map(|s| s.cordon_drain_state.drain_status);
+    (s == Some(Some(DrainStatus::Drained)))
+        .then_some(())
+        .ok_or(format!("{s:?}"))
+}
+
+/// A drain of a node whose engine is gone (its target lost): the cluster
+/// agent still moves the target (the old one left to the garbage
+/// collector), the host is asked for the new path with no old one to
+/// delete, and the node is Drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_of_a_node_whose_engine_is_gone_moves_its_target() {
+    let mut c = Cluster::start(
+        "127.0.166",
+        3,
+        Timers {
+            core_extra: &["--drain-reconcile-period", "1s"],
+            ..Timers::default()
+        },
+    );
+    let api = c.rest();
+    let (volume, v) = ha_kit::published_volume(&c, 2, APP).await;
+    let old = v.state.target.clone().unwrap();
+    let (_ha, ep, standin, release_tx) = agents(&c).await;
+    release_tx.send(true).unwrap();
+    c.engines[0].kill9();
+    api.put_node_drain("node-1", "maintenance").await.unwrap();
+    eventually("the drain switch-over Successful", 90, || {
+        let (ep, volume) = (ep.clone(), volume.clone());
+        async move {
+            let s = switch_over(&ep, &volume).await;
+            (s == Some(("drain".into(), "Successful".into())))
+                .then_some(())
+                .ok_or(format!("{s:?}"))
+        }
+    })
+    .await;
+    let moved = api.get_volume(&volume).await.unwrap();
+    assert_ne!(moved.spec.target.as_ref().unwrap().node, "node-1");
+    let new = moved.state.target.unwrap();
+    assert_ne!(new.uuid, old.uuid);
+    assert!(standin
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|call| call.new_uri == new.device_uri));
+    eventually("node-1 Drained", 60, || {
+        let api = api.clone();
+        async move { drained(&api, "node-1").await }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_hands_the_target_over_before_the_old_one_goes() {
+    use blockdev::BlockDevice;
+    let c = Cluster::start(
+        PREFIX,
+        3,
+        Timers {
+            core_extra: &["--drain-reconcile-period", "1s"],
+            ..Timers::default()
+        },
+    );
+    let api = c.rest();
+    let (volume, v) = ha_kit::published_volume(&c, 2, APP).await;
+    let old = v.state.target.clone().unwrap();
+    let (old_ctrl, old_ns) = host(&old.device_uri).await;
+    let block = blockdev::DmaBuf::from_slice(&[0x5a; 4096]);
+    old_ns.write_at(0, &block).await.unwrap();
+
+    // The cluster agent, and the stand-in node agent registered with it.
+    let (ha, ep, standin, release_tx) = agents(&c).await;
 
     api.put_node_drain("node-1", "maintenance").await.unwrap();
 
@@ -184,17 +254,7 @@ async fn a_drain_hands_the_target_over_before_the_old_one_goes() {
     .await;
     eventually("node-1 Drained", 30, || {
         let api = api.clone();
-        async move {
-            let s = api
-                .get_node("node-1")
-                .await
-                .map_err(|e| e.to_string())?
-                .spec
-                .map(|s| s.cordon_drain_state.drain_status);
-            (s == Some(Some(DrainStatus::Drained)))
-                .then_some(())
-                .ok_or(format!("{s:?}"))
-        }
+        async move { drained(&api, "node-1").await }
     })
     .await;
     let specs = api.get_specs().await.unwrap();

@@ -161,11 +161,16 @@ impl HaNodeRpc for ReplaceService {
                 }
             }
         };
-        info!(controller = %controller, target = %new, "new path live; deleting the old one");
-        self.sysfs
-            .delete(&r.nqn, &old, self.limits.delete)
-            .await
-            .map_err(Status::internal)?;
+        if old.is_empty() {
+            // The old target's address is unknown (its engine lost it).
+            info!(controller = %controller, target = %new, "new path live; no old path named");
+        } else {
+            info!(controller = %controller, target = %new, "new path live; deleting the old one");
+            self.sysfs
+                .delete(&r.nqn, &old, self.limits.delete)
+                .await
+                .map_err(Status::internal)?;
+        }
         Ok(Response::new(ReplacePathReply { controller }))
     }
 }

@@ -47,13 +47,14 @@ pub async fn drain(core: &Core) -> ReconcileResult {
     for node in draining {
         if ha {
             // The cluster agent moves the targets; the node is drained once
-            // no nexus (current or retired) is left on it.
+            // no nexus (current or retired) is left on it, but for those
+            // left to the garbage collector (their engine did not answer).
             let left = core
                 .specs
                 .nexuses
                 .read()
                 .values()
-                .filter(|n| n.node == node.id)
+                .filter(|n| n.node == node.id && n.status != SpecStatus::Deleting)
                 .count();
             if left > 0 {
                 out.requeue(HA_DRAIN_REQUEUE);
