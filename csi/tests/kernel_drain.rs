@@ -66,16 +66,7 @@ async fn kernel_ha_drain_moves_the_target_while_fio_verifies() {
     );
 
     // The path list: the new target live, the old one gone.
-    let v = rest.get_volume(&id.to_string()).await.unwrap();
-    let new_node = v.spec.target.as_ref().unwrap().node.clone();
-    assert_ne!(new_node, "node-1");
-    let i: u32 = new_node.strip_prefix("node-").unwrap().parse().unwrap();
-    let after = paths(g, &nqn);
-    assert_eq!(after.len(), 1, "{after:?}");
-    assert_eq!(
-        (after[0].1.as_str(), after[0].2.as_str()),
-        ("live", guest_addr(i).as_str())
-    );
+    moved_off_node_1(&rest, g, &id).await;
     let started = rig.ha.log_lines("drain: switch-over started");
     let ended = rig.ha.log_lines("switch-over ended");
     if let (Some((s, _)), Some((e, _))) = (started.first(), ended.last()) {

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use node_kit::{ha::*, *};
-use openapi::CoreApi;
 
 const PREFIX: &str = "127.0.156";
 
@@ -59,16 +58,7 @@ async fn kernel_ha_target_killed_fio_verifies_on_the_new_path() {
     eprintln!("fio finished clean {:.1?} after the kill", killed.elapsed());
 
     // The path list: the new target live, the old one gone.
-    let v = rest.get_volume(&id.to_string()).await.unwrap();
-    let new_node = v.spec.target.as_ref().unwrap().node.clone();
-    assert_ne!(new_node, "node-1");
-    let i: u32 = new_node.strip_prefix("node-").unwrap().parse().unwrap();
-    let after = paths(g, &nqn);
-    assert_eq!(after.len(), 1, "{after:?}");
-    assert_eq!(
-        (after[0].1.as_str(), after[0].2.as_str()),
-        ("live", guest_addr(i).as_str())
-    );
+    moved_off_node_1(&rest, g, &id).await;
     assert!(
         !rig.ha.log_lines("switch-over ended").is_empty() && rig.ha.logs().contains("Successful"),
         "{}",

@@ -18,11 +18,17 @@
 //!    the volume is taken.
 //! 3. node-1's engine is resumed (SIGCONT) with `sb1`'s writes still
 //!    queued in its sockets. Checked afterwards: the guest reads the
-//!    SHA-256 it read after `sb2` verified, node-1's replica
-//!    came back only through a full rebuild (every rebuild record of it is
-//!    a full one, none partial), and every replica, read directly from its
-//!    own engine over NVMe/TCP (as the target node's host, the
-//!    reservation holder), has exactly the guest's SHA-256.
+//!    SHA-256 it read after `sb2` verified, node-1's replica came back
+//!    only through a full rebuild (every rebuild record of it is a full
+//!    one, none partial), the old target is destroyed, and every replica,
+//!    read directly from its own engine over NVMe/TCP (as the target
+//!    node's host, the reservation holder), has exactly the guest's
+//!    SHA-256.
+//!
+//! Not shown here: that the old target's queued writes did run after the
+//! resume (the kernel may have ended those connections before); the
+//! engine test `nexus_cluster::a_new_target_fences_the_old_one_on_its_own_local_replica`
+//! shows such writes end with a reservation conflict.
 
 #![allow(clippy::unwrap_used)]
 
@@ -213,16 +219,8 @@ async fn kernel_ha_split_brain_a_frozen_target_resumed_writes_nothing() {
         stopped.elapsed(),
         io_pause_ms(g, "sb1")
     );
+    let new_node = moved_off_node_1(&rest, g, &id).await;
     let v = volume(&rest, &id).await;
-    let new_node = v.spec.target.as_ref().unwrap().node.clone();
-    assert_ne!(new_node, "node-1");
-    let i: u32 = new_node.strip_prefix("node-").unwrap().parse().unwrap();
-    let after = paths(g, &nqn);
-    assert_eq!(after.len(), 1, "{after:?}");
-    assert_eq!(
-        (after[0].1.as_str(), after[0].2.as_str()),
-        ("live", guest_addr(i).as_str())
-    );
 
     // 2. node-1 still frozen: its replica is out of the new target.
     let target = v.state.target.as_ref().expect("published");
@@ -274,6 +272,23 @@ async fn kernel_ha_split_brain_a_frozen_target_resumed_writes_nothing() {
         "volume whole again {:.1?} after the resume",
         resumed.elapsed()
     );
+    // The old target itself is gone once its engine answers again.
+    wait_until("the old target destroyed", 60, || async {
+        let left: Vec<String> = rest
+            .get_nexuses()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|n| n.node == "node-1")
+            .map(|n| n.uuid)
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("nexuses left on node-1: {left:?}"))
+        }
+    })
+    .await;
     let history = rest.get_rebuild_history(&id.to_string()).await.unwrap();
     let back: Vec<_> = history
         .records

@@ -17,6 +17,7 @@ use std::{
 };
 
 use csi::v1::NodeStageVolumeRequest;
+use openapi::{CoreApi, RestClient};
 use testkit::Proc;
 
 use super::*;
@@ -191,6 +192,22 @@ impl HaRig {
         assert!(!out.contains("verify: bad"), "{out}");
         out
     }
+}
+
+/// Checks volume `id` moved off node-1 and the guest holds one path of
+/// it, live at the new target (the old one gone); the new target's node.
+pub async fn moved_off_node_1(rest: &RestClient, g: &Guest, id: &uuid::Uuid) -> String {
+    let v = rest.get_volume(&id.to_string()).await.unwrap();
+    let new_node = v.spec.target.as_ref().unwrap().node.clone();
+    assert_ne!(new_node, "node-1");
+    let i: u32 = new_node.strip_prefix("node-").unwrap().parse().unwrap();
+    let after = paths(g, &format!("nqn.2019-05.io.openebs:{id}"));
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        (after[0].1.as_str(), after[0].2.as_str()),
+        ("live", guest_addr(i).as_str())
+    );
+    new_node
 }
 
 /// The volume's controllers in the guest: (name, state, address).

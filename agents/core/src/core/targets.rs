@@ -11,7 +11,8 @@
 
 use super::*;
 
-/// How long a republish waits for the old target's engine to destroy it.
+/// How long a republish waits for the old target's engine to destroy it,
+/// and a publish for an engine to share a replica.
 pub const RETIRE_LIMIT: Duration = Duration::from_secs(3);
 
 /// How long a make-before-break republish waits for the old target's
@@ -372,9 +373,24 @@ impl Core {
             .iter()
             .filter(|r| self.registry.is_online(&r.node))
             .collect();
-        let uris =
-            futures::future::join_all(reachable.iter().map(|r| self.child_uri(r, &spec.node)))
-                .await;
+        // Each share bounded like a retire: an engine that is registered
+        // but does not answer (frozen, cut off, not yet seen offline) must
+        // not hold the publish past its caller's deadline; its replica is
+        // left out and comes back later through a full rebuild.
+        let uris = futures::future::join_all(reachable.iter().map(|r| async move {
+            tokio::time::timeout(RETIRE_LIMIT, self.child_uri(r, &spec.node))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(rest(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "the engine on node {} did not share replica {} within {RETIRE_LIMIT:?}",
+                            r.node, r.uuid
+                        ),
+                    ))
+                })
+        }))
+        .await;
         let mut children = Vec::new();
         for (r, uri) in reachable.iter().zip(uris) {
             match uri {
