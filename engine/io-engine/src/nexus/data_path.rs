@@ -310,7 +310,7 @@ impl BlockDevice for Nexus {
 
     async fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> blockdev::Result<()> {
         let span = self
-            .read_children(offset_bytes, buf, IoTimer::start())
+            .read_children(offset_bytes, buf, self.io.start_read())
             .await?;
         self.io.read_done(span, buf.len() as u64);
         Ok(())
@@ -318,7 +318,7 @@ impl BlockDevice for Nexus {
 
     async fn write_at(&self, offset_bytes: u64, buf: &[u8]) -> blockdev::Result<()> {
         let span = self
-            .write_op(offset_bytes, WriteOp::Write(buf), IoTimer::start())
+            .write_op(offset_bytes, WriteOp::Write(buf), self.io.start_write())
             .await?;
         self.io.write_done(span, buf.len() as u64);
         Ok(())

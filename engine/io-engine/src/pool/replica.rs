@@ -289,13 +289,13 @@ impl BlockDevice for Replica {
     }
 
     async fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), BlockDevError> {
-        self.read_timed(offset_bytes, buf, IoTimer::start())
+        self.read_timed(offset_bytes, buf, self.state.io.start_read())
             .await
             .map(drop)
     }
 
     async fn write_at(&self, offset_bytes: u64, buf: &[u8]) -> Result<(), BlockDevError> {
-        self.write_timed(offset_bytes, buf, IoTimer::start())
+        self.write_timed(offset_bytes, buf, self.state.io.start_write())
             .await
             .map(drop)
     }

@@ -41,6 +41,8 @@ pub(crate) struct Clock {
     /// Nanoseconds per tick, 32.32 fixed point.
     ns_per_tick: u64,
     epoch: Instant,
+    /// [`super::sample::GAP_NS`] in ticks.
+    sample_gap: u64,
 }
 
 impl Clock {
@@ -50,6 +52,7 @@ impl Clock {
             tsc: false,
             ns_per_tick: 1 << FRACTION_BITS,
             epoch: Instant::now(),
+            sample_gap: super::sample::GAP_NS,
         }
     }
 
@@ -64,16 +67,25 @@ impl Clock {
         if !plausible.contains(&per_tick) {
             return None;
         }
-        Some(Clock {
+        let mut c = Clock {
             tsc: true,
             ns_per_tick: u64::try_from(per_tick).ok()?,
             epoch: Instant::now(),
-        })
+            sample_gap: 0,
+        };
+        c.sample_gap = c.ticks_of_ns(super::sample::GAP_NS);
+        Some(c)
     }
 
     /// Whether this clock reads the time-stamp counter.
     pub(crate) fn is_tsc(&self) -> bool {
         self.tsc
+    }
+
+    /// [`super::sample::GAP_NS`] in ticks.
+    #[inline]
+    pub(crate) fn sample_gap(&self) -> u64 {
+        self.sample_gap
     }
 
     /// The tick count now.
