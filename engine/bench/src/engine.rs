@@ -44,6 +44,8 @@ pub struct EngineSpec {
     pub ip: IpAddr,
     /// CPU the engines are pinned to (`None`: not pinned).
     pub cpu: Option<usize>,
+    /// Start the engines with `--poll`.
+    pub poll: bool,
 }
 
 impl Default for EngineSpec {
@@ -53,6 +55,7 @@ impl Default for EngineSpec {
             client_bin: None,
             ip: IpAddr::from([127, 0, 170, 1]),
             cpu: None,
+            poll: false,
         }
     }
 }
@@ -157,6 +160,9 @@ impl EngineProc {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
+        if spec.poll {
+            cmd.arg("--poll");
+        }
         if let Some(cpu) = spec.cpu {
             if cpu >= libc::CPU_SETSIZE as usize {
                 return Err(engine_err(format!("CPU {cpu} is out of range")));

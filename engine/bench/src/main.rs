@@ -133,6 +133,12 @@ struct Args {
     #[arg(long)]
     stats_off: bool,
 
+    /// Poll instead of sleeping: io-bench's runtime threads and the
+    /// engines it starts (`io-engine --poll`) stay busy checking their
+    /// sockets (each takes a whole core; see `docs/performance.md`)
+    #[arg(long)]
+    poll: bool,
+
     /// Workload to run (repeatable), or `all`: randread-4k-qd1,
     /// randread-4k-qd32, randwrite-4k-qd1, randwrite-4k-qd32,
     /// seqread-128k-qd8, seqwrite-128k-qd8.
@@ -314,6 +320,7 @@ fn main() -> anyhow::Result<()> {
             client_bin: args.client_bin.clone(),
             ip: args.engine_ip,
             cpu: target_cpu,
+            poll: args.poll,
         },
     };
 
@@ -325,10 +332,19 @@ fn main() -> anyhow::Result<()> {
         }
         rt.worker_threads(n);
     }
+    let poll = args.poll;
     let report = rt
         .build()
         .context("cannot start the tokio runtime")?
-        .block_on(io_bench::run(&cfg))?;
+        .block_on(async {
+            let stop = tokio_util::sync::CancellationToken::new();
+            if poll {
+                io_engine::poll::spawn_pollers(stop.clone());
+            }
+            let report = io_bench::run(&cfg).await;
+            stop.cancel();
+            report
+        })?;
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n")

@@ -17,6 +17,7 @@
 pub mod daemon;
 pub mod grpc;
 pub mod nexus;
+pub mod poll;
 pub mod pool;
 pub mod registration;
 pub mod share;

@@ -1,7 +1,8 @@
 //! Our NVMe/TCP initiator against a replica shared by the real `io-engine`:
 //! checksummed data over the wire, the allow-list enforced at Connect,
 //! unshare ending a connected host's I/O with errors (not a hang), and
-//! acknowledged writes surviving a SIGKILL of the engine and its restart.
+//! acknowledged writes surviving a SIGKILL of the engine and its restart;
+//! the same data through an engine that polls (`--poll`).
 
 mod common;
 
@@ -93,6 +94,29 @@ async fn verify(ns: &Namespace, id: &Uuid, written: &HashMap<u64, u64>) {
         }
         off += len;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_engine_serves_checksummed_io() {
+    // `--poll`: the engine's runtime threads never sleep; the I/O it
+    // serves is the same.
+    let ip = "127.0.1.71";
+    let nvmf: SocketAddr = format!("{ip}:{}", free_port(ip)).parse().expect("addr");
+    let engine = Engine::start(
+        ip,
+        0,
+        "node-poll",
+        &["--nvmf-endpoint", &nvmf.to_string(), "--poll"],
+    );
+    ok(engine.client(&["pool", "create", "ppool", "malloc:///ppool?size_mb=64"]));
+    ok(engine.client(&["replica", "create", "ppool", "vol", "--size", "32"]));
+    let uri = ok(engine.client(&["replica", "share", "ppool", "vol", "--allowed-host", HOST]));
+    let id = Uuid::new_v4();
+    let (ctrl, ns) = connect(uri.trim()).await;
+    let written = write_random(&ns, &id, 7).await;
+    verify(&ns, &id, &written).await;
+    ctrl.disconnect().await.expect("disconnect");
+    assert!(engine.logs().contains("polling"), "{}", engine.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
