@@ -41,7 +41,7 @@ use std::{
 };
 
 use blockdev::dynamic::SharedDevice;
-use common::{free_port, ok, verify::checksum, Engine};
+use common::{child_of, free_port, nexus_json, ok, verify::checksum, Engine};
 use nvmf_host::{ConnectOptions, Controller};
 use serde_json::Value;
 use uuid::Uuid;
@@ -213,26 +213,6 @@ fn share(engine: &Engine, replica: &Uuid, hosts: &[&str]) -> String {
         cmd.extend_from_slice(&["--allowed-host", h]);
     }
     ok(engine.client(&cmd)).trim().to_owned()
-}
-
-fn nexus_json(engine: &Engine, nexus: &Uuid) -> Value {
-    let out = ok(engine.client(&["-o", "json", "nexus", "list"]));
-    let list: Value = serde_json::from_str(&out).unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["uuid"] == nexus.to_string())
-        .cloned()
-        .unwrap_or_else(|| panic!("nexus {nexus} not listed: {out}"))
-}
-
-fn child_of<'a>(nexus: &'a Value, replica: &Uuid) -> &'a Value {
-    nexus["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["uuid"] == replica.to_string())
-        .unwrap_or_else(|| panic!("child {replica} not in {nexus}"))
 }
 
 fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) -> Duration {

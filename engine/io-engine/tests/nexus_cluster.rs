@@ -21,7 +21,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use blockdev::dynamic::SharedDevice;
-use common::{etcd::Etcd, free_port, ok, verify::checksum, verify::Writer, Engine};
+use common::{child_of, etcd::Etcd, free_port, ok, verify::checksum, verify::Writer, Engine};
 use nvmf_host::{ConnectOptions, Controller};
 use serde_json::Value;
 use uuid::Uuid;
@@ -101,23 +101,7 @@ fn share(engine: &Engine, replica: &Uuid, hosts: &[&str]) -> String {
 }
 
 fn nexus_json(engine: &Engine, nexus: &Uuid) -> Value {
-    let out = run(engine, &["-o", "json", "nexus", "list"]);
-    let list: Value = serde_json::from_str(&out).unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["uuid"] == nexus.to_string())
-        .cloned()
-        .unwrap_or_else(|| panic!("nexus {nexus} not listed: {out}"))
-}
-
-fn child<'a>(nexus: &'a Value, replica: &Uuid) -> &'a Value {
-    nexus["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["uuid"] == replica.to_string())
-        .unwrap()
+    tokio::task::block_in_place(|| common::nexus_json(engine, nexus))
 }
 
 async fn open(uri: &str) -> (Controller, SharedDevice) {
@@ -202,20 +186,20 @@ async fn remote_child_death_and_nexus_engine_death_lose_no_acknowledged_write() 
     e3.kill9();
     wait_for("child 3 to be faulted", 20, || {
         let n = nexus_json(&e1, &nexus);
-        child(&n, &r3)["state"] == "faulted"
+        child_of(&n, &r3)["state"] == "faulted"
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     writer.stop().await;
     let n = nexus_json(&e1, &nexus);
     assert_eq!(n["state"], "degraded", "{n}");
-    let c3 = child(&n, &r3);
+    let c3 = child_of(&n, &r3);
     assert!(
         ["io_failure", "timed_out"].contains(&c3["reason"].as_str().unwrap()),
         "{c3}"
     );
-    assert_eq!(child(&n, &r1)["state"], "online");
-    assert_eq!(child(&n, &r2)["state"], "online");
+    assert_eq!(child_of(&n, &r1)["state"], "online");
+    assert_eq!(child_of(&n, &r2)["state"], "online");
     assert_eq!(writer.error_count(), 0, "{:?}", writer.errors.lock());
     assert!(
         writer.max_latency() < Duration::from_millis(CHILD_TIMEOUT_MS + 2000),
@@ -271,9 +255,9 @@ async fn remote_child_death_and_nexus_engine_death_lose_no_acknowledged_write() 
         ],
     );
     let n = nexus_json(&e1, &nexus);
-    assert_eq!(child(&n, &r1)["state"], "online", "{n}");
-    assert_ne!(child(&n, &r2)["state"], "online", "{n}");
-    assert_ne!(child(&n, &r3)["state"], "online", "{n}");
+    assert_eq!(child_of(&n, &r1)["state"], "online", "{n}");
+    assert_ne!(child_of(&n, &r2)["state"], "online", "{n}");
+    assert_ne!(child_of(&n, &r3)["state"], "online", "{n}");
     wait_for("both rebuilds", 60, || {
         nexus_json(&e1, &nexus)["state"] == "online"
     })
@@ -475,7 +459,7 @@ async fn handed_over_or_fenced_targets_answer_ana_inaccessible() {
         assert!(is_ana_inaccessible(&e), "{e}");
     }
     let n = nexus_json(&old, &old_nexus);
-    assert_eq!(child(&n, &r)["state"], "online", "{n}");
+    assert_eq!(child_of(&n, &r)["state"], "online", "{n}");
     d_new.read_at(4096, &mut buf).await.unwrap();
     assert_eq!(&buf[..], &block[..]);
     let _ = c_old.disconnect().await;

@@ -9,7 +9,7 @@ mod common;
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use blockdev::{BlockDevice, DmaBuf};
-use common::{free_port, ok, Engine};
+use common::{free_port, ok, patterns::verify_blocks, Engine};
 use io_engine::stress::fill_pattern;
 use nvmf_host::{ConnectOptions, Controller, HostError, Namespace};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -71,31 +71,6 @@ async fn write_random(ns: &Arc<Namespace>, id: &Uuid, seed: u64) -> HashMap<u64,
     written
 }
 
-async fn verify(ns: &Namespace, id: &Uuid, written: &HashMap<u64, u64>) {
-    let bs = u64::from(ns.info().block_size);
-    let size = ns.info().size_bytes();
-    let chunk = 1u64 << 20;
-    let mut off = 0;
-    while off < size {
-        let len = chunk.min(size - off);
-        let mut buf = DmaBuf::new(len as usize);
-        ns.read_at(off, &mut buf).await.expect("read over nvme/tcp");
-        for b in (0..len).step_by(bs as usize) {
-            let mut want = vec![0u8; bs as usize];
-            if let Some(s) = written.get(&(off + b)) {
-                fill_pattern(&mut want, bs as usize, id, off + b, *s);
-            }
-            assert_eq!(
-                &buf[b as usize..(b + bs) as usize],
-                want.as_slice(),
-                "block at {}",
-                off + b
-            );
-        }
-        off += len;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_polling_engine_serves_checksummed_io() {
     // `--poll`: the engine's runtime threads never sleep; the I/O it
@@ -114,7 +89,7 @@ async fn a_polling_engine_serves_checksummed_io() {
     let id = Uuid::new_v4();
     let (ctrl, ns) = connect(uri.trim()).await;
     let written = write_random(&ns, &id, 7).await;
-    verify(&ns, &id, &written).await;
+    verify_blocks(&*ns, &id, &written).await;
     ctrl.disconnect().await.expect("disconnect");
     assert!(engine.logs().contains("polling"), "{}", engine.logs());
 }
@@ -145,10 +120,10 @@ async fn replica_over_nvme_tcp_keeps_data_refuses_strangers_and_unshares_cleanly
     // Data over the wire.
     let (ctrl, ns) = connect(&uri).await;
     assert_eq!(ns.info().size_bytes(), 32 << 20);
-    verify(&ns, &id, &HashMap::new()).await;
+    verify_blocks(&*ns, &id, &HashMap::new()).await;
     let written = write_random(&ns, &id, 1).await;
     ns.flush().await.expect("flush");
-    verify(&ns, &id, &written).await;
+    verify_blocks(&*ns, &id, &written).await;
     let zero_off = 4096 * 3;
     ns.write_zeroes(zero_off, 8192).await.expect("write zeroes");
     let mut z = DmaBuf::new(8192);
@@ -182,7 +157,7 @@ async fn replica_over_nvme_tcp_keeps_data_refuses_strangers_and_unshares_cleanly
         &format!("aio://{}", disk.display()),
     ]));
     let (ctrl, ns) = connect(&uri).await;
-    verify(&ns, &id, &written).await;
+    verify_blocks(&*ns, &id, &written).await;
 
     // Unshare while a host is connected: its I/O ends with errors.
     let reader = {

@@ -2,6 +2,9 @@
 //! import after restart, recovery from damaged metadata, failing disks and
 //! bad input.
 
+#[path = "common/patterns.rs"]
+mod patterns;
+
 use std::{collections::HashMap, path::Path};
 
 use blockdev::{BlockDevice, Device, DmaBuf, FaultyDevice, OpenOptions};
@@ -12,6 +15,7 @@ use io_engine::{
     },
     stress::fill_pattern,
 };
+use patterns::verify_blocks;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use uuid::Uuid;
 
@@ -70,32 +74,6 @@ async fn write_random(
     written
 }
 
-/// Reads the whole device and checks every block: its last write or zeroes.
-async fn verify(dev: &impl BlockDevice, uuid: &Uuid, written: &HashMap<u64, u64>) {
-    let bs = u64::from(dev.info().block_size);
-    let size = dev.info().size_bytes();
-    let chunk = 4 * MIB;
-    let mut off = 0;
-    while off < size {
-        let len = chunk.min(size - off);
-        let mut buf = DmaBuf::new(len as usize);
-        dev.read_at(off, &mut buf).await.expect("read");
-        for b in (0..len).step_by(bs as usize) {
-            let mut want = vec![0u8; bs as usize];
-            if let Some(seed) = written.get(&(off + b)) {
-                fill_pattern(&mut want, bs as usize, uuid, off + b, *seed);
-            }
-            assert_eq!(
-                &buf[b as usize..(b + bs) as usize],
-                want.as_slice(),
-                "block at {} differs",
-                off + b
-            );
-        }
-        off += len;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_reads_back_for_both_block_sizes_and_after_reimport() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -121,10 +99,10 @@ async fn data_reads_back_for_both_block_sizes_and_after_reimport() {
                 let dev = reg.open_replica(&r.uuid).expect("open");
                 assert_eq!(dev.info().block_size, bs);
                 // A fresh replica reads as zeroes everywhere.
-                verify(&*dev, &r.uuid, &HashMap::new()).await;
+                verify_blocks(&*dev, &r.uuid, &HashMap::new()).await;
                 let written = write_random(&*dev, &r.uuid, &mut rng, 200).await;
                 dev.flush().await.expect("flush");
-                verify(&*dev, &r.uuid, &written).await;
+                verify_blocks(&*dev, &r.uuid, &written).await;
                 replicas.push((r.uuid, written));
             }
             let thin = reg
@@ -147,7 +125,7 @@ async fn data_reads_back_for_both_block_sizes_and_after_reimport() {
             assert_eq!(info.replica_count, 2);
             for (uuid, written) in &replicas {
                 let dev = reg.open_replica(uuid).expect("open after import");
-                verify(&*dev, uuid, written).await;
+                verify_blocks(&*dev, uuid, written).await;
             }
             assert!(reg
                 .check_pool("p")
@@ -210,7 +188,7 @@ async fn resize_grows_and_never_shrinks() {
     assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
     let dev = reg.open_replica(&r.uuid).expect("reopen");
     assert_eq!(dev.info().size_bytes(), 5 * MIB);
-    verify(&*dev, &r.uuid, &written).await;
+    verify_blocks(&*dev, &r.uuid, &written).await;
     assert!(reg
         .check_pool("p")
         .await
@@ -288,7 +266,7 @@ async fn damaged_metadata_recovers_from_the_other_copy_or_fails_clearly() {
         );
         for (uuid, written) in &replicas {
             let dev = reg.open_replica(uuid).expect("replica after repair");
-            verify(&*dev, uuid, written).await;
+            verify_blocks(&*dev, uuid, written).await;
         }
         reg.shutdown().await;
         // The import repaired the damaged copy.
@@ -308,7 +286,7 @@ async fn damaged_metadata_recovers_from_the_other_copy_or_fails_clearly() {
         .await
         .expect("merged import");
     for (uuid, written) in &replicas {
-        verify(&*reg.open_replica(uuid).expect("replica"), uuid, written).await;
+        verify_blocks(&*reg.open_replica(uuid).expect("replica"), uuid, written).await;
     }
     reg.shutdown().await;
     // The same page damaged in both copies, or both headers: a clear error

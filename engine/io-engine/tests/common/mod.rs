@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod patterns;
 pub mod verify;
 
 use std::{
@@ -167,4 +168,23 @@ impl Engine {
             thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The `nexus list -o json` entry of `nexus` (panics when it is not listed).
+pub fn nexus_json(engine: &Engine, nexus: &uuid::Uuid) -> serde_json::Value {
+    let out = ok(engine.client(&["-o", "json", "nexus", "list"]));
+    let list: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("nexus list: {e}: {out}"));
+    list.as_array()
+        .and_then(|l| l.iter().find(|n| n["uuid"] == nexus.to_string()))
+        .cloned()
+        .unwrap_or_else(|| panic!("nexus {nexus} not listed: {out}"))
+}
+
+/// The child of a [`nexus_json`] entry backed by `replica`.
+pub fn child_of<'a>(nexus: &'a serde_json::Value, replica: &uuid::Uuid) -> &'a serde_json::Value {
+    nexus["children"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["uuid"] == replica.to_string()))
+        .unwrap_or_else(|| panic!("child {replica} not in {nexus}"))
 }
