@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{eventually, nodes_online, Cluster, Timers};
+use common::{eventually, nodes_online, pool_on_every_node, Cluster, Timers};
 use openapi::{models::*, CoreApi, ErrorKind};
 use uuid::Uuid;
 
@@ -28,19 +28,7 @@ async fn concurrent_creates_never_overcommit_a_pool() {
     let c = Cluster::start("127.0.82", 2, Timers::default());
     let api = c.rest();
     nodes_online(&api, 2).await;
-    for (i, node) in c.nodes.iter().enumerate() {
-        let id = format!("p{}", i + 1);
-        api.put_node_pool(
-            node,
-            &id,
-            CreatePoolBody {
-                disks: vec![c.disk(&id, 128 * MIB)],
-                labels: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    pool_on_every_node(&c, &api, "p", 128 * MIB).await;
     // How many volumes each pool holds, from its own figures.
     let mut fits = 0;
     for p in api.get_pools().await.unwrap() {

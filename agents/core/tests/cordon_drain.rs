@@ -22,7 +22,7 @@ use std::{
 };
 
 use blockdev::{dynamic::SharedDevice, DmaBuf};
-use common::{eventually, Cluster, Timers};
+use common::{eventually, pool_on_every_node, Cluster, Timers};
 use nvmf_host::{ConnectOptions, Controller};
 use openapi::{
     client::{RestClient, RestClientOptions},
@@ -63,19 +63,7 @@ async fn setup(prefix: &str) -> (Cluster, RestClient) {
         (on == 3).then_some(()).ok_or(format!("{on} online"))
     })
     .await;
-    for (i, node) in c.nodes.iter().enumerate() {
-        let id = format!("p{}", i + 1);
-        api.put_node_pool(
-            node,
-            &id,
-            CreatePoolBody {
-                disks: vec![c.disk(&id, 256 * MIB)],
-                labels: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    pool_on_every_node(&c, &api, "p", 256 * MIB).await;
     (c, api)
 }
 

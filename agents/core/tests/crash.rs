@@ -30,7 +30,7 @@ use agent_core::{
     registry::{poll, EngineClient},
     specs::VolumeRecord,
 };
-use common::{eventually, Cluster, Timers};
+use common::{eventually, pool_on_every_node, Cluster, Timers};
 use openapi::{
     client::{RestClient, RestClientOptions},
     models::*,
@@ -536,19 +536,7 @@ async fn core_agent_killed_mid_operation_leaves_whole_volumes_and_no_orphans() {
         (on == NODES).then_some(()).ok_or(format!("{on} online"))
     })
     .await;
-    for (i, node) in c.nodes.iter().enumerate() {
-        let id = format!("p{}", i + 1);
-        api.put_node_pool(
-            node,
-            &id,
-            CreatePoolBody {
-                disks: vec![c.disk(&id, 256 * MIB)],
-                labels: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    pool_on_every_node(&c, &api, "p", 256 * MIB).await;
     let engines: Vec<(String, EngineClient)> = (0..NODES)
         .map(|i| {
             (

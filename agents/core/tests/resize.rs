@@ -9,7 +9,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use blockdev::{dynamic::SharedDevice, DmaBuf};
-use common::{eventually, Cluster, Timers};
+use common::{eventually, pool_on_every_node, Cluster, Timers};
 use nvmf_host::{ConnectOptions, Controller};
 use openapi::{
     client::{RestClient, RestClientOptions},
@@ -86,19 +86,7 @@ async fn a_published_volume_grows_and_keeps_its_data() {
         }
     })
     .await;
-    for (i, node) in c.nodes.iter().enumerate() {
-        let id = format!("pool-{}", i + 1);
-        api.put_node_pool(
-            node,
-            &id,
-            CreatePoolBody {
-                disks: vec![c.disk(&id, 128 * MIB)],
-                labels: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    pool_on_every_node(&c, &api, "pool-", 128 * MIB).await;
     let id = Uuid::new_v4().to_string();
     api.put_volume(
         &id,

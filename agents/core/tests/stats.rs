@@ -15,7 +15,7 @@ mod common;
 use std::sync::Arc;
 
 use blockdev::{dynamic::SharedDevice, DmaBuf};
-use common::{nodes_online, Cluster, Timers};
+use common::{nodes_online, pool_on_every_node, Cluster, Timers};
 use nvmf_host::{ConnectOptions, Controller};
 use openapi::{models::*, CoreApi, ErrorKind};
 use serde_json::Value;
@@ -62,19 +62,7 @@ async fn volume_and_pool_stats_count_what_the_host_did() {
     let c = Cluster::start("127.0.141", 2, Timers::default());
     let api = c.rest();
     nodes_online(&api, 2).await;
-    for (i, node) in c.nodes.iter().enumerate() {
-        let id = format!("pool-{}", i + 1);
-        api.put_node_pool(
-            node,
-            &id,
-            CreatePoolBody {
-                disks: vec![c.disk(&id, 96 * MIB)],
-                labels: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    pool_on_every_node(&c, &api, "pool-", 96 * MIB).await;
     let id = Uuid::new_v4().to_string();
     api.put_volume(
         &id,

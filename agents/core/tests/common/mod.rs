@@ -196,6 +196,27 @@ impl Cluster {
     }
 }
 
+/// A pool `<prefix><i>` of `size` bytes on the `i`-th node of `c` (from
+/// 1), each on its own disk file.
+pub async fn pool_on_every_node(
+    c: &Cluster,
+    api: &openapi::client::RestClient,
+    prefix: &str,
+    size: u64,
+) {
+    use openapi::{models::CreatePoolBody, CoreApi};
+    for (i, node) in c.nodes.iter().enumerate() {
+        let id = format!("{prefix}{}", i + 1);
+        let body = CreatePoolBody {
+            disks: vec![c.disk(&id, size)],
+            labels: None,
+        };
+        if let Err(e) = api.put_node_pool(node, &id, body).await {
+            panic!("pool {id} on {node}: {e:?}");
+        }
+    }
+}
+
 /// Waits until `n` nodes are online.
 pub async fn nodes_online(api: &openapi::client::RestClient, n: usize) {
     use openapi::CoreApi;

@@ -27,19 +27,7 @@ const MIB: u64 = 1 << 20;
 pub async fn published_volume(c: &Cluster, replicas: u8, frontend: &str) -> (String, Volume) {
     let api = c.rest();
     crate::common::nodes_online(&api, c.nodes.len()).await;
-    for (i, node) in c.nodes.iter().enumerate() {
-        let id = format!("p{}", i + 1);
-        api.put_node_pool(
-            node,
-            &id,
-            CreatePoolBody {
-                disks: vec![c.disk(&id, 128 * MIB)],
-                labels: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    crate::common::pool_on_every_node(c, &api, "p", 128 * MIB).await;
     let volume = uuid::Uuid::new_v4().to_string();
     api.put_volume(
         &volume,
