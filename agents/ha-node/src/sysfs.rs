@@ -15,53 +15,18 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use io_engine_api::names::{HOST_NQN_PREFIX, NQN_PREFIX};
-
-/// One controller (one path) of a volume.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Controller {
-    /// `nvme3`.
-    pub name: String,
-    /// Subsystem NQN: `nqn.2019-05.io.openebs:<volume-uuid>`.
-    pub nqn: String,
-    /// `live`, `connecting`, `resetting`, `deleting`, ...
-    pub state: String,
-    /// `TRADDR:TRSVCID` of its target.
-    pub address: String,
-}
-
-impl Controller {
-    pub fn live(&self) -> bool {
-        self.state == "live"
-    }
-}
+pub use mayastor_common::nvme_sysfs::Controller;
+use mayastor_common::nvme_sysfs::{self, read_trim};
 
 /// Whether `nqn` is a volume target of ours.
 pub fn is_volume_nqn(nqn: &str) -> bool {
     nqn.strip_prefix(NQN_PREFIX)
         .is_some_and(|id| !nqn.starts_with(HOST_NQN_PREFIX) && uuid::Uuid::parse_str(id).is_ok())
-}
-
-/// `TRADDR:TRSVCID` of a controller's `address` attribute.
-pub fn parse_address(attr: &str) -> String {
-    let field = |k: &str| {
-        attr.split(',')
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(key, _)| *key == k)
-            .map(|(_, v)| v.to_owned())
-    };
-    match (field("traddr"), field("trsvcid")) {
-        (Some(a), Some(p)) => format!("{a}:{p}"),
-        _ => String::new(),
-    }
-}
-
-fn read_trim(p: &Path) -> Option<String> {
-    fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
 }
 
 /// sysfs under `root`.
@@ -87,31 +52,7 @@ impl Sysfs {
 
     /// Every controller of a volume of ours, sorted by name.
     pub fn controllers(&self) -> Vec<Controller> {
-        let Ok(rd) = fs::read_dir(self.class()) else {
-            return Vec::new();
-        };
-        let mut out: Vec<Controller> = rd
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let digits = name.strip_prefix("nvme")?;
-                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                let p = e.path();
-                let nqn = read_trim(&p.join("subsysnqn"))?;
-                is_volume_nqn(&nqn).then(|| Controller {
-                    state: read_trim(&p.join("state")).unwrap_or_else(|| "unknown".into()),
-                    address: read_trim(&p.join("address"))
-                        .map(|a| parse_address(&a))
-                        .unwrap_or_default(),
-                    nqn,
-                    name,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+        nvme_sysfs::controllers(&self.class(), is_volume_nqn)
     }
 
     /// The controllers of `nqn` at `address`.
@@ -211,6 +152,8 @@ impl Sysfs {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::path::Path;
+
     use super::*;
 
     pub const VOL: &str = "nqn.2019-05.io.openebs:0b0f8a5c-3c3a-4a2e-9a52-2e7fa7b1c1d2";
@@ -286,14 +229,5 @@ pub(crate) mod tests {
         assert!(wait().await.is_err(), "an inaccessible path takes no I/O");
         ns_path(dir.path(), "nvme1", "optimized");
         assert_eq!(wait().await.unwrap(), "nvme1");
-    }
-
-    #[test]
-    fn addresses_parse() {
-        assert_eq!(
-            parse_address("traddr=10.0.2.100,trsvcid=4420,src_addr=10.0.2.15"),
-            "10.0.2.100:4420"
-        );
-        assert_eq!(parse_address("traddr=10.0.2.100"), "");
     }
 }

@@ -19,13 +19,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use mayastor_common::nvme_sysfs::Controller;
+use mayastor_common::nvme_sysfs::{self, entries, read_trim, CLASS_NVME};
+
 use super::{
     config::ConnectParams,
     error::{NodeError, NodeResult},
     exec,
 };
 
-const CLASS_NVME: &str = "/sys/class/nvme";
 const CLASS_SUBSYS: &str = "/sys/class/nvme-subsystem";
 const NVME_CONNECT_LIMIT: Duration = Duration::from_secs(60);
 
@@ -42,60 +44,6 @@ pub async fn ensure_nvme_tcp() -> bool {
 /// The message for a host without `nvme_tcp`.
 pub const NO_NVME_TCP: &str =
     "the kernel NVMe/TCP host (module nvme_tcp) is not available on this node: volumes cannot be staged";
-
-/// One NVMe controller of the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Controller {
-    /// `nvme3`.
-    pub name: String,
-    /// `live`, `connecting`, `resetting`, `deleting`, `dead`, `new`.
-    pub state: String,
-    /// `TRADDR:TRSVCID` of its target (empty when sysfs does not say).
-    pub address: String,
-}
-
-/// `TRADDR:TRSVCID` of a controller's `address` attribute
-/// (`traddr=10.0.2.100,trsvcid=4420,src_addr=10.0.2.15`).
-pub fn parse_address(attr: &str) -> String {
-    let field = |k: &str| {
-        attr.split(',')
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(key, _)| *key == k)
-            .map(|(_, v)| v.to_owned())
-    };
-    match (field("traddr"), field("trsvcid")) {
-        (Some(a), Some(p)) => format!("{a}:{p}"),
-        _ => String::new(),
-    }
-}
-
-impl Controller {
-    pub fn live(&self) -> bool {
-        self.state == "live"
-    }
-}
-
-fn read_trim(p: &Path) -> Option<String> {
-    fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
-}
-
-fn entries(dir: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut v: Vec<_> = rd
-        .filter_map(Result::ok)
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .collect();
-    v.sort();
-    v
-}
-
-/// `nvme<digits>`.
-fn is_ctrl_name(n: &str) -> bool {
-    n.strip_prefix("nvme")
-        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-}
 
 /// `nvme<digits>n<digits>` (a namespace block device, not a path device
 /// `nvmeXcYnZ` nor a char device `ngXnY`).
@@ -114,17 +62,7 @@ fn is_ns_name(n: &str) -> bool {
 
 /// Every controller of subsystem `nqn` (in any state).
 pub fn controllers(nqn: &str) -> Vec<Controller> {
-    entries(Path::new(CLASS_NVME))
-        .into_iter()
-        .filter(|(n, p)| is_ctrl_name(n) && read_trim(&p.join("subsysnqn")).as_deref() == Some(nqn))
-        .map(|(name, p)| Controller {
-            state: read_trim(&p.join("state")).unwrap_or_else(|| "unknown".into()),
-            address: read_trim(&p.join("address"))
-                .map(|a| parse_address(&a))
-                .unwrap_or_default(),
-            name,
-        })
-        .collect()
+    nvme_sysfs::controllers(Path::new(CLASS_NVME), |n| n == nqn)
 }
 
 /// A number attribute of controller `name` (`ctrl_loss_tmo`,
@@ -388,15 +326,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_of_controllers_and_namespaces() {
-        assert!(is_ctrl_name("nvme0") && is_ctrl_name("nvme12"));
-        assert!(!is_ctrl_name("nvme0n1") && !is_ctrl_name("nvme") && !is_ctrl_name("nvme-subsys0"));
+    fn names_of_namespaces() {
         assert!(is_ns_name("nvme0n1") && is_ns_name("nvme10n22"));
-        assert_eq!(
-            parse_address("traddr=10.0.2.100,trsvcid=4420,src_addr=10.0.2.15"),
-            "10.0.2.100:4420"
-        );
-        assert_eq!(parse_address("traddr=10.0.2.100"), "");
         for n in [
             "nvme0c0n1",
             "ng0n1",

@@ -14,12 +14,15 @@
 //! - [`size`]: byte sizes parsed from and printed for humans;
 //! - [`time`]: RFC 3339 timestamps from unix milliseconds, and back;
 //! - [`pattern`]: self-checking 4 KiB data blocks (index, generation,
-//!   CRC-32C) for writers that verify what they read back.
+//!   CRC-32C) for writers that verify what they read back;
+//! - [`nvme_sysfs`]: the kernel NVMe host's controllers as sysfs shows
+//!   them (CSI node plugin, HA node agent).
 
 #![forbid(unsafe_code)]
 
 pub mod duration;
 pub mod log;
+pub mod nvme_sysfs;
 pub mod pattern;
 pub mod signal;
 pub mod size;
