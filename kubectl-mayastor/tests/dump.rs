@@ -318,29 +318,11 @@ fn system_bundle(prefix: &str, store: &str) {
     let client = cluster.client();
     cluster.block_on(async {
         client
-            .put_volume(
-                VOLUME,
-                CreateVolumeBody {
-                    size: 384 << 20,
-                    replicas: 2,
-                    thin: false,
-                    policy: VolumePolicy::default(),
-                    topology: None,
-                    labels: None,
-                    affinity_group: None,
-                },
-            )
+            .put_volume(VOLUME, CreateVolumeBody::new(384 << 20, 2))
             .await
             .unwrap();
         client
-            .put_volume_target(
-                VOLUME,
-                PublishVolumeBody {
-                    node: Some("node-1".into()),
-                    frontend_node: None,
-                    protocol: Protocol::Nvmf,
-                },
-            )
+            .put_volume_target(VOLUME, PublishVolumeBody::nvmf(Some("node-1"), None))
             .await
             .unwrap();
         client.put_volume_replica_count(VOLUME, 3).await.unwrap();
@@ -422,26 +404,14 @@ fn create_on(cluster: &Cluster, id: &str, label: &str, node: &str) -> Volume {
             .put_volume(
                 id,
                 CreateVolumeBody {
-                    size: 32 << 20,
-                    replicas: 1,
-                    thin: false,
-                    policy: VolumePolicy::default(),
                     topology: Some(topology),
-                    labels: None,
-                    affinity_group: None,
+                    ..CreateVolumeBody::new(32 << 20, 1)
                 },
             )
             .await
             .unwrap();
         client
-            .put_volume_target(
-                id,
-                PublishVolumeBody {
-                    node: Some(node.into()),
-                    frontend_node: None,
-                    protocol: Protocol::Nvmf,
-                },
-            )
+            .put_volume_target(id, PublishVolumeBody::nvmf(Some(node), None))
             .await
             .unwrap()
     })

@@ -253,14 +253,7 @@ async fn wait_node(api: &RestClient, version: &str) {
 
 async fn publish(api: &RestClient) -> VolumePath {
     let volume = api
-        .put_volume_target(
-            VOLUME,
-            PublishVolumeBody {
-                node: None,
-                frontend_node: Some(HOST_NODE.to_owned()),
-                protocol: Protocol::Nvmf,
-            },
-        )
+        .put_volume_target(VOLUME, PublishVolumeBody::nvmf(None, Some(HOST_NODE)))
         .await
         .unwrap();
     let uri = volume.state.target.map(|t| t.device_uri).unwrap();
@@ -365,20 +358,9 @@ fn kube_node_upgrade_rolls_the_chart_to_new_images() {
         )
         .await
         .unwrap();
-        api.put_volume(
-            VOLUME,
-            CreateVolumeBody {
-                size: VOLUME_BYTES,
-                replicas: 1,
-                thin: false,
-                policy: VolumePolicy { self_heal: true },
-                topology: None,
-                labels: None,
-                affinity_group: None,
-            },
-        )
-        .await
-        .unwrap();
+        api.put_volume(VOLUME, CreateVolumeBody::new(VOLUME_BYTES, 1))
+            .await
+            .unwrap();
         let path = publish(&api).await;
         let blocks = path.blocks();
         assert_eq!(blocks * BLOCK_BYTES, VOLUME_BYTES);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::procs::bin;
 use common::tmux::{run, tmux};
-use openapi::models::{CreateVolumeBody, Protocol, PublishVolumeBody, VolumePolicy};
+use openapi::models::{CreateVolumeBody, PublishVolumeBody};
 use openapi::{CoreApi, RestClient, RestClientOptions};
 use testkit::LocalCluster;
 
@@ -139,29 +139,11 @@ fn dashboard_against_a_local_cluster_in_tmux() {
     let client = RestClient::new(&url, RestClientOptions::default()).unwrap();
     rt.block_on(async {
         client
-            .put_volume(
-                VOLUME,
-                CreateVolumeBody {
-                    size: 256 << 20,
-                    replicas: 2,
-                    thin: false,
-                    policy: VolumePolicy::default(),
-                    topology: None,
-                    labels: None,
-                    affinity_group: None,
-                },
-            )
+            .put_volume(VOLUME, CreateVolumeBody::new(256 << 20, 2))
             .await
             .unwrap();
         client
-            .put_volume_target(
-                VOLUME,
-                PublishVolumeBody {
-                    node: Some("node-1".into()),
-                    frontend_node: None,
-                    protocol: Protocol::Nvmf,
-                },
-            )
+            .put_volume_target(VOLUME, PublishVolumeBody::nvmf(Some("node-1"), None))
             .await
             .unwrap();
     });

@@ -46,20 +46,7 @@ async fn concurrent_creates_never_overcommit_a_pool() {
         let api = api.clone();
         tasks.spawn(async move {
             let id = Uuid::new_v4().to_string();
-            let r = api
-                .put_volume(
-                    &id,
-                    CreateVolumeBody {
-                        size: VOL,
-                        replicas: 1,
-                        thin: false,
-                        policy: VolumePolicy { self_heal: true },
-                        topology: None,
-                        labels: None,
-                        affinity_group: None,
-                    },
-                )
-                .await;
+            let r = api.put_volume(&id, CreateVolumeBody::new(VOL, 1)).await;
             (id, r)
         });
     }

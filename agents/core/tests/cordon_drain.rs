@@ -68,15 +68,7 @@ async fn setup(prefix: &str) -> (Cluster, RestClient) {
 }
 
 fn body(replicas: u8) -> CreateVolumeBody {
-    CreateVolumeBody {
-        size: VOL,
-        replicas,
-        thin: false,
-        policy: VolumePolicy { self_heal: true },
-        topology: None,
-        labels: None,
-        affinity_group: None,
-    }
+    CreateVolumeBody::new(VOL, replicas)
 }
 
 fn nodes_of(v: &Volume) -> Vec<String> {
@@ -100,14 +92,7 @@ async fn cordoned_nodes_take_no_new_replicas_or_targets() {
         let v = api.put_volume(&id, body(2)).await.unwrap();
         assert!(!nodes_of(&v).contains(&"node-3".to_string()), "{v:?}");
         let v = api
-            .put_volume_target(
-                &id,
-                PublishVolumeBody {
-                    node: None,
-                    frontend_node: None,
-                    protocol: Protocol::Nvmf,
-                },
-            )
+            .put_volume_target(&id, PublishVolumeBody::nvmf(None, None))
             .await
             .unwrap();
         assert_ne!(v.spec.target.unwrap().node, "node-3");
@@ -122,14 +107,7 @@ async fn cordoned_nodes_take_no_new_replicas_or_targets() {
     let id = Uuid::new_v4().to_string();
     api.put_volume(&id, body(1)).await.unwrap();
     let err = api
-        .put_volume_target(
-            &id,
-            PublishVolumeBody {
-                node: Some("node-3".into()),
-                frontend_node: None,
-                protocol: Protocol::Nvmf,
-            },
-        )
+        .put_volume_target(&id, PublishVolumeBody::nvmf(Some("node-3"), None))
         .await
         .unwrap_err();
     assert!(err.message.contains("cordon"), "{err:?}");
@@ -220,11 +198,7 @@ async fn drain_moves_the_target_under_a_verifying_writer() {
     let v = api
         .put_volume_target(
             &id,
-            PublishVolumeBody {
-                node: Some("node-1".into()),
-                frontend_node: Some("test-host".into()),
-                protocol: Protocol::Nvmf,
-            },
+            PublishVolumeBody::nvmf(Some("node-1"), Some("test-host")),
         )
         .await
         .unwrap();
@@ -321,14 +295,7 @@ async fn drain_moves_the_target_under_a_verifying_writer() {
     let id2 = Uuid::new_v4().to_string();
     api.put_volume(&id2, body(1)).await.unwrap();
     let v2 = api
-        .put_volume_target(
-            &id2,
-            PublishVolumeBody {
-                node: None,
-                frontend_node: None,
-                protocol: Protocol::Nvmf,
-            },
-        )
+        .put_volume_target(&id2, PublishVolumeBody::nvmf(None, None))
         .await
         .unwrap();
     assert_ne!(v2.spec.target.unwrap().node, "node-1");

@@ -160,31 +160,13 @@ fn pick_op(rng: &mut Rng, volumes: &[Volume], nodes: &[String]) -> Op {
 async fn run_op(api: RestClient, op: Op) -> Result<(), RestError> {
     match op {
         Op::Create { id, replicas } => api
-            .put_volume(
-                &id,
-                CreateVolumeBody {
-                    size: VOL,
-                    replicas,
-                    thin: false,
-                    policy: VolumePolicy { self_heal: true },
-                    topology: None,
-                    labels: None,
-                    affinity_group: None,
-                },
-            )
+            .put_volume(&id, CreateVolumeBody::new(VOL, replicas))
             .await
             .map(drop),
         Op::Destroy { id } => api.del_volume(&id).await,
         Op::Scale { id, count } => api.put_volume_replica_count(&id, count).await.map(drop),
         Op::Publish { id, node } => api
-            .put_volume_target(
-                &id,
-                PublishVolumeBody {
-                    node: Some(node),
-                    frontend_node: Some(TEST_HOST.into()),
-                    protocol: Protocol::Nvmf,
-                },
-            )
+            .put_volume_target(&id, PublishVolumeBody::nvmf(Some(&node), Some(TEST_HOST)))
             .await
             .map(drop),
         Op::Unpublish { id } => api.del_volume_target(&id, false).await.map(drop),

@@ -48,30 +48,12 @@ async fn make_pools(c: &Cluster, api: &RestClient, per_node: usize) -> Vec<Vec<S
 
 async fn create_published(api: &RestClient, replicas: u8, node: &str) -> String {
     let id = Uuid::new_v4().to_string();
-    api.put_volume(
-        &id,
-        CreateVolumeBody {
-            size: VOL,
-            replicas,
-            thin: false,
-            policy: VolumePolicy { self_heal: true },
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap();
-    api.put_volume_target(
-        &id,
-        PublishVolumeBody {
-            node: Some(node.to_owned()),
-            frontend_node: Some(TEST_HOST.into()),
-            protocol: Protocol::Nvmf,
-        },
-    )
-    .await
-    .unwrap();
+    api.put_volume(&id, CreateVolumeBody::new(VOL, replicas))
+        .await
+        .unwrap();
+    api.put_volume_target(&id, PublishVolumeBody::nvmf(Some(node), Some(TEST_HOST)))
+        .await
+        .unwrap();
     id
 }
 

@@ -46,13 +46,8 @@ async fn thin_volume(api: &RestClient, size: u64) -> String {
     api.put_volume(
         &id,
         CreateVolumeBody {
-            size,
-            replicas: 2,
             thin: true,
-            policy: VolumePolicy { self_heal: true },
-            topology: None,
-            labels: None,
-            affinity_group: None,
+            ..CreateVolumeBody::new(size, 2)
         },
     )
     .await
@@ -62,14 +57,7 @@ async fn thin_volume(api: &RestClient, size: u64) -> String {
 
 async fn publish(api: &RestClient, id: &str, node: &str) -> (Controller, SharedDevice) {
     let v = api
-        .put_volume_target(
-            id,
-            PublishVolumeBody {
-                node: Some(node.to_owned()),
-                frontend_node: Some(TEST_HOST.into()),
-                protocol: Protocol::Nvmf,
-            },
-        )
+        .put_volume_target(id, PublishVolumeBody::nvmf(Some(node), Some(TEST_HOST)))
         .await
         .unwrap();
     let uri = &v.state.target.as_ref().unwrap().device_uri;

@@ -88,28 +88,13 @@ async fn a_published_volume_grows_and_keeps_its_data() {
     .await;
     pool_on_every_node(&c, &api, "pool-", 128 * MIB).await;
     let id = Uuid::new_v4().to_string();
-    api.put_volume(
-        &id,
-        CreateVolumeBody {
-            size: 32 * MIB,
-            replicas: 2,
-            thin: false,
-            policy: VolumePolicy { self_heal: true },
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap();
+    api.put_volume(&id, CreateVolumeBody::new(32 * MIB, 2))
+        .await
+        .unwrap();
     let v = api
         .put_volume_target(
             &id,
-            PublishVolumeBody {
-                node: Some("node-1".into()),
-                frontend_node: Some(TEST_HOST.into()),
-                protocol: Protocol::Nvmf,
-            },
+            PublishVolumeBody::nvmf(Some("node-1"), Some(TEST_HOST)),
         )
         .await
         .unwrap();

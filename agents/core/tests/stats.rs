@@ -64,20 +64,9 @@ async fn volume_and_pool_stats_count_what_the_host_did() {
     nodes_online(&api, 2).await;
     pool_on_every_node(&c, &api, "pool-", 96 * MIB).await;
     let id = Uuid::new_v4().to_string();
-    api.put_volume(
-        &id,
-        CreateVolumeBody {
-            size: 16 * MIB,
-            replicas: 2,
-            thin: false,
-            policy: VolumePolicy { self_heal: true },
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap();
+    api.put_volume(&id, CreateVolumeBody::new(16 * MIB, 2))
+        .await
+        .unwrap();
 
     // Not published: no target, no statistics (412, JSON, stable kind).
     let (status, body) = get_raw(&format!("{}/v0/volumes/{id}/stats", c.rest_url())).await;
@@ -101,11 +90,7 @@ async fn volume_and_pool_stats_count_what_the_host_did() {
     let v = api
         .put_volume_target(
             &id,
-            PublishVolumeBody {
-                node: Some("node-1".into()),
-                frontend_node: Some(TEST_HOST.into()),
-                protocol: Protocol::Nvmf,
-            },
+            PublishVolumeBody::nvmf(Some("node-1"), Some(TEST_HOST)),
         )
         .await
         .unwrap();

@@ -251,29 +251,11 @@ async fn pool_state(api: &RestClient) -> PoolState {
 async fn a_real_prometheus_scrapes_pool_gauges_and_volume_io() {
     let cluster = LocalCluster::up(PREFIX, 1, &["--pool-size", "256MiB"]);
     let api = rest(&cluster);
-    api.put_volume(
-        VOLUME,
-        CreateVolumeBody {
-            size: 32 * MIB,
-            replicas: 1,
-            thin: false,
-            policy: VolumePolicy { self_heal: true },
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap();
+    api.put_volume(VOLUME, CreateVolumeBody::new(32 * MIB, 1))
+        .await
+        .unwrap();
     let uri = api
-        .put_volume_target(
-            VOLUME,
-            PublishVolumeBody {
-                node: Some("node-1".into()),
-                frontend_node: Some(HOST.into()),
-                protocol: Protocol::Nvmf,
-            },
-        )
+        .put_volume_target(VOLUME, PublishVolumeBody::nvmf(Some("node-1"), Some(HOST)))
         .await
         .unwrap()
         .state

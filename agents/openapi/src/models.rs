@@ -378,6 +378,23 @@ pub struct CreateVolumeBody {
     pub affinity_group: Option<AffinityGroup>,
 }
 
+impl CreateVolumeBody {
+    /// A thick, self-healing volume of `size` bytes and `replicas`
+    /// replicas, without topology, labels or affinity group: what the API
+    /// assumes for the fields a body leaves out.
+    pub fn new(size: u64, replicas: u8) -> Self {
+        Self {
+            size,
+            replicas,
+            thin: false,
+            policy: VolumePolicy::default(),
+            topology: None,
+            labels: None,
+            affinity_group: None,
+        }
+    }
+}
+
 /// Body of `PUT /volumes/{id}/size`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -395,6 +412,18 @@ pub struct PublishVolumeBody {
     /// Node that will connect (its host NQN is allowed).
     pub frontend_node: Option<String>,
     pub protocol: Protocol,
+}
+
+impl PublishVolumeBody {
+    /// An NVMe/TCP target on `node` (the scheduler's choice when `None`)
+    /// for the host of `frontend_node` (any host when `None`).
+    pub fn nvmf(node: Option<&str>, frontend_node: Option<&str>) -> Self {
+        Self {
+            node: node.map(str::to_owned),
+            frontend_node: frontend_node.map(str::to_owned),
+            protocol: Protocol::Nvmf,
+        }
+    }
 }
 
 /// Body of `PUT /volumes/{id}/target/republish`: moves a published

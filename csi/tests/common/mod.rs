@@ -104,20 +104,9 @@ pub async fn rest_volume(
     size: u64,
     replicas: u8,
 ) -> openapi::models::Volume {
-    rest.put_volume(
-        id,
-        CreateVolumeBody {
-            size,
-            replicas,
-            thin: false,
-            policy: Default::default(),
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap()
+    rest.put_volume(id, CreateVolumeBody::new(size, replicas))
+        .await
+        .unwrap()
 }
 
 /// The real `csi-controller` on a unix socket in a temporary directory.

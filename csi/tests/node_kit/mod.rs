@@ -58,11 +58,7 @@ pub async fn create_published(
     let v = rest
         .put_volume_target(
             &id.to_string(),
-            PublishVolumeBody {
-                node: Some(target_node.to_owned()),
-                frontend_node: Some(GUEST_NODE.to_owned()),
-                protocol: Protocol::Nvmf,
-            },
+            PublishVolumeBody::nvmf(Some(target_node), Some(GUEST_NODE)),
         )
         .await
         .unwrap();

@@ -25,8 +25,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use openapi::{
     client::RestClient,
     models::{
-        ChildState, CreateVolumeBody, NodeStatus, Protocol, PublishVolumeBody, ReplicaStatus,
-        Volume, VolumePolicy, VolumeStatus,
+        ChildState, CreateVolumeBody, NodeStatus, PublishVolumeBody, ReplicaStatus, Volume,
+        VolumeStatus,
     },
     CoreApi, ErrorKind,
 };
@@ -91,18 +91,7 @@ pub async fn demo(root: &Path) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("cannot look up the demo volume"),
     }
     let volume = api
-        .put_volume(
-            DEMO_VOLUME,
-            CreateVolumeBody {
-                size: DEMO_SIZE_BYTES,
-                replicas: 3,
-                thin: false,
-                policy: VolumePolicy { self_heal: true },
-                topology: None,
-                labels: None,
-                affinity_group: None,
-            },
-        )
+        .put_volume(DEMO_VOLUME, CreateVolumeBody::new(DEMO_SIZE_BYTES, 3))
         .await
         .context("cannot create the demo volume")?;
     step.done(format!(
@@ -113,14 +102,7 @@ pub async fn demo(root: &Path) -> anyhow::Result<()> {
 
     let step = Step::start("publishing it over NVMe/TCP");
     let volume = api
-        .put_volume_target(
-            DEMO_VOLUME,
-            PublishVolumeBody {
-                node: None,
-                frontend_node: Some(HOST_NODE.to_owned()),
-                protocol: Protocol::Nvmf,
-            },
-        )
+        .put_volume_target(DEMO_VOLUME, PublishVolumeBody::nvmf(None, Some(HOST_NODE)))
         .await
         .context("cannot publish the demo volume")?;
     let target_node = volume

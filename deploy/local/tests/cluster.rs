@@ -284,29 +284,11 @@ async fn up_twice_down_twice_and_data_survives_a_restart() {
     // Data through a published 3-replica volume.
     let api = l.api();
     let id = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3";
-    api.put_volume(
-        id,
-        CreateVolumeBody {
-            size: 16 << 20,
-            replicas: 3,
-            thin: false,
-            policy: VolumePolicy { self_heal: true },
-            topology: None,
-            labels: None,
-            affinity_group: None,
-        },
-    )
-    .await
-    .unwrap();
+    api.put_volume(id, CreateVolumeBody::new(16 << 20, 3))
+        .await
+        .unwrap();
     let v = api
-        .put_volume_target(
-            id,
-            PublishVolumeBody {
-                node: Some("node-2".into()),
-                frontend_node: Some(HOST_NODE.into()),
-                protocol: Protocol::Nvmf,
-            },
-        )
+        .put_volume_target(id, PublishVolumeBody::nvmf(Some("node-2"), Some(HOST_NODE)))
         .await
         .unwrap();
     let uri = v.state.target.unwrap().device_uri;

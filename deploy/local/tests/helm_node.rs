@@ -26,7 +26,7 @@ use std::{
 use mayastor_local::data::{VolumePath, BLOCK_BYTES, HOST_NODE};
 use openapi::{
     client::{RestClient, RestClientOptions},
-    models::{CreateVolumeBody, NodeStatus, PoolStatus, Protocol, PublishVolumeBody, VolumePolicy},
+    models::{CreateVolumeBody, NodeStatus, PoolStatus, PublishVolumeBody},
     CoreApi,
 };
 use serde_json::{json, Value};
@@ -400,29 +400,11 @@ spec:
     // 5. A volume through the REST Service, published over NVMe/TCP on the
     // node's address, written and read back with checksummed blocks.
     rt.block_on(async {
-        api.put_volume(
-            VOLUME,
-            CreateVolumeBody {
-                size: VOLUME_BYTES,
-                replicas: 1,
-                thin: false,
-                policy: VolumePolicy { self_heal: true },
-                topology: None,
-                labels: None,
-                affinity_group: None,
-            },
-        )
-        .await
-        .expect("volume through the REST Service");
+        api.put_volume(VOLUME, CreateVolumeBody::new(VOLUME_BYTES, 1))
+            .await
+            .expect("volume through the REST Service");
         let volume = api
-            .put_volume_target(
-                VOLUME,
-                PublishVolumeBody {
-                    node: None,
-                    frontend_node: Some(HOST_NODE.to_owned()),
-                    protocol: Protocol::Nvmf,
-                },
-            )
+            .put_volume_target(VOLUME, PublishVolumeBody::nvmf(None, Some(HOST_NODE)))
             .await
             .expect("publish");
         let target = volume

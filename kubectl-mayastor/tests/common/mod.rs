@@ -121,30 +121,12 @@ impl Cluster {
         let client = self.client();
         self.block_on(async {
             let mut volume = client
-                .put_volume(
-                    id,
-                    CreateVolumeBody {
-                        size: 64 << 20,
-                        replicas,
-                        thin: false,
-                        policy: VolumePolicy::default(),
-                        topology: None,
-                        labels: None,
-                        affinity_group: None,
-                    },
-                )
+                .put_volume(id, CreateVolumeBody::new(64 << 20, replicas))
                 .await
                 .unwrap();
             if let Some(node) = publish_on {
                 volume = client
-                    .put_volume_target(
-                        id,
-                        PublishVolumeBody {
-                            node: Some(node.to_string()),
-                            frontend_node: None,
-                            protocol: Protocol::Nvmf,
-                        },
-                    )
+                    .put_volume_target(id, PublishVolumeBody::nvmf(Some(node), None))
                     .await
                     .unwrap();
             }

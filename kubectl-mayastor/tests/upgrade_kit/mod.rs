@@ -202,29 +202,11 @@ pub fn published_volume(cluster: &Cluster, id: &str, size: u64, node: &str) {
     let client = cluster.client();
     cluster.block_on(async {
         client
-            .put_volume(
-                id,
-                CreateVolumeBody {
-                    size,
-                    replicas: 3,
-                    thin: false,
-                    policy: VolumePolicy::default(),
-                    topology: None,
-                    labels: None,
-                    affinity_group: None,
-                },
-            )
+            .put_volume(id, CreateVolumeBody::new(size, 3))
             .await
             .unwrap();
         client
-            .put_volume_target(
-                id,
-                PublishVolumeBody {
-                    node: Some(node.to_string()),
-                    frontend_node: Some(HOST_NODE.to_string()),
-                    protocol: Protocol::Nvmf,
-                },
-            )
+            .put_volume_target(id, PublishVolumeBody::nvmf(Some(node), Some(HOST_NODE)))
             .await
             .unwrap();
     });

@@ -32,7 +32,7 @@ use clap::Parser;
 use io_engine_api::names::REST_HTTP_PORT;
 use openapi::{
     client::{RestClient, RestClientOptions},
-    models::{CreateVolumeBody, Protocol, PublishVolumeBody, Volume, VolumePolicy},
+    models::{CreateVolumeBody, PublishVolumeBody, Volume},
     CoreApi, RestError,
 };
 
@@ -426,13 +426,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let body = CreateVolumeBody {
-        size: args.size_mib << 20,
-        replicas: args.replicas,
         thin: !args.thick,
-        policy: VolumePolicy::default(),
-        topology: None,
-        labels: None,
-        affinity_group: None,
+        ..CreateVolumeBody::new(args.size_mib << 20, args.replicas)
     };
     let (creates, create_wall) = {
         let (api, ids, body) = (api.clone(), ids.clone(), body.clone());
@@ -447,16 +442,9 @@ async fn main() -> anyhow::Result<()> {
         phase("publish", args.volumes, args.clients, move |i| {
             let (api, ids) = (api.clone(), ids.clone());
             async move {
-                api.put_volume_target(
-                    &ids[i],
-                    PublishVolumeBody {
-                        node: None,
-                        frontend_node: None,
-                        protocol: Protocol::Nvmf,
-                    },
-                )
-                .await
-                .map(|_| ())
+                api.put_volume_target(&ids[i], PublishVolumeBody::nvmf(None, None))
+                    .await
+                    .map(|_| ())
             }
         })
         .await

@@ -184,23 +184,11 @@ fn pool_body(disk: String) -> CreatePoolBody {
 }
 
 fn volume_body(size: u64, replicas: u8) -> CreateVolumeBody {
-    CreateVolumeBody {
-        size,
-        replicas,
-        thin: false,
-        policy: VolumePolicy { self_heal: true },
-        topology: None,
-        labels: None,
-        affinity_group: None,
-    }
+    CreateVolumeBody::new(size, replicas)
 }
 
 fn publish_body(node: &str) -> PublishVolumeBody {
-    PublishVolumeBody {
-        node: Some(node.to_owned()),
-        frontend_node: Some("test-host".into()),
-        protocol: Protocol::Nvmf,
-    }
+    PublishVolumeBody::nvmf(Some(node), Some("test-host"))
 }
 
 fn new_id() -> String {

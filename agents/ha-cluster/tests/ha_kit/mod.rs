@@ -32,13 +32,8 @@ pub async fn published_volume(c: &Cluster, replicas: u8, frontend: &str) -> (Str
     api.put_volume(
         &volume,
         CreateVolumeBody {
-            size: 16 * MIB,
-            replicas,
-            thin: false,
             policy: VolumePolicy { self_heal: false },
-            topology: None,
-            labels: None,
-            affinity_group: None,
+            ..CreateVolumeBody::new(16 * MIB, replicas)
         },
     )
     .await
@@ -46,11 +41,7 @@ pub async fn published_volume(c: &Cluster, replicas: u8, frontend: &str) -> (Str
     let v = api
         .put_volume_target(
             &volume,
-            PublishVolumeBody {
-                node: Some("node-1".into()),
-                frontend_node: Some(frontend.into()),
-                protocol: Protocol::Nvmf,
-            },
+            PublishVolumeBody::nvmf(Some("node-1"), Some(frontend)),
         )
         .await
         .unwrap();

@@ -162,18 +162,7 @@ async fn forwards_over_http_and_https_and_stops_on_sigterm() {
     }
     let id = "55555555-5555-4555-8555-555555555555";
     let created = over_https
-        .put_volume(
-            id,
-            CreateVolumeBody {
-                size: 1 << 20,
-                replicas: 1,
-                thin: false,
-                policy: VolumePolicy::default(),
-                topology: None,
-                labels: None,
-                affinity_group: None,
-            },
-        )
+        .put_volume(id, CreateVolumeBody::new(1 << 20, 1))
         .await
         .expect("created through the forwarder");
     assert_eq!(Ok(created), core.double.get_volume(id).await);

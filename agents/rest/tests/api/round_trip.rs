@@ -145,14 +145,7 @@ async fn volume_writes_round_trip() {
     assert_eq!(Ok(grown), api.get_volume(id).await);
 
     let published = client
-        .put_volume_target(
-            id,
-            PublishVolumeBody {
-                node: Some("node-2".into()),
-                frontend_node: Some("node-3".into()),
-                protocol: Protocol::Nvmf,
-            },
-        )
+        .put_volume_target(id, PublishVolumeBody::nvmf(Some("node-2"), Some("node-3")))
         .await
         .expect("published");
     assert_eq!(
@@ -341,14 +334,7 @@ async fn errors_arrive_unchanged() {
         .expect_err("already exists");
     assert_eq!(exists.kind, ErrorKind::AlreadyExists);
     let published = client
-        .put_volume_target(
-            VOLUME_1,
-            PublishVolumeBody {
-                node: None,
-                frontend_node: None,
-                protocol: Protocol::Nvmf,
-            },
-        )
+        .put_volume_target(VOLUME_1, PublishVolumeBody::nvmf(None, None))
         .await
         .expect_err("already published");
     assert_eq!(published.kind, ErrorKind::AlreadyPublished);

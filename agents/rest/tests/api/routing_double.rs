@@ -54,18 +54,7 @@ impl RoutingDouble {
         ] {
             t.volumes.insert(
                 uuid.to_string(),
-                volume(
-                    uuid,
-                    &CreateVolumeBody {
-                        size,
-                        replicas: 1,
-                        thin: false,
-                        policy: VolumePolicy { self_heal: true },
-                        topology: None,
-                        labels: None,
-                        affinity_group: None,
-                    },
-                ),
+                volume(uuid, &CreateVolumeBody::new(size, 1)),
             );
         }
         if let Some(v) = t.volumes.get_mut(VOLUME_1) {
