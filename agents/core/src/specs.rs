@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use openapi::models::{NexusSpec, NodeSpec, PoolSpec, ReplicaSpec, VolumeSpec};
+use openapi::models::{NexusSpec, NodeSpec, PoolSpec, ReplicaSpec, SpecStatus, VolumeSpec};
 use parking_lot::RwLock;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use store::{
@@ -52,6 +52,14 @@ pub struct VolumeRecord {
     pub nexus: Option<String>,
     #[serde(default)]
     pub op: Option<VolumeOp>,
+}
+
+impl VolumeRecord {
+    /// Created and with no operation in flight: what the reconcilers may
+    /// act on.
+    pub fn settled(&self) -> bool {
+        self.spec.status == SpecStatus::Created && self.op.is_none()
+    }
 }
 
 /// Replica specs by uuid, and the uuids of each volume's replicas.
@@ -239,6 +247,21 @@ impl SpecStore {
 
     pub fn volume(&self, id: &str) -> Option<VolumeRecord> {
         self.volumes.read().get(id).cloned()
+    }
+
+    /// The volume `id` if it is [settled](VolumeRecord::settled).
+    pub fn settled_volume(&self, id: &str) -> Option<VolumeRecord> {
+        self.volume(id).filter(VolumeRecord::settled)
+    }
+
+    /// Every [settled](VolumeRecord::settled) volume.
+    pub fn settled_volumes(&self) -> Vec<VolumeRecord> {
+        self.volumes
+            .read()
+            .values()
+            .filter(|r| r.settled())
+            .cloned()
+            .collect()
     }
 
     pub async fn put_replica(&self, spec: ReplicaSpec) -> Result<(), CoreError> {

@@ -494,11 +494,7 @@ impl Store for EmbeddedStore {
         prefix: &[u8],
         start_revision: Option<i64>,
     ) -> Result<WatchStream, StoreError> {
-        if let Some(start) = start_revision.filter(|r| *r <= 0) {
-            return Err(StoreError::InvalidArgument(format!(
-                "start revision {start} is not positive"
-            )));
-        }
+        StoreError::check_start_revision(start_revision)?;
         self.watch_range(KeyRange::prefix(prefix), start_revision)
     }
 

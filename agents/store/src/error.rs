@@ -86,6 +86,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Refuses a watch's start revision that is not positive (absent
+    /// means "from now on").
+    pub fn check_start_revision(start_revision: Option<i64>) -> Result<(), StoreError> {
+        match start_revision.filter(|r| *r <= 0) {
+            Some(start) => Err(StoreError::InvalidArgument(format!(
+                "start revision {start} is not positive"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The stable kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -335,11 +335,7 @@ impl Store for EtcdStore {
         prefix: &[u8],
         start_revision: Option<i64>,
     ) -> Result<WatchStream, StoreError> {
-        if let Some(start) = start_revision.filter(|r| *r <= 0) {
-            return Err(StoreError::InvalidArgument(format!(
-                "start revision {start} is not positive"
-            )));
-        }
+        StoreError::check_start_revision(start_revision)?;
         let (key, range_end) = KeyRange::prefix(prefix).to_etcd();
         let create = pb::WatchRequest {
             request_union: Some(pb::watch_request::RequestUnion::CreateRequest(

@@ -28,14 +28,7 @@ struct OutOfSpace {
 pub async fn thin_space(core: &Core, state: &ReconcileState) -> ReconcileResult {
     let mut out = Outcome::default();
     finish_moves(core, state, &mut out).await;
-    let volumes: Vec<_> = core
-        .specs
-        .volumes
-        .read()
-        .values()
-        .filter(|r| r.spec.status == SpecStatus::Created && r.op.is_none())
-        .cloned()
-        .collect();
+    let volumes = core.specs.settled_volumes();
     let cluster = core.cluster();
     let mut full: BTreeMap<String, Vec<OutOfSpace>> = BTreeMap::new();
     for rec in &volumes {
@@ -117,11 +110,7 @@ pub async fn thin_space(core: &Core, state: &ReconcileState) -> ReconcileResult 
             out.requeue(BUSY_REQUEUE);
             continue;
         };
-        let Some(rec) = core
-            .specs
-            .volume(&relief.volume)
-            .filter(|r| r.spec.status == SpecStatus::Created && r.op.is_none())
-        else {
+        let Some(rec) = core.specs.settled_volume(&relief.volume) else {
             continue;
         };
         let rec = &rec;

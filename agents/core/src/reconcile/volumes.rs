@@ -15,14 +15,7 @@ fn age_ms(ms: i64) -> Duration {
 /// volume. Children that ran out of space are left to [`thin_space`], and
 /// a volume with a replica move in progress keeps its extra replica.
 pub async fn self_heal(core: &Core, state: &ReconcileState) -> ReconcileResult {
-    let volumes: Vec<_> = core
-        .specs
-        .volumes
-        .read()
-        .values()
-        .filter(|r| r.spec.status == SpecStatus::Created && r.op.is_none())
-        .cloned()
-        .collect();
+    let volumes = core.specs.settled_volumes();
     let mut out = Outcome::default();
     for rec in volumes {
         let id = rec.spec.uuid.clone();
@@ -38,11 +31,7 @@ pub async fn self_heal(core: &Core, state: &ReconcileState) -> ReconcileResult {
 
 /// Heals one volume (its lock held).
 async fn heal(core: &Core, state: &ReconcileState, id: &str, out: &mut Outcome) {
-    let Some(rec) = core
-        .specs
-        .volume(id)
-        .filter(|r| r.spec.status == SpecStatus::Created && r.op.is_none())
-    else {
+    let Some(rec) = core.specs.settled_volume(id) else {
         return;
     };
     let moving = state.moves.lock().contains_key(id);
