@@ -8,6 +8,7 @@
 //! the dump goes on. The archive gets its final name last.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Instant;
 
 use openapi::{CoreApi, RestClient, RestClientOptions};
@@ -146,6 +147,21 @@ impl Bundle<'_> {
             files,
             duration_ms,
         });
+    }
+
+    /// Adds what `cut` keeps of the log file `src` as `path`; its record.
+    pub fn log_file(&mut self, path: &str, src: &Path, cut: Cut<'_>) -> Result<FileRecord, String> {
+        let mut entry = self
+            .archive
+            .entry(path, &self.redactor)
+            .map_err(|e| e.to_string())?;
+        cut_file(src, cut, &mut entry)
+            .map_err(|e| format!("cannot read {}: {e}", src.display()))?;
+        let bytes = entry.finish().map_err(|e| e.to_string())?;
+        Ok(FileRecord {
+            path: path.to_string(),
+            bytes,
+        })
     }
 
     /// Adds a text file; its record.
@@ -487,19 +503,9 @@ async fn collect_local_logs(
             max_bytes: opts.max_log_bytes,
             line_filter,
         };
-        let result = (|| {
-            let mut entry = bundle
-                .archive
-                .entry(&log.archive_path, &bundle.redactor)
-                .map_err(|e| e.to_string())?;
-            cut_file(&log.path, cut, &mut entry)
-                .map_err(|e| format!("cannot read {}: {e}", log.path.display()))?;
-            let bytes = entry.finish().map_err(|e| e.to_string())?;
-            Ok(vec![FileRecord {
-                path: log.archive_path.clone(),
-                bytes,
-            }])
-        })();
+        let result = bundle
+            .log_file(&log.archive_path, &log.path, cut)
+            .map(|f| vec![f]);
         bundle.end(&name, &log.path.display().to_string(), t, result);
         // Let a Ctrl-C through between files.
         tokio::task::yield_now().await;

@@ -25,6 +25,17 @@ pub struct Cut<'a> {
     pub line_filter: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
 }
 
+impl Cut<'_> {
+    /// Every line, at most the newest `max_bytes`.
+    pub fn newest(max_bytes: u64) -> Self {
+        Cut {
+            since_ns: i64::MIN,
+            max_bytes,
+            line_filter: None,
+        }
+    }
+}
+
 /// What a cut kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CutStats {

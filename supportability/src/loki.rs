@@ -22,7 +22,7 @@ use std::io::{BufWriter, Write};
 use serde::Deserialize;
 
 use crate::bundle::Bundle;
-use crate::logcut::{cut_file, Cut};
+use crate::logcut::Cut;
 use crate::manifest::FileRecord;
 use crate::topology::Selection;
 use crate::DumpOptions;
@@ -348,18 +348,7 @@ fn write_spools(
             "logs/{}/{host}-loki-{container}.log",
             crate::log_group(container)
         );
-        let mut entry = bundle
-            .archive
-            .entry(&path, &bundle.redactor)
-            .map_err(|e| e.to_string())?;
-        let cut = Cut {
-            since_ns: i64::MIN,
-            max_bytes,
-            line_filter: None,
-        };
-        cut_file(file.path(), cut, &mut entry).map_err(|e| format!("spool file: {e}"))?;
-        let bytes = entry.finish().map_err(|e| e.to_string())?;
-        files.push(FileRecord { path, bytes });
+        files.push(bundle.log_file(&path, file.path(), Cut::newest(max_bytes))?);
     }
     Ok(files)
 }

@@ -24,7 +24,7 @@ use kube::Api;
 
 use super::Kube;
 use crate::bundle::Bundle;
-use crate::logcut::{cut_file, Cut};
+use crate::logcut::Cut;
 use crate::manifest::FileRecord;
 use crate::topology::Selection;
 use crate::DumpOptions;
@@ -260,18 +260,11 @@ async fn fetch(
         writer.flush().map_err(|e| format!("spool file: {e}"))?;
     }
     let path = source.archive_path();
-    let mut entry = bundle
-        .archive
-        .entry(&path, &bundle.redactor)
-        .map_err(|e| e.to_string())?;
-    let cut = Cut {
-        since_ns: i64::MIN,
-        max_bytes,
-        line_filter: None,
-    };
-    cut_file(spool.path(), cut, &mut entry).map_err(|e| format!("spool file: {e}"))?;
-    let bytes = entry.finish().map_err(|e| e.to_string())?;
-    Ok(vec![FileRecord { path, bytes }])
+    Ok(vec![bundle.log_file(
+        &path,
+        spool.path(),
+        Cut::newest(max_bytes),
+    )?])
 }
 
 #[cfg(test)]
