@@ -12,7 +12,7 @@ use openapi::models::{ChildState, NodeStatus, Pool, PoolStatus, VolumeStatus};
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Gauge, Paragraph, Wrap};
+use ratatui::widgets::{Block, Clear, Gauge, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
 use crate::app::{App, Connection, Dialog, Mode, NodeOp, View};
@@ -139,6 +139,26 @@ fn selected_row() -> Style {
 
 fn titled(title: String) -> Block<'static> {
     Block::bordered().title(title)
+}
+
+/// A list in a titled box: a bold header, and the selected row reversed
+/// and marked `> `.
+fn draw_list<'a>(
+    frame: &mut Frame,
+    area: Rect,
+    header: Vec<&'a str>,
+    rows: Vec<Row<'a>>,
+    widths: Vec<Constraint>,
+    title: String,
+    selected: Option<usize>,
+) {
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
+        .block(titled(title))
+        .row_highlight_style(selected_row())
+        .highlight_symbol(if selected.is_some() { "> " } else { "" });
+    let mut state = TableState::default().with_selected(selected);
+    frame.render_stateful_widget(table, area, &mut state);
 }
 
 /// ` (3 of 5, filter: abc)` or ``.

@@ -2,12 +2,11 @@
 
 use openapi::models::Node;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, Row};
 use ratatui::Frame;
 
-use super::{dim, filter_suffix, node_style, selected_row, titled};
+use super::{dim, draw_list, filter_suffix, node_style, titled};
 use crate::app::{App, View};
 use crate::model::{self, NONE};
 
@@ -55,13 +54,7 @@ pub(super) fn nodes_table(
     if wide {
         widths.push(Constraint::Length(10));
     }
-    let table = Table::new(rows, widths)
-        .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
-        .block(titled(title))
-        .row_highlight_style(selected_row())
-        .highlight_symbol(if selected.is_some() { "> " } else { "" });
-    let mut state = TableState::default().with_selected(selected);
-    frame.render_stateful_widget(table, area, &mut state);
+    draw_list(frame, area, header, rows, widths, title, selected);
 }
 
 pub(super) fn draw_nodes(frame: &mut Frame, area: Rect, app: &App) {

@@ -2,13 +2,13 @@
 //! pool's usage gauge.
 
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Color, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Gauge, Paragraph, Row};
 use ratatui::Frame;
 
 use super::volumes::iops;
-use super::{dim, filter_suffix, pct, pool_style, selected_row, titled};
+use super::{dim, draw_list, filter_suffix, pct, pool_style, titled};
 use crate::app::{App, View};
 use crate::format;
 use crate::model::{self, NONE};
@@ -17,7 +17,7 @@ pub(super) fn draw_pools(frame: &mut Frame, area: Rect, app: &App) {
     let pools = app.visible_pools();
     let total = app.snapshot.as_ref().map_or(0, |s| s.pools.len());
     let [list, detail] = Layout::vertical([Constraint::Min(4), Constraint::Length(5)]).areas(area);
-    let header = Row::new([
+    let header = vec![
         "ID",
         "NODE",
         "STATUS",
@@ -26,8 +26,7 @@ pub(super) fn draw_pools(frame: &mut Frame, area: Rect, app: &App) {
         "COMMITTED",
         "IOPS",
         "DISK",
-    ])
-    .style(Style::new().add_modifier(Modifier::BOLD));
+    ];
     let rows: Vec<Row> = pools
         .iter()
         .map(|p| {
@@ -52,9 +51,12 @@ pub(super) fn draw_pools(frame: &mut Frame, area: Rect, app: &App) {
             ])
         })
         .collect();
-    let table = Table::new(
+    draw_list(
+        frame,
+        list,
+        header,
         rows,
-        [
+        vec![
             Constraint::Min(8),
             Constraint::Min(8),
             Constraint::Length(8),
@@ -64,16 +66,9 @@ pub(super) fn draw_pools(frame: &mut Frame, area: Rect, app: &App) {
             Constraint::Length(6),
             Constraint::Fill(2),
         ],
-    )
-    .header(header)
-    .block(titled(format!(
-        "Pools{}",
-        filter_suffix(app, pools.len(), total)
-    )))
-    .row_highlight_style(selected_row())
-    .highlight_symbol("> ");
-    let mut state = TableState::default().with_selected(app.selected_index(View::Pools));
-    frame.render_stateful_widget(table, list, &mut state);
+        format!("Pools{}", filter_suffix(app, pools.len(), total)),
+        app.selected_index(View::Pools),
+    );
 
     let Some(p) = app.selected_pool() else {
         frame.render_widget(

@@ -3,12 +3,11 @@
 
 use openapi::models::{ReplicaTopology, Volume};
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, Row};
 use ratatui::Frame;
 
-use super::{child_style, dim, filter_suffix, selected_row, titled, volume_style, warn, WIDE};
+use super::{child_style, dim, draw_list, filter_suffix, titled, volume_style, warn, WIDE};
 use crate::app::{App, View};
 use crate::format::{self, short_id};
 use crate::model::{self, NONE};
@@ -26,7 +25,7 @@ pub(super) fn draw_volumes(frame: &mut Frame, area: Rect, app: &App) {
         (a, b)
     };
 
-    let header = Row::new([
+    let header = vec![
         "ID",
         "STATUS",
         "REPLICAS",
@@ -34,8 +33,7 @@ pub(super) fn draw_volumes(frame: &mut Frame, area: Rect, app: &App) {
         "SIZE",
         "THIN",
         "IOPS",
-    ])
-    .style(Style::new().add_modifier(Modifier::BOLD));
+    ];
     let rows: Vec<Row> = volumes
         .iter()
         .map(|v| {
@@ -51,9 +49,12 @@ pub(super) fn draw_volumes(frame: &mut Frame, area: Rect, app: &App) {
             ])
         })
         .collect();
-    let table = Table::new(
+    draw_list(
+        frame,
+        list,
+        header,
         rows,
-        [
+        vec![
             Constraint::Min(10),
             Constraint::Length(8),
             Constraint::Length(8),
@@ -62,16 +63,9 @@ pub(super) fn draw_volumes(frame: &mut Frame, area: Rect, app: &App) {
             Constraint::Length(4),
             Constraint::Length(6),
         ],
-    )
-    .header(header)
-    .block(titled(format!(
-        "Volumes{}",
-        filter_suffix(app, volumes.len(), total)
-    )))
-    .row_highlight_style(selected_row())
-    .highlight_symbol("> ");
-    let mut state = TableState::default().with_selected(app.selected_index(View::Volumes));
-    frame.render_stateful_widget(table, list, &mut state);
+        format!("Volumes{}", filter_suffix(app, volumes.len(), total)),
+        app.selected_index(View::Volumes),
+    );
 
     let lines = match app.selected_volume() {
         Some(v) => topology_lines(app, v, detail.width >= 66),
