@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use io_engine_api::v1::registration_rpc_server::RegistrationRpcServer;
-use store::{keys::StoreKeys, EtcdStore, LeaseLock, LockOptions};
+use store::{LeaseLock, LockOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -37,10 +37,10 @@ pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Ended> {
     let listener = tokio::net::TcpListener::bind(args.grpc_endpoint)
         .await
         .with_context(|| format!("cannot listen on {}", args.grpc_endpoint))?;
-    let Some(store) = EtcdStore::connect_until_stopped(&args.store, &stop).await else {
+    let Some(store) = args.store.connect_until_stopped(&stop).await else {
         return Ok(Ended::Stopped);
     };
-    let keys = StoreKeys::new(&args.cluster_uid, &args.namespace);
+    let keys = args.store.keys();
     let owner = format!("agent-core@{}/{}", args.grpc_endpoint, std::process::id());
     info!(owner = %owner, "waiting for the leader lease");
     let ttl = i64::try_from(args.lease_ttl.as_secs().max(1)).unwrap_or(10);

@@ -22,15 +22,8 @@ pub struct Args {
     /// IP:PORT of the core agent (gRPC registration and the HTTP API).
     #[arg(short = 'g', long, default_value_t = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), CORE_GRPC_PORT))]
     pub grpc_endpoint: SocketAddr,
-    /// Store endpoint (etcd, or the embedded store): HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:2379")]
-    pub store: String,
-    /// Cluster uid in the store keys.
-    #[arg(long, default_value = "default")]
-    pub cluster_uid: String,
-    /// Namespace in the store keys.
-    #[arg(long, default_value = "mayastor")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub store: store::StoreArgs,
     /// A node whose engine has not registered for this long is Offline.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub heartbeat_timeout: Duration,

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use io_engine_api::ha::ha_cluster_rpc_server::HaClusterRpcServer;
 use openapi::client::{RestClient, RestClientOptions};
-use store::{keys::StoreKeys, EtcdStore, LeaseLock, LockOptions};
+use store::{LeaseLock, LockOptions};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -54,10 +54,10 @@ pub async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Ended> {
     let listener = tokio::net::TcpListener::bind(args.grpc_endpoint)
         .await
         .with_context(|| format!("cannot listen on {}", args.grpc_endpoint))?;
-    let Some(store) = EtcdStore::connect_until_stopped(&args.store, &stop).await else {
+    let Some(store) = args.store.connect_until_stopped(&stop).await else {
         return Ok(Ended::Stopped);
     };
-    let keys = StoreKeys::new(&args.cluster_uid, &args.namespace);
+    let keys = args.store.keys();
     let owner = format!(
         "agent-ha-cluster@{}/{}",
         args.grpc_endpoint,

@@ -20,15 +20,8 @@ pub struct Args {
     /// IP:PORT of the gRPC service the node agents report to.
     #[arg(short = 'g', long, default_value_t = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), HA_CLUSTER_GRPC_PORT))]
     pub grpc_endpoint: SocketAddr,
-    /// Store endpoint (etcd, or the embedded store): HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:2379")]
-    pub store: String,
-    /// Cluster uid in the store keys.
-    #[arg(long, default_value = "default")]
-    pub cluster_uid: String,
-    /// Namespace in the store keys.
-    #[arg(long, default_value = "mayastor")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub store: store::StoreArgs,
     /// The REST API (the core agent's HTTP endpoint or api-rest).
     #[arg(short = 'r', long, default_value = "http://127.0.0.1:8081")]
     pub rest: String,

@@ -10,8 +10,9 @@
 //!   etcd API (the `mayastor-store` binary), so several processes on one
 //!   machine can share it through [`EtcdStore`].
 //!
-//! On top of the trait: [`LeaseLock`] (leader election with a lease) and
-//! [`keys`] (the key layout of the control plane).
+//! On top of the trait: [`LeaseLock`] (leader election with a lease),
+//! [`keys`] (the key layout of the control plane) and [`StoreArgs`] (the
+//! store flags of every agent).
 //!
 //! Semantics shared by every implementation (one test suite checks them
 //! against all of them, `tests/suite.rs`):
@@ -30,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+mod args;
 mod error;
 mod types;
 
@@ -42,6 +44,7 @@ pub mod server;
 
 use async_trait::async_trait;
 
+pub use args::StoreArgs;
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use error::{ErrorKind, StoreError};
 pub use etcd::EtcdStore;
