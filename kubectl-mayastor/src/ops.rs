@@ -78,20 +78,9 @@ fn failed(doing: impl Into<String>) -> impl FnOnce(RestError) -> anyhow::Error {
 
 /// Every volume, page by page.
 async fn all_volumes(api: &dyn CoreApi) -> anyhow::Result<Vec<Volume>> {
-    const PAGE: u64 = 500;
-    let mut volumes = Vec::new();
-    let mut token = None;
-    loop {
-        let page = api
-            .get_volumes(PAGE, token)
-            .await
-            .map_err(failed("cannot list volumes"))?;
-        volumes.extend(page.entries);
-        match page.next_token {
-            Some(next) if Some(next) != token => token = Some(next),
-            _ => return Ok(volumes),
-        }
-    }
+    api.all_volumes(500)
+        .await
+        .map_err(failed("cannot list volumes"))
 }
 
 async fn replica_index(

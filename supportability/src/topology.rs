@@ -70,19 +70,10 @@ impl Cluster {
     pub async fn read(api: &dyn CoreApi) -> Result<Cluster, DumpError> {
         let nodes = api.get_nodes().await.map_err(|e| rest("nodes", e))?;
         let pools = api.get_pools().await.map_err(|e| rest("pools", e))?;
-        let mut volumes = Vec::new();
-        let mut token = None;
-        loop {
-            let page = api
-                .get_volumes(VOLUME_PAGE, token)
-                .await
-                .map_err(|e| rest("volumes", e))?;
-            volumes.extend(page.entries);
-            match page.next_token {
-                Some(next) if Some(next) != token => token = Some(next),
-                _ => break,
-            }
-        }
+        let volumes = api
+            .all_volumes(VOLUME_PAGE)
+            .await
+            .map_err(|e| rest("volumes", e))?;
         let replicas = api.get_replicas().await.map_err(|e| rest("replicas", e))?;
         let nexuses = api.get_nexuses().await.map_err(|e| rest("nexuses", e))?;
         let specs = api.get_specs().await.map_err(|e| rest("specs", e))?;

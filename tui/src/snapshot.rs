@@ -10,11 +10,7 @@
 use std::collections::BTreeMap;
 
 use openapi::models::{IoStats, Node, Pool, UpgradeStatus, Volume, VolumeIoStats};
-use openapi::{CoreApi, ErrorKind, RestError};
-
-/// Upper bound on the pages of `GET /volumes` read in one poll, so that a
-/// server handing out tokens forever cannot stall the poller.
-const MAX_VOLUME_PAGES: usize = 1000;
+use openapi::{CoreApi, RestError};
 
 /// Published volumes whose counters are read in one poll (the first ones
 /// by uuid), so that a large cluster costs a bounded number of requests.
@@ -64,28 +60,8 @@ impl Snapshot {
 
 /// Reads nodes, pools and every page of volumes.
 pub async fn fetch(api: &dyn CoreApi) -> Result<Snapshot, RestError> {
-    let (nodes, pools, volumes) = tokio::try_join!(api.get_nodes(), api.get_pools(), async {
-        let mut volumes = Vec::new();
-        let mut token = None;
-        for _ in 0..MAX_VOLUME_PAGES {
-            let page = api.get_volumes(0, token).await?;
-            volumes.extend(page.entries);
-            match page.next_token {
-                Some(next) if Some(next) != token => token = Some(next),
-                Some(_) => {
-                    return Err(RestError::new(
-                        ErrorKind::Internal,
-                        "the volume list repeats its page token",
-                    ))
-                }
-                None => return Ok(volumes),
-            }
-        }
-        Err(RestError::new(
-            ErrorKind::Internal,
-            format!("the volume list has more than {MAX_VOLUME_PAGES} pages"),
-        ))
-    })?;
+    let (nodes, pools, volumes) =
+        tokio::try_join!(api.get_nodes(), api.get_pools(), api.all_volumes(0))?;
     let mut snapshot = Snapshot::new(nodes, pools, volumes);
     let (_, upgrade) = tokio::join!(read_stats(api, &mut snapshot), api.get_upgrade_status());
     // No record (404) or an unreadable one: no upgrade line.

@@ -627,18 +627,7 @@ fn node_version(node: &Node) -> &str {
 
 /// Every volume, page by page.
 async fn all_volumes(api: &dyn CoreApi) -> Result<Vec<Volume>> {
-    const PAGE: u64 = 500;
-    let mut volumes = Vec::new();
-    let mut token = None;
-    loop {
-        let page = api
-            .get_volumes(PAGE, token)
-            .await
-            .map_err(UpgradeError::rest("cannot list volumes"))?;
-        volumes.extend(page.entries);
-        match page.next_token {
-            Some(next) if Some(next) != token => token = Some(next),
-            _ => return Ok(volumes),
-        }
-    }
+    api.all_volumes(500)
+        .await
+        .map_err(UpgradeError::rest("cannot list volumes"))
 }

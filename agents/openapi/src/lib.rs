@@ -134,6 +134,9 @@ impl RestError {
 
 pub type Result<T, E = RestError> = std::result::Result<T, E>;
 
+/// Most pages [`CoreApi::all_volumes`] reads.
+pub const MAX_VOLUME_PAGES: usize = 100_000;
+
 /// The operations behind the REST endpoints (one method per endpoint).
 #[async_trait::async_trait]
 pub trait CoreApi: Send + Sync {
@@ -141,6 +144,33 @@ pub trait CoreApi: Send + Sync {
     /// `GET /volumes?max_entries=N&starting_token=T` (paged; max_entries 0
     /// means all).
     async fn get_volumes(&self, max_entries: u64, starting_token: Option<u64>) -> Result<Volumes>;
+    /// Every volume, through [`get_volumes`](Self::get_volumes) `page` at
+    /// a time (0: as many as the server gives in one page). A server whose
+    /// page token does not move on, or that hands out more than
+    /// [`MAX_VOLUME_PAGES`] pages, gets an error rather than an endless
+    /// listing.
+    async fn all_volumes(&self, page: u64) -> Result<Vec<Volume>> {
+        let mut volumes = Vec::new();
+        let mut token = None;
+        for _ in 0..MAX_VOLUME_PAGES {
+            let p = self.get_volumes(page, token).await?;
+            volumes.extend(p.entries);
+            match p.next_token {
+                None => return Ok(volumes),
+                Some(next) if Some(next) == token => {
+                    return Err(RestError::new(
+                        ErrorKind::Internal,
+                        "the volume list repeats its page token",
+                    ))
+                }
+                Some(next) => token = Some(next),
+            }
+        }
+        Err(RestError::new(
+            ErrorKind::Internal,
+            format!("the volume list has more than {MAX_VOLUME_PAGES} pages"),
+        ))
+    }
     /// `GET /volumes/{id}`
     async fn get_volume(&self, id: &str) -> Result<Volume>;
     /// `PUT /volumes/{id}`

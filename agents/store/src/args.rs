@@ -10,7 +10,11 @@ use crate::{keys::StoreKeys, EtcdStore, SharedStore};
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// Store endpoint (etcd, or the embedded store): HOST:PORT.
-    #[arg(long = "store", value_name = "HOST:PORT", default_value = "127.0.0.1:2379")]
+    #[arg(
+        long = "store",
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:2379"
+    )]
     pub endpoint: String,
     /// Cluster uid in the store keys.
     #[arg(long, default_value = "default")]

@@ -184,20 +184,10 @@ impl PvGarbageCollector {
     }
 
     async fn volumes(&self) -> anyhow::Result<Vec<openapi::models::Volume>> {
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .rest
-                .get_volumes(u64::from(PAGE), token)
-                .await
-                .map_err(|e| anyhow::anyhow!("listing volumes: {e}"))?;
-            all.extend(page.entries);
-            match page.next_token {
-                Some(next) => token = Some(next),
-                None => return Ok(all),
-            }
-        }
+        self.rest
+            .all_volumes(u64::from(PAGE))
+            .await
+            .map_err(|e| anyhow::anyhow!("listing volumes: {e}"))
     }
 
     /// The volume handles (uuids) of this driver's PVs.

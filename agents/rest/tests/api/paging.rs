@@ -7,6 +7,22 @@ use openapi::CoreApi;
 use super::support::{get, TestServer};
 
 #[tokio::test]
+async fn all_volumes_reads_every_page() {
+    let server = TestServer::open().await;
+    let client = server.client();
+    let all = client.get_volumes(0, None).await.expect("all");
+    assert_eq!(all.entries.len(), 3);
+    for page in [0, 1, 2, 3, 5] {
+        let walked = client.all_volumes(page).await.expect("all_volumes");
+        assert_eq!(walked, all.entries, "page {page}");
+    }
+    let calls = server.double.calls();
+    for call in ["get_volumes(1, Some(2))", "get_volumes(2, Some(2))"] {
+        assert!(calls.contains(&call.to_string()), "{call}: {calls:?}");
+    }
+}
+
+#[tokio::test]
 async fn pages_walk_every_volume_once() {
     let server = TestServer::open().await;
     let client = server.client();
