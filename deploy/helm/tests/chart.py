@@ -23,7 +23,8 @@ NAMESPACE = "mayastor"
 # written) is reported as skipped by the flag test.
 CLAP_SOURCES = {
     "io-engine": ["engine/io-engine/src/daemon.rs"],
-    "agent-core": ["agents/core/src/config.rs"],
+    # The store flags are flattened in from the store crate.
+    "agent-core": ["agents/core/src/config.rs", "agents/store/src/args.rs"],
     "api-rest": ["agents/rest/src/main.rs"],
     "operator-diskpool": ["agents/operator-diskpool/src/main.rs"],
     "csi-controller": ["csi/src/controller.rs", "csi/src/controller/args.rs"],
@@ -191,13 +192,14 @@ def documented_keys(values_yaml: str) -> list[tuple[int, str]]:
 
 
 def clap_flags(component: str) -> set[str] | None:
-    """The long flags a binary accepts, read from its clap derive struct
-    (`#[arg(long ...)]` fields); None when its source is not in the tree."""
-    for relative in CLAP_SOURCES[component]:
-        path = REPO / relative
-        if path.exists():
-            return parse_clap_flags(path.read_text())
-    return None
+    """The long flags a binary accepts, read from its clap derive structs
+    (`#[arg(long ...)]` fields) in every source of it that is in the tree;
+    None when none is."""
+    sources = [REPO / relative for relative in CLAP_SOURCES[component]]
+    found = [path for path in sources if path.exists()]
+    if not found:
+        return None
+    return set().union(*(parse_clap_flags(path.read_text()) for path in found))
 
 
 def parse_clap_flags(source: str) -> set[str]:
