@@ -92,7 +92,10 @@ impl Sample {
 /// When a worker stops.
 #[derive(Debug, Clone, Copy)]
 enum Limit {
-    /// Stop issuing at this instant.
+    /// Stop issuing this long after the run started.
+    For(Duration),
+    /// Stop issuing at this instant (what [`Limit::For`] becomes when the
+    /// run starts).
     Until(Instant),
     /// Stop after the sequential cursor has covered the region once.
     OnePass,
@@ -235,11 +238,16 @@ async fn run_job<D: BlockDevice + 'static>(
     target_pid: Option<u32>,
     mut on_tick: impl FnMut(u64, Duration),
 ) -> Result<Sample, BenchError> {
-    let job = Arc::new(job);
+    let mut job = job;
     let host_before = HostCpu::now();
     let target_before = target_pid.and_then(CpuTime::of_pid);
     let cpu_before = CpuTime::now();
     let start = Instant::now();
+    // The run lasts at least its runtime from the instant it is timed from.
+    if let Limit::For(runtime) = job.limit {
+        job.limit = Limit::Until(start + runtime);
+    }
+    let job = Arc::new(job);
     let mut handles = Vec::with_capacity(queue_depth);
     for i in 0..queue_depth {
         let dev = Arc::clone(dev);
@@ -322,7 +330,7 @@ pub async fn run_workload<D: BlockDevice + 'static>(
         dev.info().block_size,
         workload.is_write(),
         workload.pattern(),
-        Limit::Until(Instant::now() + runtime),
+        Limit::For(runtime),
         seed,
     )?;
     let runtime_ms = u64::try_from(runtime.as_millis()).unwrap_or(u64::MAX);
